@@ -1,0 +1,52 @@
+//! How netxdp attached to an interface, kept in a pinned map beside the program so that
+//! `netxdp status` can explain an attachment without any state outside bpffs.
+
+/// XDP attach mode, as `ip link` shows it (`xdp` for native, `xdpgeneric` for skb).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) mode.
+    Native = 1,
+    /// Generic (skb) mode.
+    Skb = 2,
+}
+
+impl AttachMode {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Native),
+            2 => Some(Self::Skb),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Skb => "skb",
+        }
+    }
+}
+
+/// The single value of the `INFO` array map. Written by the loader at attach; never read
+/// by the kernel program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachInfo {
+    /// Interface index the program is attached to.
+    pub ifindex: u32,
+    /// [`AttachMode`] as its `u32` value; 0 until the loader has written the record.
+    pub mode: u32,
+    /// Wall-clock attach time, seconds since the Unix epoch.
+    pub attached_at_unix: u64,
+}
+
+impl AttachInfo {
+    pub fn mode(&self) -> Option<AttachMode> {
+        AttachMode::from_raw(self.mode)
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` integers with no padding (4 + 4 + 8 bytes).
+unsafe impl aya::Pod for AttachInfo {}

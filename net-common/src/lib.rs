@@ -1,0 +1,42 @@
+//! Shared ground between the netxdp XDP program (`net-ebpf`) and its loader (`net-user`).
+//!
+//! - [`frame`]: the one way the parser reads bytes, implemented over a slice here and over
+//!   the XDP context in the kernel.
+//! - [`parse`]: the packet parser. Its meaning lives here once: the kernel program runs this
+//!   very code, and the host tests exercise it as the reference.
+//! - [`stats`]: the `#[repr(C)]` counter block the kernel fills and userspace reads.
+//! - [`info`]: the `#[repr(C)]` record of how an interface was attached.
+//!
+//! ```
+//! use net_common::{frame::SliceFrame, parse::{parse, L3, L4}};
+//!
+//! // An Ethernet + IPv4 + UDP frame, 42 bytes, no payload.
+//! let mut frame = [0u8; 42];
+//! frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+//! frame[14] = 0x45; // version 4, 20-byte header
+//! frame[16..18].copy_from_slice(&28u16.to_be_bytes()); // total length
+//! frame[23] = 17; // UDP
+//! frame[34..36].copy_from_slice(&5353u16.to_be_bytes());
+//! frame[36..38].copy_from_slice(&53u16.to_be_bytes());
+//!
+//! let packet = parse(&SliceFrame::new(&frame));
+//! assert_eq!((packet.l3, packet.l4), (L3::Ipv4, L4::Udp));
+//! assert_eq!(packet.ports(), Some((5353, 53)));
+//! assert!(!packet.malformed);
+//! ```
+#![no_std]
+
+pub mod frame;
+pub mod info;
+pub mod parse;
+pub mod stats;
+
+/// Names shared by the loader and the object file: the program, and the maps as pinned.
+pub mod names {
+    /// The XDP program's function name in the object file.
+    pub const PROGRAM: &str = "netxdp";
+    /// The per-CPU counter block ([`crate::stats::Stats`]).
+    pub const STATS_MAP: &str = "STATS";
+    /// The attach record ([`crate::info::AttachInfo`]).
+    pub const INFO_MAP: &str = "INFO";
+}

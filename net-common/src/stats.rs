@@ -1,0 +1,89 @@
+//! The counter block: one per CPU, one map entry, so the kernel does a single map lookup per
+//! packet and userspace sums the CPUs when it reads.
+
+use crate::parse::{L3, L4, Packet};
+
+/// Packets and bytes (bytes as the frame's length on the wire, without FCS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    #[inline(always)]
+    pub fn add(&mut self, bytes: u64) {
+        self.packets += 1;
+        self.bytes += bytes;
+    }
+
+    pub fn merge(&mut self, other: &Counter) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
+/// XDP verdicts, in the kernel's numbering (`enum xdp_action`).
+pub const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
+
+/// Every packet is counted once under its verdict, once under its L3 and once under its L4
+/// class; `malformed` counts, in addition, frames the parser found truncated or invalid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Indexed by XDP action ([`XDP_ACTIONS`]).
+    pub action: [Counter; XDP_ACTIONS.len()],
+    /// Indexed by [`L3`].
+    pub l3: [Counter; L3::ALL.len()],
+    /// Indexed by [`L4`].
+    pub l4: [Counter; L4::ALL.len()],
+    pub malformed: Counter,
+}
+
+impl Stats {
+    /// Counts one packet with the verdict `action`. The reference for what the kernel does.
+    #[inline(always)]
+    pub fn record(&mut self, packet: &Packet, action: u32) {
+        let bytes = packet.len as u64;
+        if let Some(counter) = self.action.get_mut(action as usize) {
+            counter.add(bytes);
+        }
+        if let Some(counter) = self.l3.get_mut(packet.l3 as usize) {
+            counter.add(bytes);
+        }
+        if let Some(counter) = self.l4.get_mut(packet.l4 as usize) {
+            counter.add(bytes);
+        }
+        if packet.malformed {
+            self.malformed.add(bytes);
+        }
+    }
+
+    /// Adds another block (another CPU's) into this one.
+    pub fn merge(&mut self, other: &Stats) {
+        let pairs = self
+            .action
+            .iter_mut()
+            .zip(&other.action)
+            .chain(self.l3.iter_mut().zip(&other.l3))
+            .chain(self.l4.iter_mut().zip(&other.l4))
+            .chain(core::iter::once((&mut self.malformed, &other.malformed)));
+        for (mine, theirs) in pairs {
+            mine.merge(theirs);
+        }
+    }
+
+    /// All packets seen: the sum over verdicts.
+    pub fn total(&self) -> Counter {
+        let mut total = Counter::default();
+        for counter in &self.action {
+            total.merge(counter);
+        }
+        total
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]` arrays of `u64` pairs, no padding, every bit pattern valid.
+unsafe impl aya::Pod for Stats {}

@@ -1,0 +1,54 @@
+//! The netxdp XDP program.
+//!
+//! v1 counts and passes: it parses each frame with net-common's parser (the same code the
+//! host tests run as the reference) and adds it to one per-CPU counter block.
+#![no_std]
+#![no_main]
+
+mod frame;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use net_common::{info::AttachInfo, parse::parse, stats::Stats};
+
+use crate::frame::XdpFrame;
+
+/// The counter block, one entry, one copy per CPU.
+#[map(name = "STATS")]
+static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
+
+/// How the loader attached this program; written by userspace only. Declared here so that
+/// it lives and is pinned beside the program's other maps.
+#[map(name = "INFO")]
+static INFO: Array<AttachInfo> = Array::pinned(1, 0);
+
+#[xdp]
+pub fn netxdp(ctx: XdpContext) -> u32 {
+    let packet = parse(&XdpFrame::new(&ctx));
+    let action = xdp_action::XDP_PASS;
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
+        unsafe { (*stats).record(&packet, action) };
+    }
+    if packet.malformed {
+        // Compiled in, but a single global load when the loader leaves debug logging off.
+        debug!(&ctx, "malformed frame, {} bytes", packet.len);
+    }
+    action
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// Marks the object GPL-compatible so that it may call GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

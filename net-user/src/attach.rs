@@ -1,0 +1,287 @@
+//! Attaching the program to an interface, for good (pinned) or for the life of a process.
+
+use std::{
+    fs, io,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData},
+    programs::{
+        ProgramError, ProgramInfo, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+use net_common::{
+    info::{AttachInfo, AttachMode},
+    names,
+};
+use tracing::{debug, info};
+
+use crate::{
+    counters::CounterMap,
+    pins::PinDir,
+    preflight,
+    program::{self, KernelLog},
+};
+
+/// The attach mode asked for on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeRequest {
+    /// Native (driver) mode if the driver supports it, else generic (skb) mode.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, at a higher cost per packet.
+    Skb,
+}
+
+impl ModeRequest {
+    fn accepts(self, mode: AttachMode) -> bool {
+        matches!(
+            (self, mode),
+            (ModeRequest::Auto, _)
+                | (ModeRequest::Native, AttachMode::Native)
+                | (ModeRequest::Skb, AttachMode::Skb)
+        )
+    }
+}
+
+/// What `attach` did.
+#[derive(Debug)]
+pub enum Outcome {
+    Attached {
+        mode: AttachMode,
+        program_id: u32,
+    },
+    /// netxdp was attached already, in a mode the request accepts: nothing changed.
+    AlreadyAttached {
+        mode: AttachMode,
+    },
+}
+
+/// Attaches the program to `iface` and pins it, with its link and maps, under
+/// `/sys/fs/bpf/netxdp/IFACE/`, so that it keeps running after this process exits.
+///
+/// Either the attachment is complete (link pinned last) or nothing new is left behind.
+pub fn attach_pinned(iface: &str, request: ModeRequest) -> Result<Outcome> {
+    preflight::require_privileges()?;
+    let ifindex = preflight::ifindex(iface)?;
+    preflight::require_bpffs()?;
+    let pins = PinDir::new(iface);
+    if pins.is_attached() {
+        match read_info(&pins) {
+            Ok(record) if record.ifindex == ifindex => {
+                let mode = record.mode().context("the attach record is unreadable")?;
+                if request.accepts(mode) {
+                    return Ok(Outcome::AlreadyAttached { mode });
+                }
+                bail!(
+                    "netxdp is already attached to {iface} in {} mode; run `netxdp detach {iface}` \
+                     first to attach in another mode",
+                    mode.as_str()
+                );
+            }
+            // The interface was deleted and a new one took its name: the old link is dead.
+            _ => {
+                info!("removing the stale attachment of a former interface named {iface}");
+                remove_link(&pins)?;
+            }
+        }
+    }
+
+    let dir_existed = pins.dir().exists();
+    fs::create_dir_all(pins.dir()).with_context(|| format!("creating {}", pins.dir().display()))?;
+    let result = attach_and_pin(&pins, ifindex, request);
+    if result.is_err() {
+        // The link pin is written last, so on failure it does not exist: only the program
+        // pin, and maps this attempt created, are to be removed.
+        let _ = fs::remove_file(pins.prog());
+        if !dir_existed {
+            let _ = fs::remove_dir_all(pins.dir());
+        }
+    }
+    result
+}
+
+fn attach_and_pin(pins: &PinDir, ifindex: u32, request: ModeRequest) -> Result<Outcome> {
+    let mut ebpf = program::load(Some(pins.dir()), KernelLog::Off)?;
+    let program = program::xdp_program(&mut ebpf)?;
+    let (link_id, mode) = attach_to(program, pins.iface(), ifindex, request)?;
+    let link: FdLink = program
+        .take_link(link_id)?
+        .try_into()
+        .context("the kernel attached without a bpf_link, which cannot be pinned")?;
+    let program_id = program.info()?.id();
+
+    write_info(&mut ebpf, ifindex, mode)?;
+    // A stale program pin from an interrupted attach would make pinning fail.
+    match fs::remove_file(pins.prog()) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
+        _ => {}
+    }
+    program::xdp_program(&mut ebpf)?
+        .pin(pins.prog())
+        .with_context(|| format!("pinning the program at {}", pins.prog().display()))?;
+    link.pin(pins.link())
+        .with_context(|| format!("pinning the link at {}", pins.link().display()))?;
+    Ok(Outcome::Attached { mode, program_id })
+}
+
+/// Attaches `program` in the requested mode; `auto` falls back from native to skb, saying so.
+pub fn attach_to(
+    program: &mut Xdp,
+    iface: &str,
+    ifindex: u32,
+    request: ModeRequest,
+) -> Result<(aya::programs::xdp::XdpLinkId, AttachMode)> {
+    let native = program.attach_to_if_index(ifindex, XdpMode::Driver);
+    match (request, native) {
+        (ModeRequest::Skb, _) => {}
+        (_, Ok(id)) => return Ok((id, AttachMode::Native)),
+        (_, Err(error)) if is_busy(&error) => return Err(busy_error(iface, error)),
+        (ModeRequest::Native, Err(error)) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "attaching in native mode to {iface} (the driver may lack XDP support: try --mode skb)"
+            )));
+        }
+        (ModeRequest::Auto, Err(error)) => {
+            info!("native XDP is not available on {iface} ({error}); using skb (generic) mode");
+        }
+    }
+    match program.attach_to_if_index(ifindex, XdpMode::Skb) {
+        Ok(id) => Ok((id, AttachMode::Skb)),
+        Err(error) if is_busy(&error) => Err(busy_error(iface, error)),
+        Err(error) => {
+            Err(anyhow::Error::new(error).context(format!("attaching in skb mode to {iface}")))
+        }
+    }
+}
+
+fn is_busy(error: &ProgramError) -> bool {
+    matches!(error, ProgramError::SyscallError(e)
+        if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
+}
+
+fn busy_error(iface: &str, error: ProgramError) -> anyhow::Error {
+    anyhow::Error::new(error).context(format!(
+        "another XDP program is already attached to {iface} (`ip link show dev {iface}` names it; \
+         `ip link set dev {iface} xdp off` or its own tool removes it)"
+    ))
+}
+
+fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode) -> Result<()> {
+    let map = ebpf
+        .map_mut(names::INFO_MAP)
+        .context("the object has no INFO map")?;
+    let mut info: Array<&mut MapData, AttachInfo> = Array::try_from(map)?;
+    let attached_at_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    info.set(
+        0,
+        AttachInfo {
+            ifindex,
+            mode: mode as u32,
+            attached_at_unix,
+        },
+        0,
+    )?;
+    Ok(())
+}
+
+/// Reads the attach record pinned for an interface.
+pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
+    let map = MapData::from_pin(pins.info_map())
+        .with_context(|| format!("opening {}", pins.info_map().display()))?;
+    let info: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(map))?;
+    Ok(info.get(&0, 0)?)
+}
+
+/// Detaches netxdp from `iface` and removes its pins.
+pub fn detach_pinned(iface: &str) -> Result<()> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    let pins = PinDir::new(iface);
+    if !pins.dir().exists() {
+        bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
+    }
+    remove_link(&pins)?;
+    fs::remove_dir_all(pins.dir()).with_context(|| format!("removing {}", pins.dir().display()))?;
+    Ok(())
+}
+
+/// Unpins the link, which detaches the program once no one else holds it.
+fn remove_link(pins: &PinDir) -> Result<()> {
+    if !pins.link().exists() {
+        return Ok(());
+    }
+    let link = PinnedLink::from_pin(pins.link())
+        .with_context(|| format!("opening {}", pins.link().display()))?;
+    let link = link
+        .unpin()
+        .with_context(|| format!("unpinning {}", pins.link().display()))?;
+    drop(link);
+    debug!("unpinned {}", pins.link().display());
+    Ok(())
+}
+
+/// One pinned attachment, as `status` shows it.
+#[derive(Debug)]
+pub struct Attachment {
+    pub iface: String,
+    pub info: Option<AttachInfo>,
+    pub program: Option<ProgramInfo>,
+    /// Whether the interface the record names still exists under this name.
+    pub live: bool,
+    pub counters: Option<net_common::stats::Stats>,
+}
+
+/// Every pinned attachment.
+pub fn list_pinned() -> Result<Vec<Attachment>> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    let mut found = Vec::new();
+    for pins in PinDir::all().context("listing /sys/fs/bpf/netxdp")? {
+        let info = read_info(&pins).ok();
+        let live = info.is_some_and(|record| {
+            pins.is_attached() && preflight::ifindex(pins.iface()).ok() == Some(record.ifindex)
+        });
+        found.push(Attachment {
+            iface: pins.iface().to_owned(),
+            info,
+            program: ProgramInfo::from_pin(pins.prog()).ok(),
+            live,
+            counters: CounterMap::from_pin(&pins).and_then(|map| map.read()).ok(),
+        });
+    }
+    Ok(found)
+}
+
+/// An attachment owned by this process: detached when dropped (by `watch` and `demo`).
+pub struct ScopedAttachment {
+    pub ebpf: Ebpf,
+    pub mode: AttachMode,
+}
+
+impl ScopedAttachment {
+    pub fn new(iface: &str, request: ModeRequest, log: KernelLog) -> Result<Self> {
+        preflight::require_privileges()?;
+        let ifindex = preflight::ifindex(iface)?;
+        if PinDir::new(iface).is_attached() {
+            bail!(
+                "netxdp is already attached to {iface} for good: `netxdp stats {iface}` shows its \
+                 counters, `netxdp detach {iface}` removes it"
+            );
+        }
+        let mut ebpf = program::load(None, log)?;
+        let program = program::xdp_program(&mut ebpf)?;
+        let (_link, mode) = attach_to(program, iface, ifindex, request)?;
+        write_info(&mut ebpf, ifindex, mode)?;
+        Ok(Self { ebpf, mode })
+    }
+}

@@ -1,0 +1,327 @@
+//! What each command does, over the library's pieces.
+
+use std::{
+    io::{self, Write as _},
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::Ebpf;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+use tracing::warn;
+
+use crate::{
+    attach::{self, ModeRequest, Outcome, ScopedAttachment},
+    cli::{Command, Sampling},
+    counters::{CounterMap, Sample},
+    netns::VethNet,
+    pins::PinDir,
+    preflight,
+    program::KernelLog,
+    report::{StatsRecord, StatusRecord},
+    traffic,
+};
+
+pub async fn run(command: Command, verbose: u8) -> Result<()> {
+    let kernel_log = if verbose > 0 {
+        KernelLog::Debug
+    } else {
+        KernelLog::Off
+    };
+    match command {
+        Command::Attach { iface, mode } => {
+            match attach::attach_pinned(&iface, mode)? {
+                Outcome::Attached { mode, program_id } => println!(
+                    "attached to {iface} in {} mode (program id {program_id}); pinned under {}",
+                    mode.as_str(),
+                    PinDir::new(&iface).dir().display()
+                ),
+                Outcome::AlreadyAttached { mode } => println!(
+                    "already attached to {iface} in {} mode; nothing changed",
+                    mode.as_str()
+                ),
+            }
+            Ok(())
+        }
+        Command::Detach { iface } => {
+            attach::detach_pinned(&iface)?;
+            println!("detached from {iface}; pins removed");
+            Ok(())
+        }
+        Command::Status { json } => {
+            let status = StatusRecord::new(&attach::list_pinned()?);
+            if json {
+                emit(&serde_json::to_string(&status)?)?;
+            } else {
+                emit(status.to_text().trim_end())?;
+            }
+            Ok(())
+        }
+        Command::Stats {
+            ifaces,
+            sampling,
+            json,
+        } => stats(ifaces, sampling, json).await,
+        Command::Watch {
+            iface,
+            mode,
+            sampling,
+            json,
+        } => watch(&iface, mode, sampling, json, kernel_log).await,
+        Command::Demo { seconds, mode } => {
+            demo(Duration::from_secs(seconds.get()), mode, kernel_log).await
+        }
+    }
+}
+
+/// Writes one line to stdout. A closed pipe (`| head`) is a normal way to stop reading, so
+/// it ends the command quietly, as it does for tcpdump.
+fn emit(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => Ok(other?),
+    }
+}
+
+/// Stdout was closed by its reader: stop, successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed")]
+pub struct StdoutClosed;
+
+async fn stats(ifaces: Vec<String>, sampling: Sampling, json: bool) -> Result<()> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    let pins = if ifaces.is_empty() {
+        let all = PinDir::all()?;
+        if all.is_empty() {
+            bail!("netxdp is not attached to any interface (`netxdp attach IFACE` attaches it)");
+        }
+        all
+    } else {
+        ifaces.iter().map(|iface| PinDir::new(iface)).collect()
+    };
+    let mut sources = Vec::new();
+    for pin in &pins {
+        if !pin.is_attached() {
+            bail!(
+                "netxdp is not attached to {} (`netxdp status` lists its attachments)",
+                pin.iface()
+            );
+        }
+        sources.push((pin.iface().to_owned(), CounterMap::from_pin(pin)?));
+    }
+    sample_loop(&sources, sampling, json, || Ok(())).await
+}
+
+/// Prints a sample of every source each interval until the count is reached or a signal
+/// arrives; `between` runs after each round (demo uses it to stop with its traffic).
+async fn sample_loop(
+    sources: &[(String, CounterMap)],
+    sampling: Sampling,
+    json: bool,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let mut shutdown = Shutdown::new()?;
+    let mut previous: Vec<Option<Sample>> = vec![None; sources.len()];
+    let mut ticker = tokio::time::interval(sampling.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.recv() => return Ok(()),
+        }
+        for ((iface, map), previous) in sources.iter().zip(previous.iter_mut()) {
+            let sample = map.sample()?;
+            let record = StatsRecord::new(iface, &sample, previous.as_ref());
+            if json {
+                emit(&record.to_json().to_string())?;
+            } else {
+                emit(&record.to_text())?;
+            }
+            *previous = Some(sample);
+        }
+        round += 1;
+        if sampling.count.is_some_and(|count| round >= count.get()) {
+            return Ok(());
+        }
+        between()?;
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM.
+struct Shutdown {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Forwards the kernel program's aya-log records to tracing, while the returned task runs.
+fn forward_kernel_logs(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(error) => {
+            warn!("kernel logs are unavailable: {error}");
+            return None;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer's fd for its whole life and always reports
+    // that same fd; the AsyncFd owns the logger.
+    let mut logger = match unsafe { AsyncFd::register(logger) } {
+        Ok(fd) => fd,
+        Err(error) => {
+            warn!("kernel logs are unavailable: {}", error.into_parts().1);
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while let Ok(mut ready) = logger.readable_mut().await {
+            ready.get_inner_mut().flush();
+            ready.clear_ready();
+        }
+    }))
+}
+
+async fn watch(
+    iface: &str,
+    mode: ModeRequest,
+    sampling: Sampling,
+    json: bool,
+    kernel_log: KernelLog,
+) -> Result<()> {
+    let mut attachment = ScopedAttachment::new(iface, mode, kernel_log)?;
+    eprintln!(
+        "watching {iface} in {} mode; Ctrl-C detaches",
+        attachment.mode.as_str()
+    );
+    let logs = match kernel_log {
+        KernelLog::Debug => forward_kernel_logs(&mut attachment.ebpf),
+        KernelLog::Off => None,
+    };
+    let sources = [(
+        iface.to_owned(),
+        CounterMap::take_from(&mut attachment.ebpf)?,
+    )];
+    let result = sample_loop(&sources, sampling, json, || Ok(())).await;
+    if let Some(task) = logs {
+        task.abort();
+    }
+    drop(attachment);
+    eprintln!("detached from {iface}");
+    result
+}
+
+/// The subnet index of the demo's veth pair: 198.18.200.0/30, fd00:c8::/64.
+const DEMO_SUBNET: u8 = 200;
+
+async fn demo(duration: Duration, mode: ModeRequest, kernel_log: KernelLog) -> Result<()> {
+    preflight::require_privileges()?;
+    let net = VethNet::create("demo", DEMO_SUBNET).context("creating the demo namespace")?;
+    eprintln!(
+        "demo: namespace {} with veth {} (here, 198.18.{DEMO_SUBNET}.1) <-> {} (there, .2); \
+         sending traffic for {} s",
+        net.namespace(),
+        net.host_if(),
+        net.peer_if(),
+        duration.as_secs()
+    );
+    let mut attachment = ScopedAttachment::new(net.host_if(), mode, kernel_log)?;
+    eprintln!(
+        "demo: attached to {} in {} mode",
+        net.host_if(),
+        attachment.mode.as_str()
+    );
+    let logs = match kernel_log {
+        KernelLog::Debug => forward_kernel_logs(&mut attachment.ebpf),
+        KernelLog::Off => None,
+    };
+    let counters = CounterMap::take_from(&mut attachment.ebpf)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = Arc::clone(&stop);
+        let subnet = net.subnet();
+        net.spawn_in_namespace(move || demo_traffic(subnet, duration, &stop))
+    };
+    let rounds = duration.as_secs().max(1);
+    let sampling = Sampling {
+        interval: Duration::from_secs(1),
+        count: std::num::NonZeroU64::new(rounds + 1),
+    };
+    let sources = [(net.host_if().to_owned(), counters)];
+    let result = sample_loop(&sources, sampling, false, || Ok(())).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the traffic thread panicked"))?;
+    if let Some(task) = logs {
+        task.abort();
+    }
+    drop(attachment);
+    drop(net);
+    eprintln!("demo: detached, namespace and veth pair removed");
+    let sent = sent?;
+    eprintln!(
+        "demo: sent {} ICMP and {} ICMPv6 echo requests ({} and {} answered), {} UDP datagrams, \
+         {} TCP connection attempts",
+        sent.pings_v4, sent.pings_v6, sent.replies_v4, sent.replies_v6, sent.udp, sent.tcp
+    );
+    result
+}
+
+/// What the demo sent.
+#[derive(Debug, Default)]
+struct DemoTraffic {
+    pings_v4: u64,
+    pings_v6: u64,
+    replies_v4: u64,
+    replies_v6: u64,
+    udp: u64,
+    tcp: u64,
+}
+
+/// Ten rounds a second, each: a ping and a ping6, a burst of UDP over IPv4 and IPv6, and
+/// a TCP connection attempt to a closed port; until `duration` passes or `stop` is set.
+fn demo_traffic(subnet: u8, duration: Duration, stop: &AtomicBool) -> io::Result<DemoTraffic> {
+    let host_v4 = IpAddr::V4(VethNet::host_v4(subnet));
+    let host_v6 = IpAddr::V6(VethNet::host_v6(subnet));
+    let deadline = std::time::Instant::now() + duration;
+    let mut sent = DemoTraffic::default();
+    let wait = Duration::from_millis(50);
+    while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        sent.pings_v4 += 1;
+        sent.replies_v4 += u64::from(traffic::ping(host_v4, 1, wait)?);
+        sent.pings_v6 += 1;
+        sent.replies_v6 += u64::from(traffic::ping(host_v6, 1, wait)?);
+        sent.udp += traffic::udp_burst(SocketAddr::new(host_v4, 9), 20, &[0x5a; 200])? as u64;
+        sent.udp += traffic::udp_burst(SocketAddr::new(host_v6, 9), 5, &[0xa5; 600])? as u64;
+        traffic::tcp_connects(SocketAddr::new(host_v4, 9), 1, wait);
+        sent.tcp += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(sent)
+}

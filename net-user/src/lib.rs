@@ -1,0 +1,22 @@
+//! netxdp's loader and CLI, as a library so that the integration tests drive the same code
+//! the binary runs.
+//!
+//! - [`program`]: the embedded XDP object and how it is loaded.
+//! - [`pins`]: where an attachment lives in bpffs.
+//! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
+//! - [`attach`]: attach, detach and inspect pinned attachments.
+//! - [`counters`]: reading the per-CPU counter block and turning it into rates.
+//! - [`report`]: how counters and attachments are shown, as text and as JSON.
+//! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
+//! - [`cli`] and [`commands`]: the command line.
+
+pub mod attach;
+pub mod cli;
+pub mod commands;
+pub mod counters;
+pub mod netns;
+pub mod pins;
+pub mod preflight;
+pub mod program;
+pub mod report;
+pub mod traffic;

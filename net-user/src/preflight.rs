@@ -1,0 +1,95 @@
+//! Checks made before touching the kernel, so that a missing privilege or mount is reported
+//! as advice rather than as a raw EPERM or ENOENT from deep inside a load.
+
+use std::{ffi::CString, path::Path};
+
+use crate::pins::BPFFS;
+
+/// A precondition that is not met; each message says how to meet it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "netxdp needs root (or CAP_BPF and CAP_NET_ADMIN) to load XDP programs: run it with sudo"
+    )]
+    NotPrivileged,
+    #[error("no such interface: {0} (see `ip link` for the interfaces of this host)")]
+    NoSuchInterface(String),
+    #[error("invalid interface name {0:?}")]
+    BadInterfaceName(String),
+    #[error("bpffs is not mounted at {BPFFS}: mount it with `sudo mount -t bpf bpf {BPFFS}`")]
+    BpffsMissing,
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Root, or the capabilities that loading and attaching XDP programs needs.
+pub fn require_privileges() -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let effective = effective_capabilities().unwrap_or(0);
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
+        Ok(())
+    } else {
+        Err(Error::NotPrivileged)
+    }
+}
+
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The interface's index.
+pub fn ifindex(iface: &str) -> Result<u32, Error> {
+    let name = CString::new(iface).map_err(|_| Error::BadInterfaceName(iface.to_owned()))?;
+    if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
+        return Err(Error::BadInterfaceName(iface.to_owned()));
+    }
+    match nix::net::if_::if_nametoindex(name.as_c_str()) {
+        Ok(index) if index != 0 => Ok(index),
+        _ => Err(Error::NoSuchInterface(iface.to_owned())),
+    }
+}
+
+/// bpffs mounted where netxdp pins.
+pub fn require_bpffs() -> Result<(), Error> {
+    match nix::sys::statfs::statfs(Path::new(BPFFS)) {
+        Ok(fs) if fs.filesystem_type().0 as i64 == BPF_FS_MAGIC => Ok(()),
+        _ => Err(Error::BpffsMissing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_names_the_kernel_would_reject() {
+        for name in ["", "a/b", "sixteen-chars-xx", "nul\0"] {
+            assert!(
+                matches!(ifindex(name), Err(Error::BadInterfaceName(_))),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_interface_is_named_in_the_error() {
+        let error = ifindex("nxnosuch0").unwrap_err();
+        assert!(matches!(error, Error::NoSuchInterface(ref n) if n == "nxnosuch0"));
+        assert!(error.to_string().contains("ip link"));
+    }
+
+    #[test]
+    fn loopback_has_an_index() {
+        assert!(ifindex("lo").unwrap() > 0);
+    }
+}

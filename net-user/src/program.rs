@@ -1,0 +1,57 @@
+//! The embedded XDP object, and loading it.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use aya::{Ebpf, EbpfLoader, programs::Xdp};
+use net_common::names;
+
+/// The XDP object built by `cargo xtask build` from `net-ebpf`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NETXDP_EBPF_OBJECT"));
+
+/// Which kernel-side log records the program emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelLog {
+    /// None: the right choice when nothing will read the log ring (a pinned attach that
+    /// outlives the CLI). The verifier then removes the log calls as dead code.
+    Off,
+    /// Up to debug level, for `-v` on a command that drains the ring while it runs.
+    Debug,
+}
+
+impl KernelLog {
+    fn level(self) -> u8 {
+        match self {
+            KernelLog::Off => 0,
+            KernelLog::Debug => aya_log::Level::Debug as u8,
+        }
+    }
+}
+
+/// Loads the object and the XDP program into the kernel (not attached yet).
+///
+/// With `pin_dir`, the maps declared as pinned are reused from that directory when they are
+/// there, and created and pinned there when they are not.
+pub fn load(pin_dir: Option<&Path>, log: KernelLog) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    let level = log.level();
+    loader.override_global(aya_log::LEVEL, &level, false);
+    if let Some(dir) = pin_dir {
+        loader.default_map_pin_directory(dir);
+    }
+    let mut ebpf = loader
+        .load(OBJECT)
+        .context("loading the netxdp object into the kernel")?;
+    xdp_program(&mut ebpf)?
+        .load()
+        .context("loading the XDP program (rejected by the verifier?)")?;
+    Ok(ebpf)
+}
+
+/// The XDP program inside a loaded object.
+pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    let program = ebpf
+        .program_mut(names::PROGRAM)
+        .with_context(|| format!("the object has no program named {}", names::PROGRAM))?;
+    Ok(program.try_into()?)
+}

@@ -1,0 +1,331 @@
+//! How counters and attachments are shown: JSON records with a versioned schema (documented
+//! in the README), and the plain-text tables an operator reads, rendered from those records.
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use net_common::{
+    parse::{L3, L4},
+    stats::{Counter, Stats, XDP_ACTIONS},
+};
+use serde::Serialize;
+
+use crate::{attach::Attachment, counters::Sample};
+
+pub const STATS_SCHEMA: &str = "netxdp.stats/v1";
+pub const STATUS_SCHEMA: &str = "netxdp.status/v1";
+
+/// One counter with its rates over the last interval (`None` on the first sample).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CounterRecord {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets per second.
+    pub pps: Option<f64>,
+    /// Bits per second (frame bytes x 8).
+    pub bps: Option<f64>,
+}
+
+impl CounterRecord {
+    fn new(current: &Counter, previous: Option<&Counter>, seconds: Option<f64>) -> Self {
+        let rate = |now: u64, before: u64| {
+            seconds
+                .filter(|s| *s > 0.0)
+                .map(|s| now.saturating_sub(before) as f64 / s)
+        };
+        let (pps, bps) = match previous {
+            Some(before) => (
+                rate(current.packets, before.packets),
+                rate(current.bytes, before.bytes).map(|bytes| bytes * 8.0),
+            ),
+            None => (None, None),
+        };
+        Self {
+            packets: current.packets,
+            bytes: current.bytes,
+            pps,
+            bps,
+        }
+    }
+}
+
+/// One line of `netxdp stats --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsRecord {
+    pub schema: &'static str,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub iface: String,
+    /// Seconds since the previous sample; `None` on the first.
+    pub interval_secs: Option<f64>,
+    pub total: CounterRecord,
+    /// By XDP verdict: aborted, drop, pass, tx, redirect.
+    pub action: Vec<(&'static str, CounterRecord)>,
+    /// By network layer: ipv4, ipv6, arp, other.
+    pub l3: Vec<(&'static str, CounterRecord)>,
+    /// By transport: tcp, udp, icmp, icmpv6, other.
+    pub l4: Vec<(&'static str, CounterRecord)>,
+    /// Truncated or invalid frames (also counted above).
+    pub malformed: CounterRecord,
+}
+
+impl StatsRecord {
+    pub fn new(iface: &str, current: &Sample, previous: Option<&Sample>) -> Self {
+        let seconds = previous.map(|p| current.at.duration_since(p.at).as_secs_f64());
+        let before = previous.map(|p| &p.stats);
+        let group = |names: &[&'static str], pick: fn(&Stats) -> &[Counter]| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let prev = before.map(|b| &pick(b)[i]);
+                    (
+                        *name,
+                        CounterRecord::new(&pick(&current.stats)[i], prev, seconds),
+                    )
+                })
+                .collect()
+        };
+        let l3_names: Vec<_> = L3::ALL.iter().map(|l3| l3.as_str()).collect();
+        let l4_names: Vec<_> = L4::ALL.iter().map(|l4| l4.as_str()).collect();
+        Self {
+            schema: STATS_SCHEMA,
+            timestamp: rfc3339(current.wall),
+            iface: iface.to_owned(),
+            interval_secs: seconds,
+            total: CounterRecord::new(
+                &current.stats.total(),
+                before.map(Stats::total).as_ref(),
+                seconds,
+            ),
+            action: group(&XDP_ACTIONS, |s| &s.action),
+            l3: group(&l3_names, |s| &s.l3),
+            l4: group(&l4_names, |s| &s.l4),
+            malformed: CounterRecord::new(
+                &current.stats.malformed,
+                before.map(|b| &b.malformed),
+                seconds,
+            ),
+        }
+    }
+
+    /// The record as one line of JSON, groups as objects keyed by name.
+    pub fn to_json(&self) -> serde_json::Value {
+        let group = |entries: &[(&str, CounterRecord)]| {
+            entries
+                .iter()
+                .map(|(name, counter)| ((*name).to_owned(), serde_json::json!(counter)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        serde_json::json!({
+            "schema": self.schema,
+            "timestamp": self.timestamp,
+            "iface": self.iface,
+            "interval_secs": self.interval_secs,
+            "total": self.total,
+            "action": group(&self.action),
+            "l3": group(&self.l3),
+            "l4": group(&self.l4),
+            "malformed": self.malformed,
+        })
+    }
+
+    /// The record as a table.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let interval = self
+            .interval_secs
+            .map(|s| format!("over the last {s:.1} s"))
+            .unwrap_or_else(|| "totals since attach".to_owned());
+        let _ = writeln!(out, "{}  {}  ({interval})", self.iface, self.timestamp);
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>12} {:>12} {:>12} {:>14}",
+            "", "packets", "bytes", "pps", "bps"
+        );
+        let mut row = |label: String, c: &CounterRecord| {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>12} {:>12} {:>12} {:>14}",
+                label,
+                c.packets,
+                human_bytes(c.bytes),
+                c.pps.map_or("-".to_owned(), |v| format!("{v:.1}")),
+                c.bps.map_or("-".to_owned(), human_bits_per_sec),
+            );
+        };
+        row("total".to_owned(), &self.total);
+        for (group, entries) in [("action", &self.action), ("l3", &self.l3), ("l4", &self.l4)] {
+            for (name, counter) in entries {
+                row(format!("{group} {name}"), counter);
+            }
+        }
+        row("malformed".to_owned(), &self.malformed);
+        out
+    }
+}
+
+/// `netxdp status --json`.
+#[derive(Debug, Serialize)]
+pub struct StatusRecord {
+    pub schema: &'static str,
+    pub interfaces: Vec<AttachmentRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachmentRecord {
+    pub iface: String,
+    pub ifindex: Option<u32>,
+    /// "native" or "skb".
+    pub mode: Option<&'static str>,
+    pub program_id: Option<u32>,
+    /// RFC 3339, UTC.
+    pub attached_at: Option<String>,
+    /// False when the link is missing or the interface is gone: `netxdp detach` cleans up.
+    pub live: bool,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+impl StatusRecord {
+    pub fn new(attachments: &[Attachment]) -> Self {
+        let interfaces = attachments
+            .iter()
+            .map(|a| AttachmentRecord {
+                iface: a.iface.clone(),
+                ifindex: a.info.map(|i| i.ifindex),
+                mode: a.info.and_then(|i| i.mode()).map(|m| m.as_str()),
+                program_id: a.program.as_ref().map(|p| p.id()),
+                attached_at: a.info.map(|i| {
+                    rfc3339(
+                        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(i.attached_at_unix),
+                    )
+                }),
+                live: a.live,
+                packets: a.counters.map(|c| c.total().packets),
+                bytes: a.counters.map(|c| c.total().bytes),
+            })
+            .collect();
+        Self {
+            schema: STATUS_SCHEMA,
+            interfaces,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        if self.interfaces.is_empty() {
+            return "netxdp is not attached to any interface (`netxdp attach IFACE` attaches it)\n"
+                .to_owned();
+        }
+        let mut out = format!(
+            "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10}  {}\n",
+            "INTERFACE", "MODE", "PROG ID", "ATTACHED (UTC)", "PACKETS", "BYTES", "STATE"
+        );
+        let dash = || "-".to_owned();
+        for i in &self.interfaces {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10}  {}",
+                i.iface,
+                i.mode.unwrap_or("-"),
+                i.program_id.map_or_else(dash, |id| id.to_string()),
+                i.attached_at.clone().unwrap_or_else(dash),
+                i.packets.map_or_else(dash, |p| p.to_string()),
+                i.bytes.map_or_else(dash, human_bytes),
+                if i.live {
+                    "attached"
+                } else {
+                    "stale: interface or link gone, `netxdp detach` cleans up"
+                },
+            );
+        }
+        out
+    }
+}
+
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Bytes with an SI suffix, as `ip -h -s link` shows them.
+pub fn human_bytes(bytes: u64) -> String {
+    scaled(bytes as f64, "B")
+}
+
+pub fn human_bits_per_sec(bps: f64) -> String {
+    scaled(bps, "bit/s")
+}
+
+fn scaled(value: f64, unit: &str) -> String {
+    const PREFIXES: [&str; 5] = ["", "k", "M", "G", "T"];
+    let mut value = value;
+    let mut prefix = 0;
+    while value >= 1000.0 && prefix + 1 < PREFIXES.len() {
+        value /= 1000.0;
+        prefix += 1;
+    }
+    if prefix == 0 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {}{unit}", PREFIXES[prefix])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn sample(at: Instant, packets: u64, bytes: u64) -> Sample {
+        let mut stats = Stats::default();
+        stats.action[2] = Counter { packets, bytes };
+        stats.l3[0] = Counter { packets, bytes };
+        stats.l4[1] = Counter { packets, bytes };
+        Sample {
+            at,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            stats,
+        }
+    }
+
+    #[test]
+    fn first_sample_has_totals_and_no_rates() {
+        let record = StatsRecord::new("veth0", &sample(Instant::now(), 10, 640), None);
+        let json = record.to_json();
+        assert_eq!(json["schema"], "netxdp.stats/v1");
+        assert_eq!(json["timestamp"], "2027-01-15T08:00:00Z");
+        assert_eq!(json["total"]["packets"], 10);
+        assert_eq!(json["action"]["pass"]["bytes"], 640);
+        assert_eq!(json["l4"]["udp"]["packets"], 10);
+        assert!(json["total"]["pps"].is_null());
+        assert!(json["interval_secs"].is_null());
+    }
+
+    #[test]
+    fn rates_are_deltas_over_the_interval() {
+        let t0 = Instant::now();
+        let first = sample(t0, 10, 1000);
+        let second = sample(t0 + Duration::from_secs(2), 30, 3000);
+        let json = StatsRecord::new("veth0", &second, Some(&first)).to_json();
+        assert_eq!(json["interval_secs"], 2.0);
+        assert_eq!(json["total"]["pps"], 10.0);
+        assert_eq!(json["total"]["bps"], 8000.0);
+        assert_eq!(json["l3"]["ipv4"]["pps"], 10.0);
+        assert_eq!(json["l3"]["ipv6"]["pps"], 0.0);
+    }
+
+    #[test]
+    fn text_table_names_every_group() {
+        let text = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_text();
+        for label in ["total", "action pass", "l3 ipv4", "l4 udp", "malformed"] {
+            assert!(text.contains(label), "{label} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn scales_like_ip_dash_h() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
+        assert_eq!(human_bits_per_sec(2_500_000.0), "2.5 Mbit/s");
+    }
+}

@@ -1,0 +1,140 @@
+//! Real traffic from kernel sockets, for `demo` and the end-to-end tests: ICMP and ICMPv6
+//! echo, UDP bursts and TCP connection attempts. Every loop is bounded by a count.
+
+use std::{
+    io,
+    mem::MaybeUninit,
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Sends `count` UDP datagrams of `payload` to `to`; returns how many the kernel accepted.
+pub fn udp_burst(to: SocketAddr, count: usize, payload: &[u8]) -> io::Result<usize> {
+    let bind: SocketAddr = match to {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("literal address"),
+        SocketAddr::V6(_) => "[::]:0".parse().expect("literal address"),
+    };
+    let socket = UdpSocket::bind(bind)?;
+    let mut sent = 0;
+    for _ in 0..count {
+        socket.send_to(payload, to)?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Sends `count` echo requests to `to`, one at a time, each waiting up to `wait` for its
+/// reply; returns the number of replies. Like `ping -c COUNT -W WAIT`, from a raw socket.
+pub fn ping(to: IpAddr, count: u16, wait: Duration) -> io::Result<u16> {
+    let (domain, protocol, request_type, reply_type) = match to {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128u8, 129u8),
+    };
+    let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
+    let ident = (std::process::id() & 0xffff) as u16;
+    let target = SocketAddr::new(to, 0).into();
+    let mut replies = 0;
+    for seq in 0..count {
+        let mut request = [0u8; 16];
+        request[0] = request_type;
+        request[4..6].copy_from_slice(&ident.to_be_bytes());
+        request[6..8].copy_from_slice(&seq.to_be_bytes());
+        request[8..].copy_from_slice(b"netxdp!!");
+        if to.is_ipv4() {
+            // The kernel fills in the ICMPv6 checksum; ICMP's is ours to compute.
+            let sum = internet_checksum(&request);
+            request[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        socket.send_to(&request, &target)?;
+        if await_reply(&socket, to.is_ipv4(), reply_type, ident, seq, wait)? {
+            replies += 1;
+        }
+    }
+    Ok(replies)
+}
+
+fn await_reply(
+    socket: &Socket,
+    ipv4: bool,
+    reply_type: u8,
+    ident: u16,
+    seq: u16,
+    wait: Duration,
+) -> io::Result<bool> {
+    let deadline = Instant::now() + wait;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        socket.set_read_timeout(Some(left))?;
+        let len = match socket.recv(&mut buf) {
+            Ok(len) => len,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        // SAFETY: recv initialised the first `len` bytes.
+        let data: Vec<u8> = buf[..len]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        // Raw IPv4 sockets deliver the IP header too; raw IPv6 sockets do not.
+        let icmp = if ipv4 {
+            let header_len = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
+            data.get(header_len..).unwrap_or(&[])
+        } else {
+            &data[..]
+        };
+        if icmp.len() >= 8
+            && icmp[0] == reply_type
+            && icmp[4..6] == ident.to_be_bytes()
+            && icmp[6..8] == seq.to_be_bytes()
+        {
+            return Ok(true);
+        }
+    }
+}
+
+/// Attempts `count` TCP connections to `to` (a closed port answers with a reset: one SYN
+/// each way), each bounded by `wait`; returns how many were accepted.
+pub fn tcp_connects(to: SocketAddr, count: usize, wait: Duration) -> usize {
+    (0..count)
+        .filter(|_| TcpStream::connect_timeout(&to, wait).is_ok())
+        .count()
+}
+
+/// RFC 1071 checksum.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_matches_rfc1071_example() {
+        // RFC 1071 section 3: 0001 f203 f4f5 f6f7 sums to ddf2, complemented 220d.
+        assert_eq!(
+            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0x220d
+        );
+    }
+}
