@@ -26,15 +26,22 @@
 //! ```
 #![no_std]
 
+#[cfg(feature = "testing")]
+extern crate alloc;
+
 pub mod frame;
 pub mod info;
 pub mod parse;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// Names shared by the loader and the object file: the program, and the maps as pinned.
 pub mod names {
     /// The XDP program's function name in the object file.
     pub const PROGRAM: &str = "netxdp";
+    /// A program that only returns XDP_PASS: the benchmarks' floor.
+    pub const PASS_FLOOR: &str = "pass_floor";
     /// The per-CPU counter block ([`crate::stats::Stats`]).
     pub const STATS_MAP: &str = "STATS";
     /// The attach record ([`crate::info::AttachInfo`]).

@@ -60,18 +60,38 @@ impl Stats {
         }
     }
 
+    /// Every counter of the block, in layout order.
+    pub fn counters(&self) -> impl Iterator<Item = &Counter> {
+        self.action
+            .iter()
+            .chain(&self.l3)
+            .chain(&self.l4)
+            .chain(core::iter::once(&self.malformed))
+    }
+
+    fn counters_mut(&mut self) -> impl Iterator<Item = &mut Counter> {
+        self.action
+            .iter_mut()
+            .chain(&mut self.l3)
+            .chain(&mut self.l4)
+            .chain(core::iter::once(&mut self.malformed))
+    }
+
     /// Adds another block (another CPU's) into this one.
     pub fn merge(&mut self, other: &Stats) {
-        let pairs = self
-            .action
-            .iter_mut()
-            .zip(&other.action)
-            .chain(self.l3.iter_mut().zip(&other.l3))
-            .chain(self.l4.iter_mut().zip(&other.l4))
-            .chain(core::iter::once((&mut self.malformed, &other.malformed)));
-        for (mine, theirs) in pairs {
+        for (mine, theirs) in self.counters_mut().zip(other.counters()) {
             mine.merge(theirs);
         }
+    }
+
+    /// What was counted since `earlier`, a reading of the same counters.
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        let mut delta = *self;
+        for (now, before) in delta.counters_mut().zip(earlier.counters()) {
+            now.packets = now.packets.wrapping_sub(before.packets);
+            now.bytes = now.bytes.wrapping_sub(before.bytes);
+        }
+        delta
     }
 
     /// All packets seen: the sum over verdicts.

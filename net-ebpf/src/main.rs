@@ -42,6 +42,14 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
     action
 }
 
+/// Returns XDP_PASS and nothing else: the floor that `cargo xtask bench` measures beside
+/// `netxdp`, so that the test-run overhead can be told from the program's own cost. Never
+/// attached by the CLI.
+#[xdp]
+pub fn pass_floor(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -1,10 +1,15 @@
 //! The embedded XDP object, and loading it.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use anyhow::{Context as _, Result};
 use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use net_common::names;
+
+use crate::pins::BPFFS;
 
 /// The XDP object built by `cargo xtask build` from `net-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NETXDP_EBPF_OBJECT"));
@@ -31,14 +36,37 @@ impl KernelLog {
 /// Loads the object and the XDP program into the kernel (not attached yet).
 ///
 /// With `pin_dir`, the maps declared as pinned are reused from that directory when they are
-/// there, and created and pinned there when they are not.
+/// there, and created and pinned there when they are not. Without, the maps are private to
+/// the returned object.
 pub fn load(pin_dir: Option<&Path>, log: KernelLog) -> Result<Ebpf> {
+    match pin_dir {
+        Some(dir) => load_pinned(dir, log),
+        None => {
+            // aya pins every map the object declares pinned, under /sys/fs/bpf when given no
+            // directory. A fresh directory, removed once loaded, keeps these maps private:
+            // the object's file descriptors hold them alive.
+            static LOADS: AtomicU32 = AtomicU32::new(0);
+            let dir = Path::new(BPFFS).join(format!(
+                "netxdp-private-{}-{}",
+                std::process::id(),
+                LOADS.fetch_add(1, Ordering::Relaxed)
+            ));
+            let loaded = load_pinned(&dir, log);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            loaded
+        }
+    }
+}
+
+fn load_pinned(dir: &Path, log: KernelLog) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let level = log.level();
     loader.override_global(aya_log::LEVEL, &level, false);
-    if let Some(dir) = pin_dir {
-        loader.default_map_pin_directory(dir);
-    }
+    loader.default_map_pin_directory(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ebpf = loader
         .load(OBJECT)
         .context("loading the netxdp object into the kernel")?;
