@@ -138,18 +138,19 @@ pub fn attach_to(
     ifindex: u32,
     request: ModeRequest,
 ) -> Result<(aya::programs::xdp::XdpLinkId, AttachMode)> {
-    let native = program.attach_to_if_index(ifindex, XdpMode::Driver);
-    match (request, native) {
-        (ModeRequest::Skb, _) => {}
-        (_, Ok(id)) => return Ok((id, AttachMode::Native)),
-        (_, Err(error)) if is_busy(&error) => return Err(busy_error(iface, error)),
-        (ModeRequest::Native, Err(error)) => {
-            return Err(anyhow::Error::new(error).context(format!(
-                "attaching in native mode to {iface} (the driver may lack XDP support: try --mode skb)"
-            )));
-        }
-        (ModeRequest::Auto, Err(error)) => {
-            info!("native XDP is not available on {iface} ({error}); using skb (generic) mode");
+    if request != ModeRequest::Skb {
+        match program.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(id) => return Ok((id, AttachMode::Native)),
+            Err(error) if is_busy(&error) => return Err(busy_error(iface, error)),
+            Err(error) if request == ModeRequest::Native => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "attaching in native mode to {iface} (the driver may lack XDP support: \
+                     try --mode skb)"
+                )));
+            }
+            Err(error) => {
+                info!("native XDP is not available on {iface} ({error}); using skb (generic) mode");
+            }
         }
     }
     match program.attach_to_if_index(ifindex, XdpMode::Skb) {

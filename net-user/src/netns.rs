@@ -3,8 +3,9 @@
 //!
 //! The host end stays in the root namespace (netxdp attaches there: bpffs is not visible
 //! from `ip netns exec`); the peer end lives in the namespace, which sends the traffic.
-//! Neighbour entries are static and IPv6 autoconfiguration is off on both ends, so the only
-//! frames crossing the pair are the ones a caller sends.
+//! Neighbour entries are static, IPv6 autoconfiguration is off on both ends, and the two MLD
+//! reports of bringing the peer up are over when `create` returns, so the only frames
+//! crossing the pair afterwards are the ones a caller sends.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -19,6 +20,7 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
     process::Command,
     thread,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -123,9 +125,14 @@ impl VethNet {
                 "permanent",
             ])?;
         }
+        // Bringing the peer up sends two MLD reports (for fd00:N::2's solicited-node
+        // group), spread over up to a second: make them go at once, then let them pass.
+        let mld_interval = format!("/proc/sys/net/ipv6/conf/{peer}/mldv2_unsolicited_report_interval");
+        self.run_in_namespace(move || std::fs::write(&mld_interval, "10"))?;
         ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         ip(&["link", "set", "dev", host, "up"])?;
         ip(&["-n", ns, "link", "set", "dev", peer, "up"])?;
+        thread::sleep(Duration::from_millis(300));
         Ok(())
     }
 
