@@ -12,6 +12,12 @@ pub trait Frame {
     /// The `N` bytes starting at `offset`, or `None` if they extend past the frame.
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
 
+    /// Whether the frame has no bytes at all.
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether the frame holds at least `end` bytes.
     #[inline(always)]
     fn reaches(&self, end: usize) -> bool {

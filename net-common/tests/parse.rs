@@ -115,7 +115,8 @@ fn invalid_headers_are_malformed() {
         payload: 4,
     })
     .build();
-    let cases: [(&str, fn(&mut Vec<u8>)); 6] = [
+    type Corruption = fn(&mut Vec<u8>);
+    let cases: [(&str, Corruption); 6] = [
         ("version 5", |f| f[14] = 0x55),
         ("ihl 4", |f| f[14] = 0x44),
         ("ihl past the end", |f| f[14] = 0x4f),

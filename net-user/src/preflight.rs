@@ -3,6 +3,8 @@
 
 use std::{ffi::CString, path::Path};
 
+use nix::sys::statfs;
+
 use crate::pins::BPFFS;
 
 /// A precondition that is not met; each message says how to meet it.
@@ -23,7 +25,6 @@ pub enum Error {
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Root, or the capabilities that loading and attaching XDP programs needs.
 pub fn require_privileges() -> Result<(), Error> {
@@ -61,8 +62,8 @@ pub fn ifindex(iface: &str) -> Result<u32, Error> {
 
 /// bpffs mounted where netxdp pins.
 pub fn require_bpffs() -> Result<(), Error> {
-    match nix::sys::statfs::statfs(Path::new(BPFFS)) {
-        Ok(fs) if fs.filesystem_type().0 as i64 == BPF_FS_MAGIC => Ok(()),
+    match statfs::statfs(Path::new(BPFFS)) {
+        Ok(fs) if fs.filesystem_type() == statfs::BPF_FS_MAGIC => Ok(()),
         _ => Err(Error::BpffsMissing),
     }
 }

@@ -49,7 +49,7 @@ impl CounterRecord {
 }
 
 /// One line of `netxdp stats --json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct StatsRecord {
     pub schema: &'static str,
     /// RFC 3339, UTC.
@@ -154,12 +154,15 @@ impl StatsRecord {
             );
         };
         row("total".to_owned(), &self.total);
+        // Classes that have seen nothing are left out: the JSON has every one.
         for (group, entries) in [("action", &self.action), ("l3", &self.l3), ("l4", &self.l4)] {
-            for (name, counter) in entries {
+            for (name, counter) in entries.iter().filter(|(_, c)| c.packets > 0) {
                 row(format!("{group} {name}"), counter);
             }
         }
-        row("malformed".to_owned(), &self.malformed);
+        if self.malformed.packets > 0 {
+            row("malformed".to_owned(), &self.malformed);
+        }
         out
     }
 }
@@ -315,11 +318,20 @@ mod tests {
     }
 
     #[test]
-    fn text_table_names_every_group() {
+    fn text_table_shows_the_classes_that_saw_packets() {
         let text = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_text();
-        for label in ["total", "action pass", "l3 ipv4", "l4 udp", "malformed"] {
+        for label in ["total", "action pass", "l3 ipv4", "l4 udp"] {
             assert!(text.contains(label), "{label} missing from\n{text}");
         }
+        for label in ["action drop", "l3 ipv6", "l4 tcp", "malformed"] {
+            assert!(!text.contains(label), "{label} is zero yet shown in\n{text}");
+        }
+    }
+
+    #[test]
+    fn json_starts_with_its_schema() {
+        let json = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_json();
+        assert!(json.to_string().starts_with(r#"{"schema":"netxdp.stats/v1""#), "{json}");
     }
 
     #[test]
