@@ -22,6 +22,7 @@ use tracing::{debug, info};
 
 use crate::{
     counters::CounterMap,
+    iflink,
     pins::PinDir,
     preflight,
     program::{self, KernelLog},
@@ -67,7 +68,9 @@ pub enum Outcome {
 /// `/sys/fs/bpf/netxdp/IFACE/`, so that it keeps running after this process exits.
 ///
 /// Either the attachment is complete (link pinned last) or nothing new is left behind.
-pub fn attach_pinned(iface: &str, request: ModeRequest) -> Result<Outcome> {
+/// With `force`, another tool's XDP program on the interface is removed first; without, it
+/// is named and left alone.
+pub fn attach_pinned(iface: &str, request: ModeRequest, force: bool) -> Result<Outcome> {
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
     preflight::require_bpffs()?;
@@ -92,6 +95,8 @@ pub fn attach_pinned(iface: &str, request: ModeRequest) -> Result<Outcome> {
             }
         }
     }
+
+    make_way(iface, ifindex, force)?;
 
     let dir_existed = pins.dir().exists();
     fs::create_dir_all(pins.dir()).with_context(|| format!("creating {}", pins.dir().display()))?;
@@ -162,6 +167,49 @@ pub fn attach_to(
     }
 }
 
+/// Checks that no other XDP program holds the interface; with `force`, removes one that
+/// was attached through netlink, as `ip link set dev IFACE xdp off` would.
+fn make_way(iface: &str, ifindex: u32, force: bool) -> Result<()> {
+    let Some(other) = iflink::attached_xdp(ifindex)
+        .with_context(|| format!("asking the kernel which XDP program {iface} has"))?
+    else {
+        return Ok(());
+    };
+    let name = program_name(other.program_id);
+    let described = format!(
+        "XDP program {name} (id {}, {} mode)",
+        other.program_id, other.mode
+    );
+    if !force {
+        bail!(
+            "{described} is already attached to {iface}; `netxdp attach {iface} --force` \
+             replaces it (`ip -d link show dev {iface}` shows it)"
+        );
+    }
+    match iflink::detach_xdp(ifindex, other) {
+        Ok(()) => {
+            info!("removed {described} from {iface}");
+            Ok(())
+        }
+        Err(error) if error.raw_os_error() == Some(libc::EBUSY) => bail!(
+            "{described} on {iface} is held by a bpf_link, which only its owner can remove \
+             (`bpftool link` lists it; `bpftool link detach id ID` forces it off)"
+        ),
+        Err(error) => {
+            Err(anyhow::Error::new(error).context(format!("removing {described} from {iface}")))
+        }
+    }
+}
+
+/// A program's name as the kernel has it, for messages.
+fn program_name(id: u32) -> String {
+    aya::programs::loaded_programs()
+        .filter_map(|info| info.ok())
+        .find(|info| info.id() == id)
+        .and_then(|info| info.name_as_str().map(|name| format!("\"{name}\"")))
+        .unwrap_or_else(|| "(unnamed)".to_owned())
+}
+
 fn is_busy(error: &ProgramError) -> bool {
     matches!(error, ProgramError::SyscallError(e)
         if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
@@ -213,6 +261,8 @@ pub fn detach_pinned(iface: &str) -> Result<()> {
     }
     remove_link(&pins)?;
     fs::remove_dir_all(pins.dir()).with_context(|| format!("removing {}", pins.dir().display()))?;
+    // The last detach leaves no trace; this fails, harmlessly, while others remain.
+    let _ = fs::remove_dir(PinDir::root());
     Ok(())
 }
 
@@ -279,6 +329,7 @@ impl ScopedAttachment {
                  counters, `netxdp detach {iface}` removes it"
             );
         }
+        make_way(iface, ifindex, false)?;
         let mut ebpf = program::load(None, log)?;
         let program = program::xdp_program(&mut ebpf)?;
         let (_link, mode) = attach_to(program, iface, ifindex, request)?;

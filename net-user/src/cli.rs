@@ -39,7 +39,8 @@ pub enum Command {
     /// Attach to an interface and leave the program running after netxdp exits.
     #[command(after_help = "Examples:\n  \
         sudo netxdp attach eth0\n  \
-        sudo netxdp attach veth0 --mode skb\n\n\
+        sudo netxdp attach veth0 --mode skb\n  \
+        sudo netxdp attach eth0 --force       # replace xdp-filter, say\n\n\
         The program, its link and its maps are pinned under /sys/fs/bpf/netxdp/IFACE/; \
         `bpftool prog run pinned /sys/fs/bpf/netxdp/IFACE/prog` runs it on a test frame. \
         Attaching again in a compatible mode changes nothing and succeeds.")]
@@ -49,6 +50,10 @@ pub enum Command {
         /// XDP mode: auto tries native (driver) mode and falls back to skb (generic) mode.
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
+        /// Replace another tool's XDP program on the interface (as `ip link set dev IFACE
+        /// xdp off` would remove it).
+        #[arg(long)]
+        force: bool,
     },
 
     /// Detach from an interface and remove its pins and counters.
@@ -156,7 +161,7 @@ mod tests {
     fn attach_defaults_to_auto_mode() {
         let cli = parse(&["attach", "eth0"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Attach { ref iface, mode: ModeRequest::Auto } if iface == "eth0")
+            matches!(cli.command, Command::Attach { ref iface, mode: ModeRequest::Auto, force: false } if iface == "eth0")
         );
         let cli = parse(&["attach", "eth0", "--mode", "skb"]).unwrap();
         assert!(matches!(

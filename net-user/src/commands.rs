@@ -37,8 +37,8 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         KernelLog::Off
     };
     match command {
-        Command::Attach { iface, mode } => {
-            match attach::attach_pinned(&iface, mode)? {
+        Command::Attach { iface, mode, force } => {
+            match attach::attach_pinned(&iface, mode, force)? {
                 Outcome::Attached { mode, program_id } => println!(
                     "attached to {iface} in {} mode (program id {program_id}); pinned under {}",
                     mode.as_str(),

@@ -14,6 +14,7 @@ pub mod attach;
 pub mod cli;
 pub mod commands;
 pub mod counters;
+pub mod iflink;
 pub mod netns;
 pub mod pins;
 pub mod preflight;

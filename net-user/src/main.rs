@@ -1,6 +1,6 @@
 //! `netxdp`: see `netxdp --help`, or the README.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 use netxdp::{cli::Cli, commands};
@@ -39,6 +39,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(verbose > 0)
         .init();

@@ -127,7 +127,8 @@ impl VethNet {
         }
         // Bringing the peer up sends two MLD reports (for fd00:N::2's solicited-node
         // group), spread over up to a second: make them go at once, then let them pass.
-        let mld_interval = format!("/proc/sys/net/ipv6/conf/{peer}/mldv2_unsolicited_report_interval");
+        let mld_interval =
+            format!("/proc/sys/net/ipv6/conf/{peer}/mldv2_unsolicited_report_interval");
         self.run_in_namespace(move || std::fs::write(&mld_interval, "10"))?;
         ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         ip(&["link", "set", "dev", host, "up"])?;

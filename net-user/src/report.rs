@@ -324,14 +324,21 @@ mod tests {
             assert!(text.contains(label), "{label} missing from\n{text}");
         }
         for label in ["action drop", "l3 ipv6", "l4 tcp", "malformed"] {
-            assert!(!text.contains(label), "{label} is zero yet shown in\n{text}");
+            assert!(
+                !text.contains(label),
+                "{label} is zero yet shown in\n{text}"
+            );
         }
     }
 
     #[test]
     fn json_starts_with_its_schema() {
         let json = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_json();
-        assert!(json.to_string().starts_with(r#"{"schema":"netxdp.stats/v1""#), "{json}");
+        assert!(
+            json.to_string()
+                .starts_with(r#"{"schema":"netxdp.stats/v1""#),
+            "{json}"
+        );
     }
 
     #[test]

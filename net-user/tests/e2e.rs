@@ -87,7 +87,10 @@ fn stats_snapshot(iface: &str) -> Value {
     let text = ok(&["stats", iface, "--json", "--count", "1"]);
     let mut lines = text.lines();
     let record: Value = serde_json::from_str(lines.next().expect("one line")).expect("JSON");
-    assert!(lines.next().is_none(), "--count 1 prints one line per interface");
+    assert!(
+        lines.next().is_none(),
+        "--count 1 prints one line per interface"
+    );
     assert_eq!(record["schema"], "netxdp.stats/v1");
     assert_eq!(record["iface"], iface);
     record
@@ -136,33 +139,65 @@ fn counts_real_traffic(mode: &str, link_shows: &str, subnet: u8) {
             Ok((replies, replies_v6))
         })
         .expect("traffic");
-    assert_eq!((replies, replies_v6), (pings, pings_v6), "XDP_PASS lets every ping through");
+    assert_eq!(
+        (replies, replies_v6),
+        (pings, pings_v6),
+        "XDP_PASS lets every ping through"
+    );
 
     let record = stats_snapshot(&iface);
     let sent = u64::from(pings) + udp_v4 as u64 + udp_v6 as u64 + u64::from(pings_v6);
     assert_eq!(packets(&record, "action", "pass"), sent, "{record}");
     assert_eq!(record["total"]["packets"], sent);
-    assert_eq!(packets(&record, "l3", "ipv4"), u64::from(pings) + udp_v4 as u64);
-    assert_eq!(packets(&record, "l3", "ipv6"), udp_v6 as u64 + u64::from(pings_v6));
-    assert_eq!(packets(&record, "l3", "arp"), 0, "static neighbours: no ARP");
+    assert_eq!(
+        packets(&record, "l3", "ipv4"),
+        u64::from(pings) + udp_v4 as u64
+    );
+    assert_eq!(
+        packets(&record, "l3", "ipv6"),
+        udp_v6 as u64 + u64::from(pings_v6)
+    );
+    assert_eq!(
+        packets(&record, "l3", "arp"),
+        0,
+        "static neighbours: no ARP"
+    );
     assert_eq!(packets(&record, "l4", "icmp"), u64::from(pings));
     assert_eq!(packets(&record, "l4", "icmpv6"), u64::from(pings_v6));
     assert_eq!(packets(&record, "l4", "udp"), (udp_v4 + udp_v6) as u64);
     assert_eq!(record["malformed"]["packets"], 0);
     // Frame sizes: ICMP echo 14+20+16, UDP 14+20+8+58 and 14+40+8+38, ICMPv6 14+40+16.
-    let bytes = u64::from(pings) * 50 + udp_v4 as u64 * 100 + udp_v6 as u64 * 100 + u64::from(pings_v6) * 70;
+    let bytes = u64::from(pings) * 50
+        + udp_v4 as u64 * 100
+        + udp_v6 as u64 * 100
+        + u64::from(pings_v6) * 70;
     assert_eq!(record["total"]["bytes"], bytes, "{record}");
-    assert!(record["total"]["pps"].is_null(), "a single snapshot has no rate");
+    assert!(
+        record["total"]["pps"].is_null(),
+        "a single snapshot has no rate"
+    );
 
     // A second reading over an interval reports rates.
-    let two = ok(&["stats", &iface, "--json", "--count", "2", "--interval", "0.2"]);
+    let two = ok(&[
+        "stats",
+        &iface,
+        "--json",
+        "--count",
+        "2",
+        "--interval",
+        "0.2",
+    ]);
     let second: Value = serde_json::from_str(two.lines().nth(1).expect("two lines")).expect("JSON");
     assert_eq!(second["total"]["pps"], 0.0);
     assert!(second["interval_secs"].as_f64().is_some_and(|s| s > 0.15));
 
     ok(&["detach", &iface]);
     assert!(!pins.dir().exists(), "detach removes the pins");
-    assert_eq!(xdp_on_link(&iface), "none", "detach removes XDP from the link");
+    assert_eq!(
+        xdp_on_link(&iface),
+        "none",
+        "detach removes XDP from the link"
+    );
 }
 
 #[test]
@@ -192,20 +227,36 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     let iface = net.host_if().to_owned();
     let _detach = DetachOnDrop(iface.clone());
     let error = fails(&["detach", &iface]);
-    assert!(error.contains(&format!("netxdp is not attached to {iface}")), "{error}");
+    assert!(
+        error.contains(&format!("netxdp is not attached to {iface}")),
+        "{error}"
+    );
     let error = fails(&["stats", &iface, "--count", "1"]);
     assert!(error.contains("not attached"), "{error}");
 
     ok(&["attach", &iface, "--mode", "skb"]);
     let program = std::fs::metadata(PinDir::new(&iface).prog()).expect("prog pin");
     let again = ok(&["attach", &iface, "--mode", "skb"]);
-    assert!(again.contains("already attached") && again.contains("nothing changed"), "{again}");
+    assert!(
+        again.contains("already attached") && again.contains("nothing changed"),
+        "{again}"
+    );
     let again = ok(&["attach", &iface]);
-    assert!(again.contains("already attached"), "auto accepts skb: {again}");
+    assert!(
+        again.contains("already attached"),
+        "auto accepts skb: {again}"
+    );
     let error = fails(&["attach", &iface, "--mode", "native"]);
-    assert!(error.contains("already attached") && error.contains("skb mode"), "{error}");
+    assert!(
+        error.contains("already attached") && error.contains("skb mode"),
+        "{error}"
+    );
     let after = std::fs::metadata(PinDir::new(&iface).prog()).expect("prog pin");
-    assert_eq!(program.modified().ok(), after.modified().ok(), "the pins were not touched");
+    assert_eq!(
+        program.modified().ok(),
+        after.modified().ok(),
+        "the pins were not touched"
+    );
     assert_eq!(xdp_on_link(&iface), "xdpgeneric");
 
     let usage = netxdp(&["stats", "--interval", "0"]);
@@ -213,8 +264,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
 }
 
 #[test]
-fn a_foreign_xdp_program_is_named_and_left_alone() {
-    if !kernel_available("a_foreign_xdp_program_is_named_and_left_alone") {
+fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
+    if !kernel_available("a_foreign_xdp_program_is_named_and_replaced_only_with_force") {
         return;
     }
     let net = VethNet::create("fgn", 13).expect("veth pair");
@@ -224,11 +275,39 @@ fn a_foreign_xdp_program_is_named_and_left_alone() {
         .args(["load", "--mode", "skb", &iface])
         .output()
         .expect("xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)");
-    assert!(loaded.status.success(), "xdp-filter load: {}", stderr(&loaded));
+    assert!(
+        loaded.status.success(),
+        "xdp-filter load: {}",
+        stderr(&loaded)
+    );
     let error = fails(&["attach", &iface]);
+    let watch_error = fails(&["watch", &iface, "--count", "1"]);
+    let forced = netxdp(&["attach", &iface, "--force"]);
+    let link = xdp_on_link(&iface);
     let _ = Command::new("xdp-filter").args(["unload", &iface]).output();
-    assert!(error.contains("another XDP program is already attached"), "{error}");
-    assert!(!PinDir::new(&iface).dir().exists(), "nothing half-done is left");
+    assert!(
+        error.contains("is already attached to") && error.contains("--force"),
+        "{error}"
+    );
+    assert!(
+        error.contains("skb mode") && error.contains("(id "),
+        "named: {error}"
+    );
+    assert!(
+        watch_error.contains("is already attached to"),
+        "{watch_error}"
+    );
+    assert!(
+        forced.status.success(),
+        "--force replaces it: {}",
+        stderr(&forced)
+    );
+    assert!(
+        stderr(&forced).contains("removed XDP program"),
+        "{}",
+        stderr(&forced)
+    );
+    assert_eq!(link, "xdp", "netxdp now holds the link, natively");
 }
 
 #[test]
@@ -249,7 +328,10 @@ fn watch_attaches_for_its_lifetime_and_detaches_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let attached = xdp_on_link(&iface);
-    assert!(!Path::new(&PinDir::new(&iface).link()).exists(), "watch pins nothing");
+    assert!(
+        !Path::new(&PinDir::new(&iface).link()).exists(),
+        "watch pins nothing"
+    );
     // SAFETY: kill(2) on a child we own.
     unsafe { libc_kill(watch.id() as i32, 15) };
     let output = watch.wait_with_output().expect("watch exits");
@@ -257,7 +339,8 @@ fn watch_attaches_for_its_lifetime_and_detaches_on_sigterm() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains(&format!("detached from {iface}")));
     let first = stdout(&output);
-    let record: Value = serde_json::from_str(first.lines().next().expect("a sample")).expect("JSON");
+    let record: Value =
+        serde_json::from_str(first.lines().next().expect("a sample")).expect("JSON");
     assert_eq!(record["iface"], iface.as_str());
     assert_eq!(xdp_on_link(&iface), "none", "SIGTERM detaches");
 }

@@ -81,11 +81,19 @@ fn every_frame_kind_is_passed_and_counted_exactly() {
     let mut kernel = Kernel::load();
     let cases = catalogue();
     assert!(cases.len() >= 16);
-    for Case { name, spec, l3, l4, .. } in cases {
+    for Case {
+        name, spec, l3, l4, ..
+    } in cases
+    {
         let frame = spec.build();
         let (verdict, delta) = kernel.run(&frame);
         assert_eq!(verdict, XDP_PASS, "{name}");
-        assert_eq!(delta, expected(frame.len(), l3, l4, false), "{name}: {}", hex(&frame));
+        assert_eq!(
+            delta,
+            expected(frame.len(), l3, l4, false),
+            "{name}: {}",
+            hex(&frame)
+        );
     }
 }
 
@@ -97,7 +105,10 @@ fn every_truncation_is_counted_as_the_reference_says() {
     let mut kernel = Kernel::load();
     let mut checked = 0;
     let mut expected_checks = 0;
-    for Case { name, spec, l3, l4, .. } in catalogue() {
+    for Case {
+        name, spec, l3, l4, ..
+    } in catalogue()
+    {
         let frame = spec.build();
         expected_checks += frame.len() - 13;
         // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header; the host tests
@@ -110,7 +121,10 @@ fn every_truncation_is_counted_as_the_reference_says() {
             if len == frame.len() {
                 assert_eq!(delta, expected(len, l3, l4, false), "{name} whole");
             } else if matches!(l3, L3::Ipv4 | L3::Ipv6) && len >= 14 + 4 * spec.vlans.len() {
-                assert_eq!(delta.malformed.packets, 1, "{name} cut at {len} is malformed");
+                assert_eq!(
+                    delta.malformed.packets, 1,
+                    "{name} cut at {len} is malformed"
+                );
             }
             checked += 1;
         }
