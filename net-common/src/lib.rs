@@ -29,6 +29,7 @@
 #[cfg(feature = "testing")]
 extern crate alloc;
 
+pub mod checksum;
 pub mod frame;
 pub mod info;
 pub mod parse;

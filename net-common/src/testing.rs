@@ -12,6 +12,7 @@ use alloc::{vec, vec::Vec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::checksum::internet_checksum;
 use crate::parse::{
     ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Fragment, IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP,
@@ -237,7 +238,7 @@ impl FrameSpec {
                 ip[9] = transport.protocol();
                 ip[12..16].copy_from_slice(src);
                 ip[16..20].copy_from_slice(dst);
-                let checksum = checksum(&ip);
+                let checksum = internet_checksum(&ip);
                 ip[10..12].copy_from_slice(&checksum.to_be_bytes());
                 frame.extend_from_slice(&ip);
                 frame.extend_from_slice(&l4);
@@ -551,17 +552,6 @@ pub fn ipv6(n: u8) -> [u8; 16] {
     addr[0] = 0xfd;
     addr[15] = n;
     addr
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// A seeded source of frames: well-formed ones of every kind the parser knows, and the same

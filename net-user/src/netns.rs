@@ -89,41 +89,39 @@ impl VethNet {
         ip(&["addr", "add", &host_v6, "dev", host, "nodad"])?;
         ip(&["-n", ns, "addr", "add", &peer_v4, "dev", peer])?;
         ip(&["-n", ns, "addr", "add", &peer_v6, "dev", peer, "nodad"])?;
-        for (family, addr, mac) in [
-            ("-4", Self::peer_v4(self.subnet).to_string(), &peer_mac),
-            ("-6", Self::peer_v6(self.subnet).to_string(), &peer_mac),
-        ] {
-            ip(&[
-                family,
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                mac,
-                "dev",
+        // Static neighbours both ways: no ARP or neighbour discovery on the wire.
+        let (subnet, root) = (self.subnet, Vec::new());
+        let inside = vec!["-n", ns.as_str()];
+        for (netns, dev, mac, v4, v6) in [
+            (
+                &root,
                 host,
-                "nud",
-                "permanent",
-            ])?;
-        }
-        for (family, addr, mac) in [
-            ("-4", Self::host_v4(self.subnet).to_string(), &host_mac),
-            ("-6", Self::host_v6(self.subnet).to_string(), &host_mac),
-        ] {
-            ip(&[
-                "-n",
-                ns,
-                family,
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                mac,
-                "dev",
+                &peer_mac,
+                Self::peer_v4(subnet),
+                Self::peer_v6(subnet),
+            ),
+            (
+                &inside,
                 peer,
-                "nud",
-                "permanent",
-            ])?;
+                &host_mac,
+                Self::host_v4(subnet),
+                Self::host_v6(subnet),
+            ),
+        ] {
+            for addr in [v4.to_string(), v6.to_string()] {
+                let neigh = [
+                    "neigh",
+                    "replace",
+                    &addr,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ];
+                ip(&[netns.as_slice(), &neigh].concat())?;
+            }
         }
         // Bringing the peer up sends two MLD reports (for fd00:N::2's solicited-node
         // group), spread over up to a second: make them go at once, then let them pass.

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use net_common::checksum::internet_checksum;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Sends `count` UDP datagrams of `payload` to `to`; returns how many the kernel accepted.
@@ -111,30 +112,4 @@ pub fn tcp_connects(to: SocketAddr, count: usize, wait: Duration) -> usize {
     (0..count)
         .filter(|_| TcpStream::connect_timeout(&to, wait).is_ok())
         .count()
-}
-
-/// RFC 1071 checksum.
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_matches_rfc1071_example() {
-        // RFC 1071 section 3: 0001 f203 f4f5 f6f7 sums to ddf2, complemented 220d.
-        assert_eq!(
-            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0x220d
-        );
-    }
 }
