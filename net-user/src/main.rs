@@ -32,8 +32,9 @@ fn main() -> ExitCode {
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn,netxdp=info",
-        1 => "info,netxdp=debug,aya_log=debug",
-        _ => "debug,netxdp=trace,aya_log=trace",
+        // Kernel-side records carry the eBPF crate's module path as their target.
+        1 => "info,netxdp=debug,net_ebpf=debug",
+        _ => "debug,netxdp=trace,net_ebpf=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -113,3 +113,25 @@ pub fn tcp_connects(to: SocketAddr, count: usize, wait: Duration) -> usize {
         .filter(|_| TcpStream::connect_timeout(&to, wait).is_ok())
         .count()
 }
+
+/// Sends whole Ethernet frames, as built, out of `iface` (an AF_PACKET socket): for frames no
+/// socket of the stack would send, such as malformed ones.
+pub fn send_frames(iface: &str, frames: &[Vec<u8>]) -> io::Result<usize> {
+    let ifindex = nix::net::if_::if_nametoindex(iface).map_err(io::Error::from)?;
+    let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: sockaddr_ll is one of this platform's sockaddr types, and fits the storage.
+    let link = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    link.sll_family = libc::AF_PACKET as u16;
+    link.sll_ifindex = ifindex as i32;
+    link.sll_halen = 6;
+    let length = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the storage holds an initialised sockaddr_ll of `length` bytes.
+    let address = unsafe { socket2::SockAddr::new(storage, length) };
+    let mut sent = 0;
+    for frame in frames {
+        socket.send_to(frame, &address)?;
+        sent += 1;
+    }
+    Ok(sent)
+}

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use net_common::testing::FrameSpec;
 use netxdp::{netns::VethNet, pins::PinDir, traffic};
 use serde_json::Value;
 use support::kernel_available;
@@ -311,14 +312,15 @@ fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
 }
 
 #[test]
-fn watch_attaches_for_its_lifetime_and_detaches_on_sigterm() {
-    if !kernel_available("watch_attaches_for_its_lifetime_and_detaches_on_sigterm") {
+fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
+    let test = "watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm";
+    if !kernel_available(test) {
         return;
     }
     let net = VethNet::create("wch", 14).expect("veth pair");
     let iface = net.host_if().to_owned();
     let watch = Command::new(env!("CARGO_BIN_EXE_netxdp"))
-        .args(["watch", &iface, "--json", "--interval", "0.1"])
+        .args(["-v", "watch", &iface, "--json", "--interval", "0.1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -328,6 +330,19 @@ fn watch_attaches_for_its_lifetime_and_detaches_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let attached = xdp_on_link(&iface);
+
+    // Three IPv4 frames with IHL 4 (a header shorter than IPv4's minimum), and two whole
+    // UDP frames, injected raw from the namespace's end.
+    let mut bad = FrameSpec::ipv4_udp(1, 2, 10).build();
+    bad[14] = 0x44;
+    let good = FrameSpec::ipv4_udp(1, 2, 10).build();
+    let peer = net.peer_if().to_owned();
+    let frames = vec![bad.clone(), bad.clone(), bad, good.clone(), good];
+    let sent = net
+        .run_in_namespace(move || traffic::send_frames(&peer, &frames))
+        .expect("inject frames");
+    std::thread::sleep(Duration::from_millis(400));
+
     assert!(
         !Path::new(&PinDir::new(&iface).link()).exists(),
         "watch pins nothing"
@@ -335,13 +350,22 @@ fn watch_attaches_for_its_lifetime_and_detaches_on_sigterm() {
     // SAFETY: kill(2) on a child we own.
     unsafe { libc_kill(watch.id() as i32, 15) };
     let output = watch.wait_with_output().expect("watch exits");
-    assert_ne!(attached, "none", "watch attached: {}", stderr(&output));
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains(&format!("detached from {iface}")));
-    let first = stdout(&output);
-    let record: Value =
-        serde_json::from_str(first.lines().next().expect("a sample")).expect("JSON");
-    assert_eq!(record["iface"], iface.as_str());
+    let log = stderr(&output);
+    assert_ne!(attached, "none", "watch attached: {log}");
+    assert!(output.status.success(), "{log}");
+    assert_eq!(sent, 5);
+    let text = stdout(&output);
+    let last: Value = serde_json::from_str(text.lines().last().expect("samples")).expect("JSON");
+    assert_eq!(last["iface"], iface.as_str());
+    assert_eq!(last["total"]["packets"], 5, "{last}");
+    assert_eq!(last["malformed"]["packets"], 3, "{last}");
+    assert_eq!(last["l4"]["udp"]["packets"], 2, "{last}");
+    assert_eq!(
+        log.matches("malformed frame, 52 bytes").count(),
+        3,
+        "the kernel's own log reaches -v: {log}"
+    );
+    assert!(log.contains(&format!("detached from {iface}")), "{log}");
     assert_eq!(xdp_on_link(&iface), "none", "SIGTERM detaches");
 }
 
