@@ -28,7 +28,7 @@ const HOST_ONLY_ENV: &[&str] = &[
 /// Builds net-ebpf (always optimised: the verifier and the hot path both need it) and
 /// returns the object's path.
 pub fn ebpf(root: &Path) -> Result<PathBuf> {
-    let toolchain = toolchain::setup(root)?;
+    let toolchain = toolchain::setup()?;
     let crate_dir = root.join("net-ebpf");
     let mut cargo = match &toolchain {
         BpfToolchain::Debian { linker_dir } => {

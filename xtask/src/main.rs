@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.task {
         Task::Setup => {
-            toolchain::setup(&root)?;
+            toolchain::setup()?;
             Ok(())
         }
         Task::Build { release } => build::all(&root, release).map(|_| ()),

@@ -54,8 +54,7 @@ pub enum BpfToolchain {
 
 /// Makes sure a BPF toolchain is present, installing what is missing when it can, and says
 /// what it does.
-pub fn setup(root: &Path) -> Result<BpfToolchain> {
-    let _ = root;
+pub fn setup() -> Result<BpfToolchain> {
     if is_debian() && is_root() {
         install_missing_debian_packages()?;
     }
