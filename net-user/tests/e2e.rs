@@ -264,6 +264,39 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     assert_eq!(usage.status.code(), Some(2), "bad usage exits 2");
 }
 
+/// Removes what xdp-filter pins in bpffs for an interface (its state outlives a program
+/// that netxdp replaced), and the directories it created if this test made them.
+struct XdpFilterCleanup {
+    iface: String,
+    made: Vec<&'static str>,
+}
+
+impl XdpFilterCleanup {
+    const DIRS: [&'static str; 2] = ["/sys/fs/bpf/xdp-filter", "/sys/fs/bpf/xdp"];
+
+    fn new(iface: &str) -> Self {
+        Self {
+            iface: iface.to_owned(),
+            made: Self::DIRS
+                .into_iter()
+                .filter(|dir| !Path::new(dir).exists())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for XdpFilterCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("xdp-filter")
+            .args(["unload", &self.iface])
+            .output();
+        let _ = std::fs::remove_file(format!("/sys/fs/bpf/xdp-filter/programs/{}", self.iface));
+        for dir in &self.made {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 #[test]
 fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
     if !kernel_available("a_foreign_xdp_program_is_named_and_replaced_only_with_force") {
@@ -272,6 +305,7 @@ fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
     let net = VethNet::create("fgn", 13).expect("veth pair");
     let iface = net.host_if().to_owned();
     let _detach = DetachOnDrop(iface.clone());
+    let _xdp_filter = XdpFilterCleanup::new(&iface);
     let loaded = Command::new("xdp-filter")
         .args(["load", "--mode", "skb", &iface])
         .output()
@@ -285,7 +319,6 @@ fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
     let watch_error = fails(&["watch", &iface, "--count", "1"]);
     let forced = netxdp(&["attach", &iface, "--force"]);
     let link = xdp_on_link(&iface);
-    let _ = Command::new("xdp-filter").args(["unload", &iface]).output();
     assert!(
         error.contains("is already attached to") && error.contains("--force"),
         "{error}"
