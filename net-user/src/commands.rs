@@ -180,8 +180,15 @@ impl Shutdown {
     }
 }
 
-/// Forwards the kernel program's aya-log records to tracing, while the returned task runs.
-fn forward_kernel_logs(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
+/// Forwards the kernel program's aya-log records to tracing, while the returned task runs;
+/// nothing when kernel logging is off.
+fn forward_kernel_logs(
+    ebpf: &mut Ebpf,
+    kernel_log: KernelLog,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if kernel_log == KernelLog::Off {
+        return None;
+    }
     let logger = match aya_log::EbpfLogger::init(ebpf) {
         Ok(logger) => logger,
         Err(error) => {
@@ -218,10 +225,7 @@ async fn watch(
         "watching {iface} in {} mode; Ctrl-C detaches",
         attachment.mode.as_str()
     );
-    let logs = match kernel_log {
-        KernelLog::Debug => forward_kernel_logs(&mut attachment.ebpf),
-        KernelLog::Off => None,
-    };
+    let logs = forward_kernel_logs(&mut attachment.ebpf, kernel_log);
     let sources = [(
         iface.to_owned(),
         CounterMap::take_from(&mut attachment.ebpf)?,
@@ -255,10 +259,7 @@ async fn demo(duration: Duration, mode: ModeRequest, kernel_log: KernelLog) -> R
         net.host_if(),
         attachment.mode.as_str()
     );
-    let logs = match kernel_log {
-        KernelLog::Debug => forward_kernel_logs(&mut attachment.ebpf),
-        KernelLog::Off => None,
-    };
+    let logs = forward_kernel_logs(&mut attachment.ebpf, kernel_log);
     let counters = CounterMap::take_from(&mut attachment.ebpf)?;
 
     let stop = Arc::new(AtomicBool::new(false));
