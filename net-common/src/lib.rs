@@ -5,6 +5,8 @@
 //! - [`parse`]: the packet parser. Its meaning lives here once: the kernel program runs this
 //!   very code, and the host tests exercise it as the reference.
 //! - [`stats`]: the `#[repr(C)]` counter block the kernel fills and userspace reads.
+//! - [`rule`]: filter rules, and the reference classifier that says what a rule set means.
+//! - [`filter`]: the layout of a rule set in the kernel's maps (bitmaps, generations).
 //! - [`info`]: the `#[repr(C)]` record of how an interface was attached.
 //!
 //! ```
@@ -30,9 +32,11 @@
 extern crate alloc;
 
 pub mod checksum;
+pub mod filter;
 pub mod frame;
 pub mod info;
 pub mod parse;
+pub mod rule;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -47,4 +51,19 @@ pub mod names {
     pub const STATS_MAP: &str = "STATS";
     /// The attach record ([`crate::info::AttachInfo`]).
     pub const INFO_MAP: &str = "INFO";
+    /// The active generation ([`crate::filter::FilterState`]).
+    pub const FILTER_STATE_MAP: &str = "FILTER_STATE";
+    /// Per-generation settings ([`crate::filter::FilterConfig`]).
+    pub const FILTER_CONFIG_MAP: &str = "FILTER_CONFIG";
+    /// Per-generation rule tables, by rank ([`crate::rule::Rule`]).
+    pub const RULES_MAP: &str = "RULES";
+    /// Per-rule per-CPU counters, by counter slot ([`crate::rule::RuleCounter`]).
+    pub const RULE_COUNTERS_MAP: &str = "RULE_COUNTERS";
+    pub const SRC_V4_MAP: &str = "SRC_V4";
+    pub const DST_V4_MAP: &str = "DST_V4";
+    pub const SRC_V6_MAP: &str = "SRC_V6";
+    pub const DST_V6_MAP: &str = "DST_V6";
+    pub const BITMAPS_MAP: &str = "BITMAPS";
+    pub const PORT_INTERVALS_MAP: &str = "PORT_INTERVALS";
+    pub const PORT_BITMAPS_MAP: &str = "PORT_BITMAPS";
 }

@@ -1,7 +1,10 @@
 //! The counter block: one per CPU, one map entry, so the kernel does a single map lookup per
 //! packet and userspace sums the CPUs when it reads.
 
-use crate::parse::{L3, L4, Packet};
+use crate::{
+    parse::{L3, L4, Packet},
+    rule::lacks_l4_header,
+};
 
 /// Packets and bytes (bytes as the frame's length on the wire, without FCS).
 #[repr(C)]
@@ -28,7 +31,9 @@ impl Counter {
 pub const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
 
 /// Every packet is counted once under its verdict, once under its L3 and once under its L4
-/// class; `malformed` counts, in addition, frames the parser found truncated or invalid.
+/// class; `malformed` counts, in addition, frames the parser found truncated or invalid,
+/// `no_l4` IP packets without their L4 header (later fragments and malformed ones), and
+/// `matched` packets that a filter rule decided (the rest got a default).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -39,16 +44,25 @@ pub struct Stats {
     /// Indexed by [`L4`].
     pub l4: [Counter; L4::ALL.len()],
     pub malformed: Counter,
+    pub no_l4: Counter,
+    pub matched: Counter,
 }
 
 impl Stats {
-    /// Counts one packet with the verdict `action`. The reference for what the kernel does.
+    /// Counts one packet with the verdict `action`, given by a rule when `matched`. The
+    /// reference for what the kernel does.
     #[inline(always)]
-    pub fn record(&mut self, packet: &Packet, action: u32) {
+    pub fn record(&mut self, packet: &Packet, action: u32, matched: bool) {
+        self.record_class(packet);
+        self.record_verdict(packet.len, action, matched);
+    }
+
+    /// The half of [`Stats::record`] that needs the parsed packet. The kernel counts it before
+    /// classifying, so that the packet's fields are dead during the rule search and the
+    /// verifier's paths through the parser can merge there.
+    #[inline(always)]
+    pub fn record_class(&mut self, packet: &Packet) {
         let bytes = packet.len as u64;
-        if let Some(counter) = self.action.get_mut(action as usize) {
-            counter.add(bytes);
-        }
         if let Some(counter) = self.l3.get_mut(packet.l3 as usize) {
             counter.add(bytes);
         }
@@ -58,15 +72,30 @@ impl Stats {
         if packet.malformed {
             self.malformed.add(bytes);
         }
+        if lacks_l4_header(packet) {
+            self.no_l4.add(bytes);
+        }
+    }
+
+    /// The half of [`Stats::record`] that needs only the verdict.
+    #[inline(always)]
+    pub fn record_verdict(&mut self, len: u32, action: u32, matched: bool) {
+        let bytes = len as u64;
+        if let Some(counter) = self.action.get_mut(action as usize) {
+            counter.add(bytes);
+        }
+        if matched {
+            self.matched.add(bytes);
+        }
     }
 
     /// Every counter of the block, in layout order.
     pub fn counters(&self) -> impl Iterator<Item = &Counter> {
-        self.action
-            .iter()
-            .chain(&self.l3)
-            .chain(&self.l4)
-            .chain(core::iter::once(&self.malformed))
+        self.action.iter().chain(&self.l3).chain(&self.l4).chain([
+            &self.malformed,
+            &self.no_l4,
+            &self.matched,
+        ])
     }
 
     fn counters_mut(&mut self) -> impl Iterator<Item = &mut Counter> {
@@ -74,7 +103,7 @@ impl Stats {
             .iter_mut()
             .chain(&mut self.l3)
             .chain(&mut self.l4)
-            .chain(core::iter::once(&mut self.malformed))
+            .chain([&mut self.malformed, &mut self.no_l4, &mut self.matched])
     }
 
     /// Adds another block (another CPU's) into this one.

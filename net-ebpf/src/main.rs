@@ -1,10 +1,12 @@
 //! The netxdp XDP program.
 //!
-//! v1 counts and passes: it parses each frame with net-common's parser (the same code the
-//! host tests run as the reference) and adds it to one per-CPU counter block.
+//! It parses each frame with net-common's parser (the same code the host tests run as the
+//! reference), decides its verdict with the filter's rule tables, and adds it to one per-CPU
+//! counter block.
 #![no_std]
 #![no_main]
 
+mod filter;
 mod frame;
 
 use aya_ebpf::{
@@ -30,17 +32,22 @@ static INFO: Array<AttachInfo> = Array::pinned(1, 0);
 #[xdp]
 pub fn netxdp(ctx: XdpContext) -> u32 {
     let packet = parse(&XdpFrame::new(&ctx));
-    let action = xdp_action::XDP_PASS;
-    if let Some(stats) = STATS.get_ptr_mut(0) {
+    let stats = STATS.get_ptr_mut(0);
+    if let Some(stats) = stats {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
-        unsafe { (*stats).record(&packet, action) };
+        unsafe { (*stats).record_class(&packet) };
     }
     if packet.malformed {
         // The log level is a read-only global set at load: with logging off (every pinned
         // attachment) the verifier proves this call dead and removes it.
         debug!(&ctx, "malformed frame, {} bytes", packet.len);
     }
-    action
+    let decision = filter::decide(&packet);
+    if let Some(stats) = stats {
+        // SAFETY: as above.
+        unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched) };
+    }
+    decision.action
 }
 
 /// Returns XDP_PASS and nothing else: the floor that `cargo xtask bench` measures beside

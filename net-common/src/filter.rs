@@ -1,0 +1,254 @@
+//! How a rule set is laid out in the kernel's maps: the tables the XDP program classifies with.
+//!
+//! # Design: a bit-vector search
+//! Rules are ranked by (priority, id); rank `r` is bit `r` of a [`RuleBitmap`]. Each packet
+//! field (source, destination, protocol, source port, destination port, ICMP type) is looked up
+//! once, in a table built for it, and gives the bitmap of the rules that field lets through:
+//! LPM tries for the addresses, arrays for protocol and ICMP type, a binary search over
+//! elementary port intervals for the ports. The AND of those bitmaps holds the matching rules,
+//! and its lowest set bit is the winner. A summary word per 64 words lets the search skip
+//! empty stretches, so the cost grows with the words that hold candidates, not with the rules.
+//! A port field no rule names is not looked up at all.
+//!
+//! # Generations
+//! Every table exists twice, for generations 0 and 1. The program reads the active generation
+//! once per packet ([`FilterState`]); an update writes the whole inactive generation, then flips
+//! the active one with a single map write. A packet is classified against the old set or the
+//! new, never a mix, and an update interrupted before the flip leaves the old set in force.
+
+use crate::{
+    parse::{L3, Packet, Transport},
+    rule::{MAX_RULES, ND_TYPES, is_neighbour_traffic},
+};
+
+/// 64-bit words in a [`RuleBitmap`].
+pub const BITMAP_WORDS: usize = MAX_RULES / 64;
+/// Summary words: one bit per bitmap word.
+pub const SUMMARY_WORDS: usize = BITMAP_WORDS.div_ceil(64);
+/// Generations of tables: the active one and the one being written.
+pub const GENERATIONS: usize = 2;
+
+/// A set of rules, by rank.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleBitmap {
+    /// Bit `w` is set when `words[w]` is not zero.
+    pub summary: [u64; SUMMARY_WORDS],
+    pub words: [u64; BITMAP_WORDS],
+}
+
+impl Default for RuleBitmap {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl RuleBitmap {
+    pub const EMPTY: RuleBitmap = RuleBitmap {
+        summary: [0; SUMMARY_WORDS],
+        words: [0; BITMAP_WORDS],
+    };
+
+    /// Adds the rule of rank `rank`.
+    pub fn insert(&mut self, rank: usize) {
+        let word = rank / 64;
+        self.words[word] |= 1 << (rank % 64);
+        self.summary[word / 64] |= 1 << (word % 64);
+    }
+
+    pub fn contains(&self, rank: usize) -> bool {
+        self.words[rank / 64] & (1 << (rank % 64)) != 0
+    }
+}
+
+/// Which fields some rule names. A port field no rule names is not looked up; the others are
+/// cheap enough, and a single kind of pointer per field keeps the verifier's work small.
+pub mod fields {
+    pub const SRC: u32 = 1 << 0;
+    pub const DST: u32 = 1 << 1;
+    pub const PROTO: u32 = 1 << 2;
+    pub const SPORT: u32 = 1 << 3;
+    pub const DPORT: u32 = 1 << 4;
+    pub const ICMP_TYPE: u32 = 1 << 5;
+}
+
+/// The active generation: the single value of the `FILTER_STATE` map, written last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterState {
+    pub generation: u32,
+}
+
+/// One generation's settings: the `FILTER_CONFIG` map holds one per generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// Rules in this generation's rule table, by rank.
+    pub rule_count: u32,
+    /// [`fields`] named by at least one rule.
+    pub fields: u32,
+    /// [`crate::rule::Action`] for packets no rule matches.
+    pub policy: u32,
+    /// [`crate::rule::Fragments`] as its `u32` value.
+    pub fragments: u32,
+    /// The id the next new rule gets; carried from generation to generation.
+    pub next_rule_id: u32,
+    pub _reserved: u32,
+    /// CLOCK_MONOTONIC nanoseconds when this generation was made active.
+    pub activated_ns: u64,
+}
+
+impl FilterConfig {
+    /// Summary words that can hold a set bit.
+    #[inline(always)]
+    pub fn summary_words(&self) -> usize {
+        (self.rule_count as usize).div_ceil(64 * 64)
+    }
+}
+
+/// Elementary port intervals: interval `i` is `starts[i] ..= starts[i + 1] - 1`. The bitmap of
+/// interval `i` is in `PORT_BITMAPS` under [`port_bitmap_key`].
+pub const MAX_PORT_INTERVALS: usize = 2 * MAX_RULES + 1;
+/// Slots in [`PortIntervals::starts`]: a power of two, for a search without branches.
+pub const PORT_SEARCH_SLOTS: usize = MAX_PORT_INTERVALS.next_power_of_two();
+/// The start that fills the unused slots: past every port.
+pub const PORT_PAST_END: u32 = 1 << 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortIntervals {
+    /// `starts[0]` is 0; the slots past the last interval hold [`PORT_PAST_END`].
+    pub starts: [u32; PORT_SEARCH_SLOTS],
+}
+
+impl PortIntervals {
+    /// The index of the interval holding `port`: the last slot whose start is `<= port`.
+    ///
+    /// A branch-free binary search: the verifier walks it once instead of once per path, and
+    /// the index it builds is bounded by a mask it can see. `opaque` hides the comparison from
+    /// the optimiser, which would otherwise turn it back into a branch; the kernel passes its
+    /// `read_volatile` barrier, the host an identity.
+    #[inline(always)]
+    pub fn find(&self, port: u16, opaque: impl Fn(i64) -> i64) -> usize {
+        let mut base = 0;
+        let mut step = PORT_SEARCH_SLOTS / 2;
+        while step > 0 {
+            let start = self.starts[(base + step) & (PORT_SEARCH_SLOTS - 1)];
+            // Negative exactly when start <= port; the arithmetic shift makes that all ones.
+            let below = opaque(start as i64 - port as i64 - 1) >> 63;
+            base += step & below as usize;
+            step /= 2;
+        }
+        base
+    }
+}
+
+/// Port field: source or destination.
+pub const PORT_SRC: u32 = 0;
+pub const PORT_DST: u32 = 1;
+
+/// The `PORT_INTERVALS` index of one generation's source or destination intervals.
+#[inline(always)]
+pub fn port_intervals_index(generation: u32, field: u32) -> u32 {
+    generation * 2 + field
+}
+
+/// The `PORT_BITMAPS` key of an interval's bitmap.
+#[inline(always)]
+pub fn port_bitmap_key(generation: u32, field: u32, interval: u32) -> u32 {
+    (generation << 31) | (field << 30) | interval
+}
+
+/// The `BITMAPS` array: per generation, the protocol bitmaps, the ICMP bitmaps, then a few
+/// shared by every packet of a kind. One map, so that the verifier sees one kind of pointer.
+pub mod slot {
+    use super::{ICMP_KEYS, PROTO_KEYS};
+
+    /// Plus [`super::proto_key`].
+    pub const PROTO: u32 = 0;
+    /// Plus [`super::icmp_key`].
+    pub const ICMP: u32 = PROTO + PROTO_KEYS;
+    /// Every rule: stands for a port field no rule names.
+    pub const ALL: u32 = ICMP + ICMP_KEYS;
+    /// Rules with source `any`: the source bitmap of a frame that is not IP.
+    pub const SRC_ANY: u32 = ALL + 1;
+    /// Rules with destination `any`.
+    pub const DST_ANY: u32 = ALL + 2;
+    /// Rules with no source port: the source-port bitmap of a packet without ports.
+    pub const SPORT_ANY: u32 = ALL + 3;
+    /// Rules with no destination port.
+    pub const DPORT_ANY: u32 = ALL + 4;
+    pub const PER_GENERATION: u32 = ALL + 5;
+}
+
+/// The `BITMAPS` index of `slot` in `generation`.
+#[inline(always)]
+pub fn bitmap_index(generation: u32, slot: u32) -> u32 {
+    generation * slot::PER_GENERATION + slot
+}
+
+/// Protocol keys: IP protocol numbers, then these.
+pub const PROTO_KEY_ARP: u32 = 256;
+pub const PROTO_KEY_OTHER: u32 = 257;
+pub const PROTO_KEYS: u32 = 258;
+
+/// The protocol key of a packet: its IP protocol, or ARP, or other.
+#[inline(always)]
+pub fn proto_key(packet: &Packet) -> u32 {
+    match packet.l3 {
+        L3::Ipv4 | L3::Ipv6 => packet.ip_proto as u32,
+        L3::Arp => PROTO_KEY_ARP,
+        L3::Other => PROTO_KEY_OTHER,
+    }
+}
+
+/// ICMP keys: the ICMP or ICMPv6 type, except that neighbour discovery has keys of
+/// its own (only rules naming its type may match it), then "no ICMP header".
+pub const ICMP_KEY_ND: u32 = 256;
+pub const ICMP_KEY_NONE: u32 = ICMP_KEY_ND + 5;
+pub const ICMP_KEYS: u32 = ICMP_KEY_NONE + 1;
+
+/// The ICMP key of a packet.
+#[inline(always)]
+pub fn icmp_key(packet: &Packet) -> u32 {
+    match packet.transport {
+        Transport::Icmp { icmp_type, .. } if is_neighbour_traffic(packet) => {
+            ICMP_KEY_ND + (icmp_type - ND_TYPES.start()) as u32
+        }
+        Transport::Icmp { icmp_type, .. } => icmp_type as u32,
+        _ => ICMP_KEY_NONE,
+    }
+}
+
+/// LPM trie key data: the generation byte, then the address. The prefix length counts the
+/// generation byte's 8 bits.
+pub type Ipv4Key = [u8; 5];
+pub type Ipv6Key = [u8; 17];
+
+#[inline(always)]
+pub fn ipv4_key(generation: u32, addr: &[u8; 16]) -> Ipv4Key {
+    [generation as u8, addr[0], addr[1], addr[2], addr[3]]
+}
+
+#[inline(always)]
+pub fn ipv6_key(generation: u32, addr: &[u8; 16]) -> Ipv6Key {
+    let mut key = [0; 17];
+    key[0] = generation as u8;
+    let mut index = 0;
+    while index < 16 {
+        key[index + 1] = addr[index];
+        index += 1;
+    }
+    key
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: each is `#[repr(C)]` of integers and integer arrays, with explicit padding
+    // fields where alignment would leave a gap; every bit pattern is valid.
+    unsafe impl aya::Pod for RuleBitmap {}
+    unsafe impl aya::Pod for FilterState {}
+    unsafe impl aya::Pod for FilterConfig {}
+    unsafe impl aya::Pod for PortIntervals {}
+}
