@@ -56,6 +56,15 @@ impl RuleBitmap {
         self.summary[word / 64] |= 1 << (word % 64);
     }
 
+    /// Removes the rule of rank `rank`.
+    pub fn remove(&mut self, rank: usize) {
+        let word = rank / 64;
+        self.words[word] &= !(1 << (rank % 64));
+        if self.words[word] == 0 {
+            self.summary[word / 64] &= !(1 << (word % 64));
+        }
+    }
+
     pub fn contains(&self, rank: usize) -> bool {
         self.words[rank / 64] & (1 << (rank % 64)) != 0
     }

@@ -5,6 +5,7 @@
 //! - [`pins`]: where an attachment lives in bpffs.
 //! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
 //! - [`attach`]: attach, detach and inspect pinned attachments.
+//! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
@@ -14,6 +15,7 @@ pub mod attach;
 pub mod cli;
 pub mod commands;
 pub mod counters;
+pub mod filter;
 pub mod iflink;
 pub mod netns;
 pub mod pins;

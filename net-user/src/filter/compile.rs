@@ -1,0 +1,296 @@
+//! A rule set turned into the tables the kernel classifies with (see `net_common::filter`).
+//!
+//! For each field, every value the kernel can look up gets the bitmap of the rules that value
+//! lets through, by rank. The kernel ANDs one bitmap per field; the lowest set bit wins.
+
+use std::collections::{BTreeSet, HashMap};
+
+use net_common::{
+    filter::{
+        FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, PORT_PAST_END, PORT_SEARCH_SLOTS,
+        PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap, fields, slot,
+    },
+    rule::{Family, ICMP_TYPE_ANY, ND_TYPES, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
+};
+
+use super::RuleSet;
+
+/// One generation's tables, ready to be written.
+pub struct Tables {
+    /// Everything but `activated_ns`, which is set when the generation is flipped in.
+    pub config: FilterConfig,
+    /// By rank.
+    pub rules: Vec<Rule>,
+    pub src_v4: Vec<(Prefix, RuleBitmap)>,
+    pub dst_v4: Vec<(Prefix, RuleBitmap)>,
+    pub src_v6: Vec<(Prefix, RuleBitmap)>,
+    pub dst_v6: Vec<(Prefix, RuleBitmap)>,
+    /// The `BITMAPS` array of one generation, by [`slot`].
+    pub bitmaps: Vec<RuleBitmap>,
+    /// Source, then destination port.
+    pub ports: [PortTable; 2],
+}
+
+/// Elementary port intervals and their bitmaps.
+pub struct PortTable {
+    pub intervals: Box<PortIntervals>,
+    pub bitmaps: Vec<RuleBitmap>,
+}
+
+/// Compiles `set`, whose rules must all have counter slots.
+pub fn compile(set: &RuleSet) -> Tables {
+    let rules = set.rules();
+    let ranks = || rules.iter().enumerate();
+    let bitmap_of = |keep: &dyn Fn(&Rule) -> bool| {
+        let mut bitmap = RuleBitmap::EMPTY;
+        for (rank, rule) in ranks() {
+            if keep(rule) {
+                bitmap.insert(rank);
+            }
+        }
+        bitmap
+    };
+
+    let mut bitmaps = vec![RuleBitmap::EMPTY; slot::PER_GENERATION as usize];
+    let proto_any = bitmap_of(&|rule| rule.matches.proto == PROTO_ANY);
+    for key in 0..PROTO_KEYS {
+        bitmaps[(slot::PROTO + key) as usize] = match key {
+            PROTO_KEY_ARP => bitmap_of(&|rule| rule.matches.proto == PROTO_ARP),
+            PROTO_KEY_OTHER => proto_any,
+            number => {
+                let mut bitmap = proto_any;
+                for (rank, rule) in ranks() {
+                    if rule.matches.proto == number as u16 {
+                        bitmap.insert(rank);
+                    }
+                }
+                bitmap
+            }
+        };
+    }
+    let icmp_any = bitmap_of(&|rule| rule.matches.icmp_type == ICMP_TYPE_ANY);
+    for key in 0..ICMP_KEYS {
+        let named = |icmp_type: u8| bitmap_of(&|rule| rule.matches.icmp_type == icmp_type as u16);
+        bitmaps[(slot::ICMP + key) as usize] = match key {
+            ICMP_KEY_NONE => icmp_any,
+            // Neighbour discovery: only the rules that name its type.
+            nd if nd >= ICMP_KEY_ND => named(ND_TYPES.start() + (nd - ICMP_KEY_ND) as u8),
+            icmp_type => {
+                let mut bitmap = icmp_any;
+                for (rank, rule) in ranks() {
+                    if rule.matches.icmp_type == icmp_type as u16 {
+                        bitmap.insert(rank);
+                    }
+                }
+                bitmap
+            }
+        };
+    }
+    bitmaps[slot::ALL as usize] = bitmap_of(&|_| true);
+    bitmaps[slot::SRC_ANY as usize] = bitmap_of(&|rule| rule.matches.src.is_any());
+    bitmaps[slot::DST_ANY as usize] = bitmap_of(&|rule| rule.matches.dst.is_any());
+    bitmaps[slot::SPORT_ANY as usize] = bitmap_of(&|rule| rule.matches.sport.is_any());
+    bitmaps[slot::DPORT_ANY as usize] = bitmap_of(&|rule| rule.matches.dport.is_any());
+
+    let named = |field: u32, names: &dyn Fn(&Rule) -> bool| {
+        if rules.iter().any(names) { field } else { 0 }
+    };
+    let config = FilterConfig {
+        rule_count: rules.len() as u32,
+        fields: named(fields::SRC, &|rule| !rule.matches.src.is_any())
+            | named(fields::DST, &|rule| !rule.matches.dst.is_any())
+            | named(fields::PROTO, &|rule| rule.matches.proto != PROTO_ANY)
+            | named(fields::SPORT, &|rule| !rule.matches.sport.is_any())
+            | named(fields::DPORT, &|rule| !rule.matches.dport.is_any())
+            | named(fields::ICMP_TYPE, &|rule| {
+                rule.matches.icmp_type != ICMP_TYPE_ANY
+            }),
+        policy: set.policy as u32,
+        fragments: set.fragments as u32,
+        next_rule_id: set.next_rule_id,
+        _reserved: 0,
+        activated_ns: 0,
+    };
+
+    Tables {
+        config,
+        src_v4: address_table(rules, Family::Ipv4, |rule| &rule.matches.src),
+        dst_v4: address_table(rules, Family::Ipv4, |rule| &rule.matches.dst),
+        src_v6: address_table(rules, Family::Ipv6, |rule| &rule.matches.src),
+        dst_v6: address_table(rules, Family::Ipv6, |rule| &rule.matches.dst),
+        bitmaps,
+        ports: [
+            port_table(rules, |rule| rule.matches.sport),
+            port_table(rules, |rule| rule.matches.dport),
+        ],
+        rules: rules.to_vec(),
+    }
+}
+
+/// The LPM entries of one address field and family: every prefix some rule names, and the
+/// root. An entry's bitmap holds the rules whose prefix covers it, and the `any` rules: the
+/// longest prefix that contains an address is covered by exactly the prefixes that contain it.
+fn address_table(
+    rules: &[Rule],
+    family: Family,
+    field: impl Fn(&Rule) -> &Prefix,
+) -> Vec<(Prefix, RuleBitmap)> {
+    let mut any = RuleBitmap::EMPTY;
+    let mut by_prefix: HashMap<Prefix, Vec<usize>> = HashMap::new();
+    for (rank, rule) in rules.iter().enumerate() {
+        let prefix = field(rule);
+        if prefix.is_any() {
+            any.insert(rank);
+        } else if prefix.family() == family {
+            by_prefix.entry(*prefix).or_default().push(rank);
+        }
+    }
+    let lengths: BTreeSet<u8> = by_prefix.keys().map(|prefix| prefix.len).collect();
+    let root = Prefix::new(family, [0; 16], 0);
+    let prefixes: BTreeSet<Prefix> = by_prefix.keys().copied().chain([root]).collect();
+    prefixes
+        .into_iter()
+        .map(|prefix| {
+            let mut bitmap = any;
+            for &len in lengths.range(..=prefix.len) {
+                let covering = Prefix::new(family, prefix.addr, len);
+                for &rank in by_prefix.get(&covering).into_iter().flatten() {
+                    bitmap.insert(rank);
+                }
+            }
+            (prefix, bitmap)
+        })
+        .collect()
+}
+
+/// The elementary intervals of one port field: cut at every range's first port and at the
+/// port after its last, so that each interval lies wholly inside or outside every range.
+fn port_table(rules: &[Rule], field: impl Fn(&Rule) -> PortRange) -> PortTable {
+    let mut cuts = BTreeSet::from([0u32]);
+    for rule in rules {
+        let range = field(rule);
+        if !range.is_any() {
+            cuts.insert(range.first as u32);
+            cuts.insert(range.last as u32 + 1);
+        }
+    }
+    cuts.remove(&PORT_PAST_END);
+    let starts: Vec<u32> = cuts.into_iter().collect();
+
+    // Sweep the intervals, adding each rule where its range starts and removing it where it
+    // ends.
+    let mut starting: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut ending: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut active = RuleBitmap::EMPTY;
+    for (rank, rule) in rules.iter().enumerate() {
+        let range = field(rule);
+        if range.is_any() {
+            active.insert(rank);
+        } else {
+            starting.entry(range.first as u32).or_default().push(rank);
+            ending.entry(range.last as u32 + 1).or_default().push(rank);
+        }
+    }
+    let mut bitmaps = Vec::with_capacity(starts.len());
+    for start in &starts {
+        for &rank in ending.get(start).into_iter().flatten() {
+            active.remove(rank);
+        }
+        for &rank in starting.get(start).into_iter().flatten() {
+            active.insert(rank);
+        }
+        bitmaps.push(active);
+    }
+
+    let mut intervals = Box::new(PortIntervals {
+        starts: [PORT_PAST_END; PORT_SEARCH_SLOTS],
+    });
+    intervals.starts[..starts.len()].copy_from_slice(&starts);
+    PortTable { intervals, bitmaps }
+}
+
+#[cfg(test)]
+mod tests {
+    use net_common::rule::{Action, Match};
+
+    use super::*;
+    use crate::filter::{NewRule, RuleSet};
+
+    fn udp_dport(first: u16, last: u16) -> NewRule {
+        NewRule {
+            action: Action::Drop,
+            priority: 1000,
+            matches: Match {
+                proto: 17,
+                dport: PortRange { first, last },
+                ..Match::ANY
+            },
+        }
+    }
+
+    #[test]
+    fn port_intervals_split_at_every_range_edge_and_find_agrees() {
+        let mut set = RuleSet::default();
+        set.add(udp_dport(53, 53)).unwrap();
+        set.add(udp_dport(1000, 2000)).unwrap();
+        set.add(udp_dport(1500, 65535)).unwrap();
+        let tables = compile(&set);
+        let table = &tables.ports[1];
+        let count = table.bitmaps.len();
+        assert_eq!(
+            &table.intervals.starts[..count],
+            [0, 53, 54, 1000, 1500, 2001]
+        );
+        for (port, want) in [
+            (0, vec![]),
+            (53, vec![0]),
+            (54, vec![]),
+            (1000, vec![1]),
+            (1999, vec![1, 2]),
+            (2001, vec![2]),
+            (65535, vec![2]),
+        ] {
+            let interval = table.intervals.find(port, |value| value);
+            let got: Vec<usize> = (0..3)
+                .filter(|&rank| table.bitmaps[interval].contains(rank))
+                .collect();
+            assert_eq!(got, want, "port {port}");
+        }
+    }
+
+    #[test]
+    fn an_address_entry_holds_every_rule_whose_prefix_covers_it() {
+        let prefix = |text: [u8; 4], len| {
+            let mut addr = [0; 16];
+            addr[..4].copy_from_slice(&text);
+            Prefix::new(Family::Ipv4, addr, len)
+        };
+        let mut set = RuleSet::default();
+        for (addr, len) in [([198, 18, 0, 0], 15), ([198, 18, 7, 0], 24)] {
+            set.add(NewRule {
+                action: Action::Drop,
+                priority: 1000,
+                matches: Match {
+                    src: prefix(addr, len),
+                    ..Match::ANY
+                },
+            })
+            .unwrap();
+        }
+        set.add(udp_dport(53, 53)).unwrap();
+        let tables = compile(&set);
+        let entries: Vec<(u8, Vec<usize>)> = tables
+            .src_v4
+            .iter()
+            .map(|(prefix, bitmap)| (prefix.len, (0..3).filter(|&r| bitmap.contains(r)).collect()))
+            .collect();
+        assert_eq!(
+            entries,
+            [(0, vec![2]), (15, vec![0, 2]), (24, vec![0, 1, 2])]
+        );
+        assert_eq!(
+            tables.config.fields,
+            fields::SRC | fields::PROTO | fields::DPORT
+        );
+    }
+}

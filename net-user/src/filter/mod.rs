@@ -1,0 +1,17 @@
+//! The filter's userspace side: rule sets, their text and file forms, and writing them to the
+//! kernel's tables.
+//!
+//! - [`ruleset`]: one interface's rules and settings, as edited.
+//! - [`spec`]: a rule's fields from command-line text (CIDRs, ports, protocols), and back.
+//! - [`file`]: the TOML rules file of `netxdp apply`.
+//! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
+//! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
+
+pub mod compile;
+pub mod file;
+pub mod maps;
+pub mod ruleset;
+pub mod spec;
+
+pub use maps::FilterMaps;
+pub use ruleset::{Changes, DEFAULT_PRIORITY, NewRule, RuleSet, RuleSetError};
