@@ -66,4 +66,18 @@ pub mod names {
     pub const BITMAPS_MAP: &str = "BITMAPS";
     pub const PORT_INTERVALS_MAP: &str = "PORT_INTERVALS";
     pub const PORT_BITMAPS_MAP: &str = "PORT_BITMAPS";
+    /// Every map of the filter: a rule set and its counters.
+    pub const FILTER_MAPS: [&str; 11] = [
+        FILTER_STATE_MAP,
+        FILTER_CONFIG_MAP,
+        RULES_MAP,
+        RULE_COUNTERS_MAP,
+        SRC_V4_MAP,
+        DST_V4_MAP,
+        SRC_V6_MAP,
+        DST_V6_MAP,
+        BITMAPS_MAP,
+        PORT_INTERVALS_MAP,
+        PORT_BITMAPS_MAP,
+    ];
 }

@@ -251,8 +251,9 @@ pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
     Ok(info.get(&0, 0)?)
 }
 
-/// Detaches netxdp from `iface` and removes its pins.
-pub fn detach_pinned(iface: &str) -> Result<()> {
+/// Detaches netxdp from `iface` and removes its pins; with `keep_rules`, the filter's maps
+/// stay pinned, for the next attach to reuse.
+pub fn detach_pinned(iface: &str, keep_rules: bool) -> Result<()> {
     preflight::require_privileges()?;
     preflight::require_bpffs()?;
     let pins = PinDir::new(iface);
@@ -260,6 +261,17 @@ pub fn detach_pinned(iface: &str) -> Result<()> {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
     }
     remove_link(&pins)?;
+    if keep_rules {
+        for entry in fs::read_dir(pins.dir())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !names::FILTER_MAPS.iter().any(|map| name == *map) {
+                fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        return Ok(());
+    }
     fs::remove_dir_all(pins.dir()).with_context(|| format!("removing {}", pins.dir().display()))?;
     // The last detach leaves no trace; this fails, harmlessly, while others remain.
     let _ = fs::remove_dir(PinDir::root());

@@ -1,10 +1,18 @@
 //! The command line, as clap sees it. `--help` of each command is its manual page.
 
-use std::{num::NonZeroU64, time::Duration};
+use std::{num::NonZeroU64, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::attach::ModeRequest;
+use net_common::rule::{Action, Fragments, PortRange, Prefix};
+
+use crate::{
+    attach::ModeRequest,
+    filter::{
+        DEFAULT_PRIORITY,
+        spec::{self, Normalised},
+    },
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +30,8 @@ use crate::attach::ModeRequest;
         sudo netxdp attach eth0               # attach for good (native, else skb mode)\n  \
         sudo netxdp stats eth0 --interval 1   # stream rates and totals\n  \
         sudo netxdp stats --json --count 1    # one JSON snapshot of every interface\n  \
+        sudo netxdp rule add eth0 --action drop --src 203.0.113.0/24\n  \
+        sudo netxdp apply eth0 rules.toml --dry-run\n  \
         sudo netxdp detach eth0\n\n\
         Exit status: 0 on success, 1 on error, 2 on bad usage."
 )]
@@ -56,11 +66,60 @@ pub enum Command {
         force: bool,
     },
 
-    /// Detach from an interface and remove its pins and counters.
-    #[command(after_help = "Example:\n  sudo netxdp detach eth0")]
+    /// Detach from an interface and remove its pins, counters and rules.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp detach eth0\n  \
+        sudo netxdp detach eth0 --keep-rules   # then attach again, in another mode, say\n\n\
+        With --keep-rules the rule set and its counters stay pinned; `netxdp attach` puts \
+        them back in force, and `netxdp rule` can edit them meanwhile.")]
     Detach {
         /// The interface, as `ip link` names it.
         iface: String,
+        /// Keep the rule set (and its counters) pinned for the next attach.
+        #[arg(long)]
+        keep_rules: bool,
+    },
+
+    /// Add, delete and list filter rules.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+
+    /// Show or set what packets that no rule matches get (and fragments without L4 headers).
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp policy eth0                       # show\n  \
+        sudo netxdp policy eth0 drop                  # allow-list: only what rules pass\n  \
+        sudo netxdp policy eth0 pass --fragments drop\n\n\
+        Under either policy, ARP and IPv6 neighbour discovery pass unless a rule names them \
+        (proto arp; proto icmpv6 with icmp type 133-137), so an allow-list cannot cut the host \
+        off its own network.")]
+    Policy {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        /// pass: a deny-list (rules drop what they match); drop: an allow-list.
+        #[arg(value_enum)]
+        policy: Option<PolicyArg>,
+        /// IP packets without their L4 header (later fragments, truncated or malformed) that
+        /// no rule matches: decided by the policy, or dropped.
+        #[arg(long, value_enum)]
+        fragments: Option<FragmentsArg>,
+    },
+
+    /// Replace an interface's rules and policy with those of a rules file, atomically.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp apply eth0 /etc/netxdp/eth0.toml --dry-run   # show the changes only\n  \
+        sudo netxdp apply eth0 /etc/netxdp/eth0.toml\n\n\
+        The file's format is in the README (`netxdp rule list IFACE --toml` writes one). The \
+        new set is written beside the old one and switched in with one map update: the kernel \
+        classifies every packet against the old set or the new, never a mix. Rules that stay \
+        keep their ids and counters.")]
+    Apply {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        /// The rules file (TOML).
+        file: PathBuf,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 
     /// Show every interface netxdp is attached to: mode, program id, since when, totals.
@@ -119,6 +178,122 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
     },
+}
+
+/// `netxdp rule ...`
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a rule; prints its id. Fields left out match anything.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp rule add eth0 --action drop --src 203.0.113.0/24\n  \
+        sudo netxdp rule add eth0 --action pass --proto tcp --dport 22 --priority 10\n  \
+        sudo netxdp rule add eth0 --action drop --proto udp --dport 1024-65535 --dst fd00::/8\n  \
+        id=$(sudo netxdp rule add eth0 --action drop --proto icmp --icmp-type 8)\n\n\
+        Rules are tried by priority (lower first), then id; the first that matches decides. \
+        A rule matches when all its fields do.")]
+    Add {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Delete rules by id.
+    #[command(after_help = "Example:\n  sudo netxdp rule del eth0 7 9")]
+    Del {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        /// Rule ids, as `netxdp rule list` shows them.
+        #[arg(required = true)]
+        ids: Vec<u32>,
+    },
+    /// List the rules in the order they are tried, with their hit counters.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp rule list eth0\n  \
+        sudo netxdp rule list eth0 --json | jq '.rules[] | select(.packets > 0)'\n  \
+        sudo netxdp rule list eth0 --toml > eth0.toml   # a rules file for `netxdp apply`")]
+    List {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        /// One JSON document (schema netxdp.rules/v1, see the README).
+        #[arg(long, conflicts_with = "toml")]
+        json: bool,
+        /// The rules and policy as a rules file, for `netxdp apply`.
+        #[arg(long)]
+        toml: bool,
+    },
+}
+
+/// A rule's fields on the command line.
+#[derive(Debug, Args, Clone)]
+pub struct RuleArgs {
+    /// What a matching packet gets.
+    #[arg(long, value_enum)]
+    pub action: PolicyArg,
+    /// Source address or prefix (IPv4 or IPv6), or any.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix_arg)]
+    pub src: Option<(Prefix, Option<Normalised>)>,
+    /// Destination address or prefix (IPv4 or IPv6), or any.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix_arg)]
+    pub dst: Option<(Prefix, Option<Normalised>)>,
+    /// tcp, udp, icmp, icmpv6, arp, an IP protocol number, or any.
+    #[arg(long, value_name = "PROTO", value_parser = spec::parse_proto)]
+    pub proto: Option<u16>,
+    /// Source port or inclusive range FIRST-LAST (needs --proto tcp or udp).
+    #[arg(long, value_name = "PORT[-PORT]", value_parser = spec::parse_ports)]
+    pub sport: Option<PortRange>,
+    /// Destination port or inclusive range FIRST-LAST (needs --proto tcp or udp).
+    #[arg(long, value_name = "PORT[-PORT]", value_parser = spec::parse_ports)]
+    pub dport: Option<PortRange>,
+    /// ICMP or ICMPv6 type, 0-255 (needs --proto icmp or icmpv6).
+    #[arg(long, value_name = "TYPE", value_parser = spec::parse_icmp_type)]
+    pub icmp_type: Option<u16>,
+    /// Lower is tried first; ties go to the older rule.
+    #[arg(long, default_value_t = DEFAULT_PRIORITY)]
+    pub priority: u32,
+}
+
+impl RuleArgs {
+    pub fn action_text(&self) -> &'static str {
+        Action::from(self.action).as_str()
+    }
+}
+
+fn parse_prefix_arg(text: &str) -> Result<(Prefix, Option<Normalised>), spec::SpecError> {
+    spec::parse_prefix(text)
+}
+
+/// A verdict, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    Pass,
+    Drop,
+}
+
+impl From<PolicyArg> for Action {
+    fn from(arg: PolicyArg) -> Action {
+        match arg {
+            PolicyArg::Pass => Action::Pass,
+            PolicyArg::Drop => Action::Drop,
+        }
+    }
+}
+
+/// `--fragments`, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FragmentsArg {
+    /// Decided by the default policy.
+    Policy,
+    /// Dropped.
+    Drop,
+}
+
+impl From<FragmentsArg> for Fragments {
+    fn from(arg: FragmentsArg) -> Fragments {
+        match arg {
+            FragmentsArg::Policy => Fragments::Policy,
+            FragmentsArg::Drop => Fragments::Drop,
+        }
+    }
 }
 
 /// How often to sample, and how many times.
@@ -215,5 +390,56 @@ mod tests {
     fn interface_is_required() {
         assert!(parse(&["attach"]).is_err());
         assert!(parse(&["detach"]).is_err());
+    }
+
+    #[test]
+    fn rule_add_parses_every_field_and_refuses_bad_ones_as_usage_errors() {
+        let cli = parse(&[
+            "rule",
+            "add",
+            "eth0",
+            "--action",
+            "drop",
+            "--src",
+            "198.18.0.5/24",
+            "--proto",
+            "udp",
+            "--dport",
+            "1000-2000",
+            "--priority",
+            "7",
+        ])
+        .unwrap();
+        let Command::Rule(RuleCommand::Add { iface, rule }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(iface, "eth0");
+        assert_eq!(rule.action, PolicyArg::Drop);
+        assert!(rule.src.as_ref().is_some_and(|(_, note)| note.is_some()));
+        assert_eq!(
+            rule.dport,
+            Some(PortRange {
+                first: 1000,
+                last: 2000
+            })
+        );
+        assert_eq!(rule.priority, 7);
+        for bad in [
+            &["--src", "198.18.0.300"][..],
+            &["--dport", "70000"],
+            &["--dport", "2000-1000"],
+            &["--proto", "sctpx"],
+            &["--icmp-type", "256"],
+        ] {
+            let args: Vec<&str> = ["rule", "add", "eth0", "--action", "drop"]
+                .into_iter()
+                .chain(bad.iter().copied())
+                .collect();
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        assert!(
+            parse(&["rule", "add", "eth0"]).is_err(),
+            "--action is required"
+        );
     }
 }

@@ -1,1 +1,400 @@
-//! (being written)
+//! The rules file of `netxdp apply`: an interface's whole rule set, declared.
+//!
+//! ```toml
+//! # netxdp rules file: netxdp apply IFACE FILE
+//! policy = "drop"        # pass (default) | drop: what packets no rule matches get
+//! fragments = "policy"   # policy (default) | drop: IP packets without their L4 header that no rule matches
+//!
+//! [[rule]]
+//! action = "pass"        # required: pass | drop
+//! priority = 10          # optional, default 1000; lower wins, ties by order in the file
+//! src = "198.18.0.0/24"  # optional, default any; an IPv4 or IPv6 address or prefix
+//! dst = "any"
+//! proto = "udp"          # tcp | udp | icmp | icmpv6 | arp | 0..255 | any
+//! sport = "1024-65535"   # a number or "first-last"; needs proto tcp or udp
+//! dport = 53
+//! icmp_type = 8          # 0..255; needs proto icmp or icmpv6
+//! ```
+//!
+//! Every key but `action` may be left out, and means `any` (or the default) then. Ports, ICMP
+//! types and protocols may be written as numbers or strings. Unknown keys, two rules that
+//! match the same packets, and more than [`MAX_RULES`] rules are errors, each reported with
+//! its line. `netxdp rule list --format toml` writes a rule set in this form
+//! ([`render_rules_file`]), and `apply --dry-run` shows what applying a file would change
+//! ([`render_changes`]).
+
+use std::{collections::HashMap, fmt, fmt::Write as _, ops::Range};
+
+use net_common::rule::{
+    Action, Fragments, ICMP_TYPE_ANY, MAX_RULES, PROTO_ANY, PortRange, Prefix, Rule,
+};
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+use super::{
+    ruleset::{Changes, DEFAULT_PRIORITY, NewRule, RuleSet},
+    spec::{
+        Field, SpecError, build_match, field_text, is_named, match_text, parse_icmp_type,
+        parse_ports, parse_prefix, parse_proto,
+    },
+};
+
+/// A rules file, read and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesFile {
+    pub policy: Action,
+    pub fragments: Fragments,
+    /// In file order, which breaks ties of priority.
+    pub rules: Vec<NewRule>,
+    /// Prefixes given with host bits set, and what they were taken as: worth telling the
+    /// user, since such a rule matches more than the address written.
+    pub notes: Vec<String>,
+}
+
+/// Why a rules file cannot be applied. Each names the line at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Syntax, an unknown key or a value of the wrong type; toml's message shows the line.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("line {line}, rule {rule}, field {field}: {error}")]
+    Field {
+        line: usize,
+        rule: usize,
+        field: Field,
+        error: SpecError,
+    },
+    #[error(
+        "line {line}, rule {rule} matches the same packets as rule {first} at line \
+         {first_line} ({matches}): keep one"
+    )]
+    Duplicate {
+        line: usize,
+        rule: usize,
+        first: usize,
+        first_line: usize,
+        matches: String,
+    },
+    #[error("{count} rules: an interface holds at most {MAX_RULES}")]
+    TooMany { count: usize },
+}
+
+/// The file as toml reads it, before its fields are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default = "default_policy", with = "ActionText")]
+    policy: Action,
+    #[serde(default, with = "FragmentsText")]
+    fragments: Fragments,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+fn default_policy() -> Action {
+    RuleSet::default().policy
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "Action", rename_all = "lowercase")]
+enum ActionText {
+    Drop,
+    Pass,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "Fragments", rename_all = "lowercase")]
+enum FragmentsText {
+    Policy,
+    Drop,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(with = "ActionText")]
+    action: Action,
+    priority: Option<u32>,
+    src: Option<Spanned<Text>>,
+    dst: Option<Spanned<Text>>,
+    proto: Option<Spanned<Text>>,
+    sport: Option<Spanned<Text>>,
+    dport: Option<Spanned<Text>>,
+    icmp_type: Option<Spanned<Text>>,
+}
+
+impl RawRule {
+    fn value(&self, field: Field) -> Option<&Spanned<Text>> {
+        match field {
+            Field::Src => self.src.as_ref(),
+            Field::Dst => self.dst.as_ref(),
+            Field::Proto => self.proto.as_ref(),
+            Field::Sport => self.sport.as_ref(),
+            Field::Dport => self.dport.as_ref(),
+            Field::IcmpType => self.icmp_type.as_ref(),
+        }
+    }
+}
+
+/// A field's value as a string or a number, so that `dport = 53` and `dport = "53"` both
+/// read; the field's own parser then checks it.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Text;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Text, E> {
+                Ok(Text(value.to_owned()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Reads and checks a rules file.
+pub fn parse_rules_file(text: &str) -> Result<RulesFile, FileError> {
+    let raw: RawFile = toml::from_str(text)?;
+    if raw.rule.len() > MAX_RULES {
+        return Err(FileError::TooMany {
+            count: raw.rule.len(),
+        });
+    }
+    let mut file = RulesFile {
+        policy: raw.policy,
+        fragments: raw.fragments,
+        rules: Vec::with_capacity(raw.rule.len()),
+        notes: Vec::new(),
+    };
+    // Each match, with the number and line of the first rule that has it.
+    let mut seen = HashMap::with_capacity(raw.rule.len());
+    for (index, raw_rule) in raw.rule.iter().enumerate() {
+        let reader = RuleReader {
+            text,
+            number: index + 1,
+            raw: raw_rule.get_ref(),
+            span: raw_rule.span(),
+        };
+        let rule = reader.read(&mut file.notes)?;
+        let line = line_of(text, reader.span.start);
+        if let Some(&(first, first_line)) = seen.get(&rule.matches) {
+            return Err(FileError::Duplicate {
+                line,
+                rule: reader.number,
+                first,
+                first_line,
+                matches: match_text(&rule.matches),
+            });
+        }
+        seen.insert(rule.matches, (reader.number, line));
+        file.rules.push(rule);
+    }
+    Ok(file)
+}
+
+/// One `[[rule]]` table being checked: where it is, for messages.
+struct RuleReader<'a> {
+    text: &'a str,
+    /// 1-based, in file order.
+    number: usize,
+    raw: &'a RawRule,
+    span: Range<usize>,
+}
+
+impl RuleReader<'_> {
+    fn read(&self, notes: &mut Vec<String>) -> Result<NewRule, FileError> {
+        let matches = build_match(
+            self.prefix(Field::Src, notes)?,
+            self.prefix(Field::Dst, notes)?,
+            self.parse(Field::Proto, parse_proto, PROTO_ANY)?,
+            self.parse(Field::Sport, parse_ports, PortRange::ANY)?,
+            self.parse(Field::Dport, parse_ports, PortRange::ANY)?,
+            self.parse(Field::IcmpType, parse_icmp_type, ICMP_TYPE_ANY)?,
+        )
+        .map_err(|error| {
+            // Combination errors always name a field; the rule's own line otherwise.
+            let field = error.field().unwrap_or(Field::Proto);
+            self.error(field, error)
+        })?;
+        Ok(NewRule {
+            action: self.raw.action,
+            priority: self.raw.priority.unwrap_or(DEFAULT_PRIORITY),
+            matches,
+        })
+    }
+
+    /// A prefix field; a prefix given with host bits set gets a note.
+    fn prefix(&self, field: Field, notes: &mut Vec<String>) -> Result<Prefix, FileError> {
+        let (prefix, note) = self.parse(field, parse_prefix, (Prefix::ANY, None))?;
+        if let Some(note) = note {
+            notes.push(format!(
+                "line {}, rule {}, field {field}: {note}",
+                self.line(field),
+                self.number
+            ));
+        }
+        Ok(prefix)
+    }
+
+    /// The field's value through `parse`, or `any` when the rule leaves it out.
+    fn parse<T>(
+        &self,
+        field: Field,
+        parse: impl Fn(&str) -> Result<T, SpecError>,
+        any: T,
+    ) -> Result<T, FileError> {
+        match self.raw.value(field) {
+            Some(value) => parse(&value.get_ref().0).map_err(|error| self.error(field, error)),
+            None => Ok(any),
+        }
+    }
+
+    fn error(&self, field: Field, error: SpecError) -> FileError {
+        FileError::Field {
+            line: self.line(field),
+            rule: self.number,
+            field,
+            error,
+        }
+    }
+
+    /// The line of the field's value, or of the rule when it has none.
+    fn line(&self, field: Field) -> usize {
+        let start = self
+            .raw
+            .value(field)
+            .map_or(self.span.start, |value| value.span().start);
+        line_of(self.text, start)
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text
+        .bytes()
+        .take(offset)
+        .filter(|&byte| byte == b'\n')
+        .count()
+}
+
+/// A rule set as a rules file, rules in the order they are tried: applying it to a fresh
+/// interface makes the same rule set (ids aside), and applying it to this one changes nothing.
+pub fn render_rules_file(set: &RuleSet) -> String {
+    let mut out = format!(
+        "# netxdp rules file: netxdp apply IFACE FILE\npolicy = \"{}\"\nfragments = \"{}\"\n",
+        set.policy.as_str(),
+        set.fragments.as_str()
+    );
+    for rule in set.rules() {
+        let _ = write!(
+            out,
+            "\n[[rule]] # id {}\naction = \"{}\"\n",
+            rule.id,
+            rule.action().as_str()
+        );
+        if rule.priority != DEFAULT_PRIORITY {
+            let _ = writeln!(out, "priority = {}", rule.priority);
+        }
+        for field in Field::ALL {
+            if is_named(&rule.matches, field) {
+                let _ = writeln!(
+                    out,
+                    "{field} = {}",
+                    toml_value(field_text(&rule.matches, field))
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A field's text as a TOML value: a number bare, anything else quoted (field texts hold no
+/// quotes or backslashes).
+fn toml_value(text: String) -> String {
+    if text.bytes().all(|byte| byte.is_ascii_digit()) {
+        text
+    } else {
+        format!("\"{text}\"")
+    }
+}
+
+/// What applying a file does, for `apply --dry-run`: a line per changed setting and per added
+/// (`+`), removed (`-`) and changed (`~`) rule, and a count of the rules left as they are.
+/// `before` and `after` are the rule set before and after [`RuleSet::replace`] gave `changes`.
+pub fn render_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> String {
+    let mut out = String::new();
+    if before.policy != after.policy {
+        let _ = writeln!(
+            out,
+            "policy: {} -> {}",
+            before.policy.as_str(),
+            after.policy.as_str()
+        );
+    }
+    if before.fragments != after.fragments {
+        let _ = writeln!(
+            out,
+            "fragments: {} -> {}",
+            before.fragments.as_str(),
+            after.fragments.as_str()
+        );
+    }
+    for (sign, rules) in [("-", &changes.removed), ("+", &changes.added)] {
+        for rule in rules {
+            let action = rule.action().as_str();
+            let priority = priority_text(rule.priority);
+            let _ = writeln!(out, "{sign} {}", rule_text(rule, action, priority));
+        }
+    }
+    for (old, new) in &changes.changed {
+        let action = match (old.action(), new.action()) {
+            (old, new) if old == new => new.as_str().to_owned(),
+            (old, new) => format!("{} -> {}", old.as_str(), new.as_str()),
+        };
+        let priority = if old.priority == new.priority {
+            priority_text(new.priority)
+        } else {
+            format!(" (priority {} -> {})", old.priority, new.priority)
+        };
+        let _ = writeln!(out, "~ {}", rule_text(new, &action, priority));
+    }
+    match changes.unchanged {
+        0 => {}
+        1 => out.push_str("= 1 rule unchanged\n"),
+        count => {
+            let _ = writeln!(out, "= {count} rules unchanged");
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no changes\n");
+    }
+    out
+}
+
+/// `rule 7: pass proto udp dport 53 (priority 10)`.
+fn rule_text(rule: &Rule, action: &str, priority: String) -> String {
+    format!(
+        "rule {}: {action} {}{priority}",
+        rule.id,
+        match_text(&rule.matches)
+    )
+}
+
+/// ` (priority N)`, or nothing for the default priority.
+fn priority_text(priority: u32) -> String {
+    if priority == DEFAULT_PRIORITY {
+        String::new()
+    } else {
+        format!(" (priority {priority})")
+    }
+}

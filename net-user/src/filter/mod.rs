@@ -4,11 +4,13 @@
 //! - [`ruleset`]: one interface's rules and settings, as edited.
 //! - [`spec`]: a rule's fields from command-line text (CIDRs, ports, protocols), and back.
 //! - [`file`]: the TOML rules file of `netxdp apply`.
+//! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
 //! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
 
 pub mod compile;
 pub mod file;
+pub mod listing;
 pub mod maps;
 pub mod ruleset;
 pub mod spec;

@@ -1,5 +1,7 @@
 //! What each command does, over the library's pieces.
 
+mod filter;
+
 use std::{
     io::{self, Write as _},
     net::{IpAddr, SocketAddr},
@@ -51,11 +53,26 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             }
             Ok(())
         }
-        Command::Detach { iface } => {
-            attach::detach_pinned(&iface)?;
-            println!("detached from {iface}; pins removed");
+        Command::Detach { iface, keep_rules } => {
+            attach::detach_pinned(&iface, keep_rules)?;
+            if keep_rules {
+                println!("detached from {iface}; its rules stay pinned for the next attach");
+            } else {
+                println!("detached from {iface}; pins removed");
+            }
             Ok(())
         }
+        Command::Rule(command) => filter::rule(command),
+        Command::Policy {
+            iface,
+            policy,
+            fragments,
+        } => filter::policy(&iface, policy, fragments),
+        Command::Apply {
+            iface,
+            file,
+            dry_run,
+        } => filter::apply(&iface, &file, dry_run),
         Command::Status { json } => {
             let status = StatusRecord::new(&attach::list_pinned()?);
             if json {

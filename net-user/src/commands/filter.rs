@@ -1,0 +1,143 @@
+//! `rule add|del|list`, `policy` and `apply`: each reads the rule set in force, changes it,
+//! and commits it whole (see [`FilterMaps::commit`]).
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
+
+use super::emit;
+use crate::{
+    cli::{FragmentsArg, PolicyArg, RuleArgs, RuleCommand},
+    filter::{
+        FilterMaps, NewRule, RuleSet,
+        file::{self, parse_rules_file},
+        listing::RulesRecord,
+        spec::{self, build_match},
+    },
+    pins::PinDir,
+    preflight,
+};
+
+/// The filter maps of `iface`, locked for this command.
+fn open(iface: &str) -> Result<FilterMaps> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    FilterMaps::from_pins(&PinDir::new(iface))
+}
+
+pub fn rule(command: RuleCommand) -> Result<()> {
+    match command {
+        RuleCommand::Add { iface, rule } => add(&iface, rule),
+        RuleCommand::Del { iface, ids } => {
+            let mut maps = open(&iface)?;
+            let mut set = maps.load()?;
+            for &id in &ids {
+                set.remove(id)?;
+            }
+            maps.commit(&mut set)?;
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            eprintln!("deleted rule {} from {iface}", ids.join(", "));
+            Ok(())
+        }
+        RuleCommand::List { iface, json, toml } => {
+            let maps = open(&iface)?;
+            let set = maps.load()?;
+            if toml {
+                return emit(file::render_rules_file(&set).trim_end());
+            }
+            let counters = set
+                .rules()
+                .iter()
+                .map(|rule| maps.counter(rule))
+                .collect::<Result<Vec<_>>>()?;
+            let record = RulesRecord::new(&iface, &set, &counters);
+            if json {
+                emit(&serde_json::to_string(&record)?)
+            } else {
+                emit(record.to_text().trim_end())
+            }
+        }
+    }
+}
+
+fn add(iface: &str, args: RuleArgs) -> Result<()> {
+    let action = args.action_text();
+    let (src, src_note) = args.src.unwrap_or((Prefix::ANY, None));
+    let (dst, dst_note) = args.dst.unwrap_or((Prefix::ANY, None));
+    for note in [src_note, dst_note].into_iter().flatten() {
+        eprintln!("note: {note}");
+    }
+    let matches = build_match(
+        src,
+        dst,
+        args.proto.unwrap_or(PROTO_ANY),
+        args.sport.unwrap_or(PortRange::ANY),
+        args.dport.unwrap_or(PortRange::ANY),
+        args.icmp_type.unwrap_or(ICMP_TYPE_ANY),
+    )?;
+    let mut maps = open(iface)?;
+    let mut set = maps.load()?;
+    let id = set.add(NewRule {
+        action: args.action.into(),
+        priority: args.priority,
+        matches,
+    })?;
+    maps.commit(&mut set)?;
+    eprintln!(
+        "added rule {id} to {iface}: {action} {}",
+        spec::match_text(&matches)
+    );
+    emit(&id.to_string())
+}
+
+pub fn policy(
+    iface: &str,
+    policy: Option<PolicyArg>,
+    fragments: Option<FragmentsArg>,
+) -> Result<()> {
+    let mut maps = open(iface)?;
+    let mut set = maps.load()?;
+    if policy.is_some() || fragments.is_some() {
+        if let Some(policy) = policy {
+            set.policy = policy.into();
+        }
+        if let Some(fragments) = fragments {
+            set.fragments = fragments.into();
+        }
+        maps.commit(&mut set)?;
+    }
+    emit(&describe_policy(iface, &set))
+}
+
+fn describe_policy(iface: &str, set: &RuleSet) -> String {
+    format!(
+        "{iface}: policy {}, fragments {} ({} rules)",
+        set.policy.as_str(),
+        set.fragments.as_str(),
+        set.rules().len()
+    )
+}
+
+pub fn apply(iface: &str, path: &Path, dry_run: bool) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the rules file {}", path.display()))?;
+    let wanted = parse_rules_file(&text).with_context(|| format!("in {}", path.display()))?;
+    let mut maps = open(iface)?;
+    let before = maps.load()?;
+    let mut after = before.clone();
+    let changes = after.replace(&wanted.rules)?;
+    after.policy = wanted.policy;
+    after.fragments = wanted.fragments;
+    let diff = file::render_changes(&before, &after, &changes);
+    if dry_run {
+        return emit(diff.trim_end());
+    }
+    maps.commit(&mut after)?;
+    eprint!("{diff}");
+    emit(&format!(
+        "applied {} to {}",
+        path.display(),
+        describe_policy(iface, &after)
+    ))
+}
