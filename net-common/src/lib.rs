@@ -37,6 +37,8 @@ pub mod frame;
 pub mod info;
 pub mod parse;
 pub mod rule;
+#[cfg(feature = "testing")]
+pub mod rulegen;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;

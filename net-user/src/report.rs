@@ -66,6 +66,10 @@ pub struct StatsRecord {
     pub l4: Vec<(&'static str, CounterRecord)>,
     /// Truncated or invalid frames (also counted above).
     pub malformed: CounterRecord,
+    /// IP packets without their L4 header: later fragments, truncated or malformed ones.
+    pub no_l4: CounterRecord,
+    /// Packets a filter rule decided (the rest got the policy, or passed as ARP/ND).
+    pub matched: CounterRecord,
 }
 
 impl StatsRecord {
@@ -105,6 +109,12 @@ impl StatsRecord {
                 before.map(|b| &b.malformed),
                 seconds,
             ),
+            no_l4: CounterRecord::new(&current.stats.no_l4, before.map(|b| &b.no_l4), seconds),
+            matched: CounterRecord::new(
+                &current.stats.matched,
+                before.map(|b| &b.matched),
+                seconds,
+            ),
         }
     }
 
@@ -126,6 +136,8 @@ impl StatsRecord {
             "l3": group(&self.l3),
             "l4": group(&self.l4),
             "malformed": self.malformed,
+            "no_l4": self.no_l4,
+            "matched": self.matched,
         })
     }
 
@@ -160,8 +172,14 @@ impl StatsRecord {
                 row(format!("{group} {name}"), counter);
             }
         }
-        if self.malformed.packets > 0 {
-            row("malformed".to_owned(), &self.malformed);
+        for (label, counter) in [
+            ("malformed", &self.malformed),
+            ("no l4 header", &self.no_l4),
+            ("matched a rule", &self.matched),
+        ] {
+            if counter.packets > 0 {
+                row(label.to_owned(), counter);
+            }
         }
         out
     }

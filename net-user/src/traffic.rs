@@ -26,6 +26,40 @@ pub fn udp_burst(to: SocketAddr, count: usize, payload: &[u8]) -> io::Result<usi
     Ok(sent)
 }
 
+/// A bound UDP socket that counts what reaches it: proof that datagrams got through.
+pub struct UdpSink {
+    socket: UdpSocket,
+}
+
+impl UdpSink {
+    pub fn bind(at: SocketAddr) -> io::Result<Self> {
+        Ok(Self {
+            socket: UdpSocket::bind(at)?,
+        })
+    }
+
+    /// Receives until nothing has arrived for `quiet`; returns how many datagrams came.
+    pub fn drain(&self, quiet: Duration) -> io::Result<usize> {
+        self.socket.set_read_timeout(Some(quiet))?;
+        let mut buffer = [0u8; 2048];
+        let mut received = 0;
+        loop {
+            match self.socket.recv(&mut buffer) {
+                Ok(_) => received += 1,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(received);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
 /// Sends `count` echo requests to `to`, one at a time, each waiting up to `wait` for its
 /// reply; returns the number of replies. Like `ping -c COUNT -W WAIT`, from a raw socket.
 pub fn ping(to: IpAddr, count: u16, wait: Duration) -> io::Result<u16> {

@@ -406,3 +406,362 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
 }
+
+/// `rule list IFACE --json`, parsed, with its schema checked.
+fn rules_json(iface: &str) -> Value {
+    let record: Value =
+        serde_json::from_str(&ok(&["rule", "list", iface, "--json"])).expect("JSON");
+    assert_eq!(record["schema"], "netxdp.rules/v1");
+    record
+}
+
+/// The `packets` of the rule with `id` in a `rule list --json` record.
+fn rule_packets(record: &Value, id: u64) -> u64 {
+    record["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|rule| rule["id"] == id)
+        .and_then(|rule| rule["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no rule {id} in {record}"))
+}
+
+#[test]
+fn a_drop_rule_on_a_source_prefix_stops_ping_and_udp_until_deleted() {
+    let test = "a_drop_rule_on_a_source_prefix_stops_ping_and_udp_until_deleted";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 15;
+    let net = VethNet::create("dny", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let host_v4 = VethNet::host_v4(subnet);
+    let host_v6 = VethNet::host_v6(subnet);
+    let sink = traffic::UdpSink::bind(SocketAddr::new(IpAddr::V4(host_v4), 9)).expect("bind");
+
+    // The peer's /30, written with host bits set: accepted, normalised, and said so.
+    let prefix = format!("{}/30", VethNet::peer_v4(subnet));
+    let added = netxdp(&["rule", "add", &iface, "--action", "drop", "--src", &prefix]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(
+        stderr(&added).contains("normalised to 198.18.15.0/30"),
+        "{}",
+        stderr(&added)
+    );
+    let id: u64 = stdout(&added)
+        .trim()
+        .parse()
+        .expect("rule add prints the id");
+
+    let (pings, datagrams, pings_v6) = (3u16, 40usize, 2u16);
+    let send = move || {
+        let replies = traffic::ping(IpAddr::V4(host_v4), pings, Duration::from_millis(300))?;
+        traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 9), datagrams, &[7; 32])?;
+        let replies_v6 = traffic::ping(IpAddr::V6(host_v6), pings_v6, Duration::from_secs(2))?;
+        Ok((replies, replies_v6))
+    };
+    let (replies, replies_v6) = net.run_in_namespace(send).expect("traffic");
+    assert_eq!(replies, 0, "ping from the dropped prefix gets no reply");
+    assert_eq!(replies_v6, pings_v6, "other traffic (IPv6) still passes");
+    assert_eq!(sink.drain(Duration::from_millis(200)).expect("drain"), 0);
+    let blocked = u64::from(pings) + datagrams as u64;
+    assert_eq!(rule_packets(&rules_json(&iface), id), blocked);
+    let record = stats_snapshot(&iface);
+    assert_eq!(packets(&record, "action", "drop"), blocked, "{record}");
+    assert_eq!(
+        packets(&record, "action", "pass"),
+        u64::from(pings_v6),
+        "{record}"
+    );
+    assert_eq!(record["matched"]["packets"], blocked, "{record}");
+
+    ok(&["rule", "del", &iface, &id.to_string()]);
+    assert_eq!(rules_json(&iface)["rules"], serde_json::json!([]));
+    let (replies, _) = net.run_in_namespace(send).expect("traffic");
+    assert_eq!(replies, pings, "rule del lets ping through again");
+    assert_eq!(
+        sink.drain(Duration::from_millis(200)).expect("drain"),
+        datagrams
+    );
+    let record = stats_snapshot(&iface);
+    assert_eq!(
+        packets(&record, "action", "drop"),
+        blocked,
+        "nothing more dropped"
+    );
+}
+
+#[test]
+fn an_allow_list_passes_one_flow_and_neighbour_discovery_only() {
+    let test = "an_allow_list_passes_one_flow_and_neighbour_discovery_only";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 16;
+    let net = VethNet::create("alw", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let (host_v4, host_v6) = (VethNet::host_v4(subnet), VethNet::host_v6(subnet));
+    let sink = traffic::UdpSink::bind(SocketAddr::new(IpAddr::V4(host_v4), 9)).expect("bind");
+
+    let peer = VethNet::peer_v4(subnet).to_string();
+    let id: u64 = ok(&[
+        "rule", "add", &iface, "--action", "pass", "--src", &peer, "--proto", "udp", "--dport", "9",
+    ])
+    .trim()
+    .parse()
+    .expect("id");
+    assert!(ok(&["policy", &iface, "drop"]).contains("policy drop"));
+
+    // The peer forgets the host's addresses, so it must resolve them with ARP and neighbour
+    // discovery through the allow-list.
+    for addr in [host_v4.to_string(), host_v6.to_string()] {
+        netxdp::netns::ip(&[
+            "-n",
+            net.namespace(),
+            "neigh",
+            "del",
+            &addr,
+            "dev",
+            net.peer_if(),
+        ])
+        .expect("forget a neighbour");
+    }
+    let (datagrams, datagrams_v6, pings) = (25usize, 10usize, 2u16);
+    let (replies, neighbours) = net
+        .run_in_namespace(move || {
+            traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 9), datagrams, &[1; 20])?;
+            traffic::udp_burst(
+                SocketAddr::new(IpAddr::V6(host_v6), 9),
+                datagrams_v6,
+                &[2; 20],
+            )?;
+            let replies = traffic::ping(IpAddr::V4(host_v4), pings, Duration::from_millis(300))?;
+            Ok((replies, ()))
+        })
+        .expect("traffic");
+    let () = neighbours;
+    assert_eq!(replies, 0, "ping is not on the allow-list");
+    assert_eq!(
+        sink.drain(Duration::from_millis(300)).expect("drain"),
+        datagrams,
+        "the allowed flow arrives whole, after ARP resolved the host"
+    );
+    let table = Command::new("ip")
+        .args(["-n", net.namespace(), "neigh", "show", "dev", net.peer_if()])
+        .output()
+        .expect("ip neigh");
+    let table = String::from_utf8_lossy(&table.stdout);
+    for addr in [host_v4.to_string(), host_v6.to_string()] {
+        let line = table
+            .lines()
+            .find(|line| line.starts_with(&format!("{addr} ")));
+        assert!(
+            line.is_some_and(|line| line.contains("lladdr")),
+            "the peer resolved {addr} through the drop policy:\n{table}"
+        );
+    }
+    assert_eq!(rule_packets(&rules_json(&iface), id), datagrams as u64);
+    let record = stats_snapshot(&iface);
+    assert_eq!(
+        packets(&record, "action", "drop"),
+        (datagrams_v6 + usize::from(pings)) as u64,
+        "{record}"
+    );
+    assert!(packets(&record, "l3", "arp") >= 1, "{record}");
+    assert_eq!(
+        packets(&record, "action", "pass"),
+        datagrams as u64 + packets(&record, "l3", "arp") + packets(&record, "l4", "icmpv6"),
+        "only the flow, ARP and neighbour discovery pass: {record}"
+    );
+}
+
+#[test]
+fn bad_rules_fail_clearly_and_change_nothing() {
+    let test = "bad_rules_fail_clearly_and_change_nothing";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("brl", 17).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "53",
+    ]);
+    let before = rules_json(&iface);
+
+    let add = |extra: &[&str]| {
+        let mut args = vec!["rule", "add", iface.as_str(), "--action", "drop"];
+        args.extend_from_slice(extra);
+        netxdp(&args)
+    };
+    for (extra, says) in [
+        (&["--src", "198.18.0.300"][..], "198.18.0.300"),
+        (&["--src", "198.18.0.0/33"], "/32"),
+        (&["--proto", "udp", "--dport", "65536"], "65536"),
+        (&["--proto", "udp", "--dport", "2000-1000"], "reversed"),
+        (&["--proto", "bogus"], "bogus"),
+    ] {
+        let output = add(extra);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(says),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+    }
+    for (extra, says) in [
+        (
+            &["--proto", "icmp", "--dport", "80"][..],
+            "ports need proto tcp or udp",
+        ),
+        (&["--proto", "udp", "--dport", "53"], "already matches"),
+        (
+            &["--src", "198.18.0.0/24", "--dst", "fd00::/8"],
+            "different families",
+        ),
+    ] {
+        let output = add(extra);
+        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        assert!(
+            stderr(&output).contains(says),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+    }
+    let error = fails(&["rule", "del", &iface, "99"]);
+    assert!(error.contains("no rule has id 99"), "{error}");
+
+    let dir = tempfile_dir();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "policy = \"drop\"\n[[rule]]\naction = \"drop\"\nsrc = \"10.0.0.1/40\"\n",
+    )
+    .expect("write");
+    let error = fails(&["apply", &iface, file.to_str().expect("utf-8")]);
+    assert!(error.contains("line 4") && error.contains("src"), "{error}");
+    std::fs::write(&file, "[[rule]]\naction = \"drop\"\nsport = 5\n").expect("write");
+    let error = fails(&["apply", &iface, file.to_str().expect("utf-8")]);
+    assert!(error.contains("tcp or udp"), "{error}");
+
+    assert_eq!(rules_json(&iface), before, "nothing changed");
+    let error = fails(&["rule", "list", "nxnosuch0"]);
+    assert!(error.contains("not attached to nxnosuch0"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach() {
+    let test = "apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 18;
+    let net = VethNet::create("apl", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let host_v4 = VethNet::host_v4(subnet);
+    let kept: u64 = ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ])
+    .trim()
+    .parse()
+    .expect("id");
+    let gone: u64 = ok(&["rule", "add", &iface, "--action", "drop", "--proto", "47"])
+        .trim()
+        .parse()
+        .expect("id");
+    net.run_in_namespace(move || {
+        traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 9), 7, &[3; 10])
+    })
+    .expect("traffic");
+    assert_eq!(rule_packets(&rules_json(&iface), kept), 7);
+
+    let dir = tempfile_dir();
+    let file = dir.join("rules.toml");
+    std::fs::write(
+        &file,
+        "policy = \"pass\"\nfragments = \"drop\"\n\n\
+         [[rule]]\naction = \"drop\"\nproto = \"udp\"\ndport = 9\n\n\
+         [[rule]]\naction = \"pass\"\npriority = 5\nsrc = \"198.18.18.0/30\"\nproto = \"tcp\"\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let diff = ok(&["apply", &iface, path, "--dry-run"]);
+    assert!(diff.contains(&format!("- rule {gone}")), "{diff}");
+    assert!(diff.contains("+ rule"), "{diff}");
+    assert!(diff.contains("fragments: policy -> drop"), "{diff}");
+    assert_eq!(
+        rules_json(&iface)["rules"].as_array().map(Vec::len),
+        Some(2),
+        "dry run"
+    );
+
+    ok(&["apply", &iface, path]);
+    let record = rules_json(&iface);
+    assert_eq!(record["fragments"], "drop");
+    let ids: Vec<u64> = record["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|rule| rule["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&kept) && !ids.contains(&gone), "{record}");
+    assert_eq!(
+        rule_packets(&record, kept),
+        7,
+        "a kept rule keeps its counters"
+    );
+    let again = ok(&["apply", &iface, path, "--dry-run"]);
+    assert!(again.contains("= 2 rules unchanged"), "{again}");
+
+    // Rules outlive the program: detach keeping them, attach again, and they are in force.
+    ok(&["detach", &iface, "--keep-rules"]);
+    assert_eq!(xdp_on_link(&iface), "none");
+    ok(&["attach", &iface, "--mode", "skb"]);
+    assert_eq!(
+        rule_ids_and_counts(&rules_json(&iface)),
+        rule_ids_and_counts(&record)
+    );
+    net.run_in_namespace(move || {
+        traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 9), 3, &[3; 10])
+    })
+    .expect("traffic");
+    assert_eq!(rule_packets(&rules_json(&iface), kept), 10);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Each rule's id, match and counters, without the time since its last hit.
+fn rule_ids_and_counts(record: &Value) -> Vec<Value> {
+    let mut rules = record["rules"].as_array().expect("rules").clone();
+    for rule in &mut rules {
+        rule.as_object_mut()
+            .expect("object")
+            .remove("last_hit_secs_ago");
+    }
+    rules
+}
+
+/// A fresh private directory for a test's files.
+fn tempfile_dir() -> std::path::PathBuf {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "netxdp-e2e-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -13,7 +13,12 @@
 //! proto = "udp"          # tcp | udp | icmp | icmpv6 | arp | 0..255 | any
 //! sport = "1024-65535"   # a number or "first-last"; needs proto tcp or udp
 //! dport = 53
-//! icmp_type = 8          # 0..255; needs proto icmp or icmpv6
+//! # icmp_type = 8        # 0..255; needs proto icmp or icmpv6
+//!
+//! [[rule]]
+//! action = "pass"
+//! proto = "icmpv6"
+//! icmp_type = 128
 //! ```
 //!
 //! Every key but `action` may be left out, and means `any` (or the default) then. Ports, ICMP
@@ -98,8 +103,8 @@ fn default_policy() -> Action {
 #[derive(Deserialize)]
 #[serde(remote = "Action", rename_all = "lowercase")]
 enum ActionText {
-    Drop,
     Pass,
+    Drop,
 }
 
 #[derive(Deserialize)]
@@ -396,5 +401,321 @@ fn priority_text(priority: u32) -> String {
         String::new()
     } else {
         format!(" (priority {priority})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use net_common::rule::Match;
+
+    fn error(text: &str) -> String {
+        parse_rules_file(text).unwrap_err().to_string()
+    }
+
+    /// A rules file of one rule with these lines.
+    fn one_rule(lines: &str) -> String {
+        format!("policy = \"drop\"\n\n[[rule]]\n{lines}\n")
+    }
+
+    #[test]
+    fn the_documented_example_reads() {
+        let source = include_str!("file.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|line| *line != "//! ```toml")
+            .skip(1)
+            .take_while(|line| *line != "//! ```")
+            .map(|line| format!("{}\n", line.trim_start_matches("//!").trim_start()))
+            .collect();
+        let file = parse_rules_file(&example).unwrap();
+        assert_eq!(
+            (file.policy, file.fragments),
+            (Action::Drop, Fragments::Policy)
+        );
+        let texts: Vec<String> = file
+            .rules
+            .iter()
+            .map(|rule| {
+                format!(
+                    "{} {} {}",
+                    rule.action.as_str(),
+                    rule.priority,
+                    match_text(&rule.matches)
+                )
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "pass 10 src 198.18.0.0/24 proto udp sport 1024-65535 dport 53",
+                "pass 1000 proto icmpv6 icmp_type 128",
+            ]
+        );
+    }
+
+    #[test]
+    fn left_out_keys_are_any_or_the_default() {
+        let file = parse_rules_file("").unwrap();
+        assert_eq!(
+            (file.policy, file.fragments),
+            (Action::Pass, Fragments::Policy)
+        );
+        assert!(file.rules.is_empty());
+        let file = parse_rules_file("fragments = \"drop\"\n[[rule]]\naction = \"drop\"\n").unwrap();
+        assert_eq!(file.fragments, Fragments::Drop);
+        assert_eq!(
+            file.rules,
+            [NewRule {
+                action: Action::Drop,
+                priority: DEFAULT_PRIORITY,
+                matches: Match::ANY,
+            }]
+        );
+    }
+
+    #[test]
+    fn numbers_and_strings_are_alike() {
+        let as_numbers = parse_rules_file(&one_rule(
+            "action = \"pass\"\nproto = 17\nsport = 5353\ndport = 53",
+        ))
+        .unwrap();
+        let as_strings = parse_rules_file(&one_rule(
+            "action = \"pass\"\nproto = \"UDP\"\nsport = \"5353\"\ndport = \"53-53\"",
+        ))
+        .unwrap();
+        assert_eq!(as_numbers, as_strings);
+        let icmp =
+            parse_rules_file(&one_rule("action = \"pass\"\nproto = 1\nicmp_type = \"8\"")).unwrap();
+        assert_eq!(match_text(&icmp.rules[0].matches), "proto icmp icmp_type 8");
+    }
+
+    #[test]
+    fn toml_errors_name_the_line_and_the_key() {
+        let message = error("policy = \"drop\"\nrules = 1\n");
+        assert!(message.contains("line 2, column 1"), "{message}");
+        assert!(message.contains("unknown field `rules`"), "{message}");
+        let message = error(&one_rule("action = \"pass\"\ndprot = 53"));
+        assert!(message.contains("line 5, column 1"), "{message}");
+        assert!(message.contains("unknown field `dprot`"), "{message}");
+        let message = error(&one_rule("action = \"allow\""));
+        assert!(message.contains("line 4, column 10"), "{message}");
+        assert!(
+            message.contains("unknown variant `allow`, expected `pass` or `drop`"),
+            "{message}"
+        );
+        let message = error(&one_rule("priority = 5"));
+        assert!(message.contains("line 3, column 1"), "{message}");
+        assert!(message.contains("missing field `action`"), "{message}");
+        let message = error(&one_rule("action = \"pass\"\ndport = 5.3"));
+        assert!(message.contains("line 5, column 9"), "{message}");
+        assert!(
+            message.contains("expected a string or a number"),
+            "{message}"
+        );
+        let message = error("policy = \"drop\"\n[[rule]\n");
+        assert!(message.contains("TOML parse error at line 2"), "{message}");
+    }
+
+    #[test]
+    fn bad_fields_name_the_line_the_rule_and_the_field() {
+        let rules =
+            "[[rule]]\naction = \"drop\"\nsrc = \"198.18.0.1\"\n\n[[rule]]\naction = \"pass\"\n";
+        let cases = [
+            (
+                "src = \"198.18.0.0/33\"",
+                "line 9, rule 2, field src: `198.18.0.0/33`: an IPv4 prefix is at most /32 long",
+            ),
+            (
+                "dst = \"198.18.0\"",
+                "line 9, rule 2, field dst: `198.18.0` is not an address or prefix: expected any, an IPv4 or IPv6 address, or either with /LENGTH (198.18.0.0/15, fd00::/8)",
+            ),
+            (
+                "proto = \"tcp\"\ndport = \"2000-1000\"",
+                "line 10, rule 2, field dport: `2000-1000` is a reversed range: the first port must not be above the last",
+            ),
+            (
+                "proto = \"tcp\"\nsport = 65536",
+                "line 10, rule 2, field sport: `65536`: ports are 0..65535",
+            ),
+            (
+                "proto = \"gre\"",
+                "line 9, rule 2, field proto: unknown protocol `gre`: expected tcp, udp, icmp, icmpv6 (or ipv6-icmp), arp, any or a number 0..255",
+            ),
+            (
+                "proto = \"icmp\"\nicmp_type = 300",
+                "line 10, rule 2, field icmp_type: `300` is not an ICMP type: expected any or a number 0..255",
+            ),
+            (
+                "proto = \"icmp\"\ndport = 53",
+                "line 10, rule 2, field dport: ports need proto tcp or udp (here proto is icmp)",
+            ),
+            (
+                "icmp_type = 8",
+                "line 9, rule 2, field icmp_type: an ICMP type needs proto icmp or icmpv6 (here proto is any)",
+            ),
+            (
+                "src = \"198.18.0.1\"\nproto = \"arp\"",
+                "line 9, rule 2, field src: proto arp takes no src: ARP frames have no IP addresses, ports or ICMP type",
+            ),
+            (
+                "src = \"fd00::1\"\n\ndst = \"198.18.0.1\"",
+                "line 11, rule 2, field dst: src fd00::1/128 and dst 198.18.0.1/32 are of different families: a rule matches IPv4 or IPv6",
+            ),
+            (
+                "proto = \"icmpv6\"\ndst = \"198.18.0.1\"",
+                "line 9, rule 2, field proto: proto icmpv6 is ICMP for IPv6: with IPv4 addresses, use proto icmp",
+            ),
+        ];
+        for (lines, message) in cases {
+            assert_eq!(
+                error(&format!("policy = \"drop\"\n\n{rules}{lines}\n")),
+                message
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_rule_names_both_rules() {
+        let text = "[[rule]]\naction = \"drop\"\nproto = \"udp\"\ndport = 53\n\n\
+                    [[rule]]\naction = \"pass\"\n\n\
+                    [[rule]]\naction = \"pass\"\npriority = 5\ndport = \"53\"\nproto = 17\n";
+        assert_eq!(
+            error(text),
+            "line 9, rule 3 matches the same packets as rule 1 at line 1 (proto udp dport 53): keep one"
+        );
+    }
+
+    #[test]
+    fn too_many_rules_are_refused() {
+        let text = "[[rule]]\naction = \"pass\"\n".repeat(MAX_RULES + 1);
+        assert_eq!(
+            error(&text),
+            "10241 rules: an interface holds at most 10240"
+        );
+    }
+
+    #[test]
+    fn host_bits_are_noted_with_their_place() {
+        let file = parse_rules_file(&one_rule("action = \"pass\"\ndst = \"fd00::1/64\"")).unwrap();
+        assert_eq!(
+            file.notes,
+            ["line 5, rule 1, field dst: fd00::1/64 normalised to fd00::/64"]
+        );
+        assert_eq!(match_text(&file.rules[0].matches), "dst fd00::/64");
+    }
+
+    fn new_rule(action: Action, priority: u32, src: &str, proto: &str, dport: &str) -> NewRule {
+        NewRule {
+            action,
+            priority,
+            matches: Match {
+                src: parse_prefix(src).unwrap().0,
+                proto: parse_proto(proto).unwrap(),
+                dport: parse_ports(dport).unwrap(),
+                ..Match::ANY
+            },
+        }
+    }
+
+    fn sample_set() -> RuleSet {
+        let mut set = RuleSet::default();
+        set.policy = Action::Drop;
+        set.fragments = Fragments::Drop;
+        for rule in [
+            new_rule(
+                Action::Drop,
+                DEFAULT_PRIORITY,
+                "198.18.0.0/24",
+                "any",
+                "any",
+            ),
+            new_rule(Action::Pass, 10, "any", "udp", "53"),
+            new_rule(Action::Pass, 10, "fd00::/64", "tcp", "1000-2000"),
+            new_rule(Action::Pass, DEFAULT_PRIORITY, "any", "47", "any"),
+            new_rule(Action::Pass, 20, "any", "arp", "any"),
+            new_rule(Action::Drop, u32::MAX, "any", "any", "any"),
+        ] {
+            set.add(rule).unwrap();
+        }
+        set
+    }
+
+    #[test]
+    fn a_rendered_rule_set_reads_back_as_itself() {
+        let set = sample_set();
+        let text = render_rules_file(&set);
+        assert!(
+            text.starts_with(
+                "# netxdp rules file: netxdp apply IFACE FILE\npolicy = \"drop\"\nfragments = \"drop\"\n\n\
+                 [[rule]] # id 2\naction = \"pass\"\npriority = 10\nproto = \"udp\"\ndport = 53\n\n\
+                 [[rule]] # id 3\naction = \"pass\"\npriority = 10\nsrc = \"fd00::/64\"\nproto = \"tcp\"\ndport = \"1000-2000\"\n"
+            ),
+            "{text}"
+        );
+        let file = parse_rules_file(&text).unwrap();
+        assert_eq!((file.policy, file.fragments), (set.policy, set.fragments));
+        assert_eq!(file.rules, as_new_rules(&set));
+        let mut again = set.clone();
+        let changes = again.replace(&file.rules).unwrap();
+        assert!(changes.is_empty());
+        assert_eq!(again, set);
+        // On a fresh interface, the rules are tried in the same order.
+        let mut fresh = RuleSet::default();
+        fresh.replace(&file.rules).unwrap();
+        assert_eq!(as_new_rules(&fresh), file.rules);
+    }
+
+    /// The rules of a set without their ids, in rank order.
+    fn as_new_rules(set: &RuleSet) -> Vec<NewRule> {
+        set.rules()
+            .iter()
+            .map(|rule| NewRule {
+                action: rule.action(),
+                priority: rule.priority,
+                matches: rule.matches,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_read_as_a_diff() {
+        let before = sample_set();
+        let mut after = before.clone();
+        after.policy = Action::Pass;
+        let file = [
+            new_rule(
+                Action::Pass,
+                DEFAULT_PRIORITY,
+                "198.18.0.0/24",
+                "any",
+                "any",
+            ),
+            new_rule(Action::Pass, 10, "any", "udp", "53"),
+            new_rule(Action::Pass, 5, "fd00::/64", "tcp", "1000-2000"),
+            new_rule(Action::Pass, DEFAULT_PRIORITY, "any", "47", "any"),
+            new_rule(Action::Pass, 20, "any", "arp", "any"),
+            new_rule(Action::Drop, 30, "any", "tcp", "22"),
+        ];
+        let changes = after.replace(&file).unwrap();
+        assert_eq!(
+            render_changes(&before, &after, &changes),
+            "policy: drop -> pass\n\
+             - rule 6: drop all (priority 4294967295)\n\
+             + rule 7: drop proto tcp dport 22 (priority 30)\n\
+             ~ rule 1: drop -> pass src 198.18.0.0/24\n\
+             ~ rule 3: pass src fd00::/64 proto tcp dport 1000-2000 (priority 10 -> 5)\n\
+             = 3 rules unchanged\n"
+        );
+        let changes = after.clone().replace(&file).unwrap();
+        assert_eq!(
+            render_changes(&after, &after, &changes),
+            "= 6 rules unchanged\n"
+        );
+        let changes = RuleSet::default().replace(&[]).unwrap();
+        assert_eq!(
+            render_changes(&RuleSet::default(), &RuleSet::default(), &changes),
+            "no changes\n"
+        );
     }
 }

@@ -242,7 +242,7 @@ impl FilterMaps {
             let field = field as u32;
             self.port_intervals.set(
                 port_intervals_index(generation, field),
-                &*table.intervals,
+                table.intervals.as_ref(),
                 0,
             )?;
             for (interval, bitmap) in table.bitmaps.iter().enumerate() {
