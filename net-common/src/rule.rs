@@ -23,6 +23,9 @@ use crate::parse::{Fragment, IPPROTO_ICMPV6, L3, Packet, Transport};
 
 /// The most rules one interface holds.
 pub const MAX_RULES: usize = 10_240;
+/// Per-rule counter slots: while a new set is written, the old one keeps counting in its own
+/// slots, so a set can be replaced by one with no rule in common.
+pub const COUNTER_SLOTS: usize = 2 * MAX_RULES;
 
 /// XDP_DROP and XDP_PASS, in the kernel's numbering.
 pub const XDP_DROP: u32 = 1;

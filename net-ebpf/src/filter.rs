@@ -15,7 +15,7 @@ use net_common::{
     },
     parse::{L3, Packet},
     rule::{
-        Fragments, MAX_RULES, Rule, RuleCounter, XDP_DROP, XDP_PASS, is_neighbour_traffic,
+        COUNTER_SLOTS, Fragments, MAX_RULES, Rule, RuleCounter, XDP_DROP, XDP_PASS, is_neighbour_traffic,
         lacks_l4_header,
     },
 };
@@ -34,7 +34,7 @@ static FILTER_CONFIG: Array<FilterConfig> = Array::pinned(GENERATIONS_U32, 0);
 static RULES: Array<Rule> = Array::pinned(GENERATIONS_U32 * MAX_RULES as u32, 0);
 
 #[map(name = "RULE_COUNTERS")]
-static RULE_COUNTERS: PerCpuArray<RuleCounter> = PerCpuArray::pinned(MAX_RULES as u32, 0);
+static RULE_COUNTERS: PerCpuArray<RuleCounter> = PerCpuArray::pinned(COUNTER_SLOTS as u32, 0);
 
 #[map(name = "SRC_V4")]
 static SRC_V4: LpmTrie<Ipv4Key, RuleBitmap> = LpmTrie::pinned(TRIE_ENTRIES, 0);

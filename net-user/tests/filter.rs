@@ -1,8 +1,15 @@
 //! The filter in the kernel, through BPF_PROG_TEST_RUN, held to net-common's reference
 //! classifier: on every frame the kernel's verdict, whether a rule decided it, and which rule's
-//! counter moved must be what `net_common::rule::classify` says.
+//! counter moved must be what `net_common::rule::classify` says; and over a run, every rule's
+//! counters must equal the reference's tally.
+//!
+//! The random runs are seeded (`NETXDP_SEED` overrides the large sets' seed; proptest prints
+//! and persists its own) and property-based: a failure shrinks to the fewest rules that still
+//! disagree on the first frame that shows it, and prints both.
 
 mod support;
+
+use std::collections::HashMap;
 
 use aya::{
     Ebpf,
@@ -12,6 +19,7 @@ use net_common::{
     frame::SliceFrame,
     parse::parse,
     rule::{Action, Family, Fragments, Match, PROTO_ARP, PortRange, Prefix, Reason, classify},
+    rulegen::{PoolFrameGenerator, random_rules},
     stats::Stats,
     testing::{FrameSpec, Transport, catalogue, ipv6_with},
 };
@@ -41,6 +49,48 @@ impl Filter {
             maps,
             set: RuleSet::default(),
         }
+    }
+
+    /// Puts `rules` in force, with these settings, as `netxdp apply` would: rules that stay
+    /// keep their ids and counters, new ones get fresh ids.
+    fn apply(&mut self, rules: &[NewRule], policy: Action, fragments: Fragments) {
+        let mut set = self.maps.load().expect("load the rule set");
+        set.replace(rules).expect("valid rules");
+        set.policy = policy;
+        set.fragments = fragments;
+        self.commit(set);
+    }
+
+    /// Every rule's packet count, by id.
+    fn rule_packets(&self) -> HashMap<u32, u64> {
+        self.set
+            .rules()
+            .iter()
+            .map(|rule| (rule.id, self.maps.counter(rule).expect("counter").packets))
+            .collect()
+    }
+
+    /// Runs `frames` and checks each against the reference, then checks that every rule's
+    /// counter moved by the reference's tally. Returns how many frames a rule decided.
+    fn check_all(&mut self, frames: impl IntoIterator<Item = Vec<u8>>) -> Result<u64, String> {
+        let before = self.rule_packets();
+        let mut tally: HashMap<u32, u64> = HashMap::new();
+        for frame in frames {
+            if let Reason::Rule(id) = self.check(&frame)? {
+                *tally.entry(id).or_default() += 1;
+            }
+        }
+        let after = self.rule_packets();
+        for (id, count) in &after {
+            let moved = count - before.get(id).copied().unwrap_or(0);
+            let want = tally.get(id).copied().unwrap_or(0);
+            if moved != want {
+                return Err(format!(
+                    "rule {id} counted {moved} packets, the reference {want}"
+                ));
+            }
+        }
+        Ok(tally.values().sum())
     }
 
     /// Puts `set` in force.
@@ -248,4 +298,112 @@ fn catalogue_frames_and_every_truncation_get_the_reference_verdict_and_rule() {
     }
     // Every rule decided some frame, or the agreement proves little.
     assert_eq!(deciding.len(), catalogue_rules().len());
+}
+
+/// The rules a proptest case asks for: one generated rule per seed, duplicates dropped, so
+/// that shrinking removes whole rules.
+fn rules_from_seeds(seeds: &[u64]) -> Vec<NewRule> {
+    let mut rules: Vec<NewRule> = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let generated = random_rules(seed, 1)[0];
+        if rules.iter().all(|rule| rule.matches != generated.matches) {
+            rules.push(NewRule {
+                action: generated.action,
+                priority: generated.priority,
+                matches: generated.matches,
+            });
+        }
+    }
+    rules
+}
+
+const SMALL_SET_CASES: u32 = 100;
+const FRAMES_PER_CASE: usize = 2_000;
+
+#[test]
+fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
+    use proptest::prelude::*;
+    if !kernel_available("small_random_rule_sets_agree_with_the_reference_on_200k_frames") {
+        return;
+    }
+    let filter = std::cell::RefCell::new(Filter::load());
+    let decided = std::cell::Cell::new(0u64);
+    let config = ProptestConfig {
+        cases: SMALL_SET_CASES,
+        // A kernel round trip per frame: shrink within bounds.
+        max_shrink_iters: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(
+        seeds in prop::collection::vec(any::<u64>(), 1..=48),
+        drop_policy in any::<bool>(),
+        drop_fragments in any::<bool>(),
+        frame_seed in any::<u64>(),
+    )| {
+        let mut filter = filter.borrow_mut();
+        let policy = if drop_policy { Action::Drop } else { Action::Pass };
+        let fragments = if drop_fragments { Fragments::Drop } else { Fragments::Policy };
+        let rules = rules_from_seeds(&seeds);
+        filter.apply(&rules, policy, fragments);
+        let mut frames = PoolFrameGenerator::new(frame_seed);
+        let result = filter.check_all((0..FRAMES_PER_CASE).map(|_| frames.next_frame()));
+        match result {
+            Ok(count) => decided.set(decided.get() + count),
+            Err(disagreement) => {
+                return Err(TestCaseError::fail(format!(
+                    "{disagreement}\npolicy {policy:?}, fragments {fragments:?}, rules (by rank):\n{:#?}",
+                    filter.set.rules()
+                )));
+            }
+        }
+    });
+    let frames = u64::from(SMALL_SET_CASES) * FRAMES_PER_CASE as u64;
+    assert!(frames >= 200_000);
+    // The pools make rules and frames meet: the agreement covers rule matches, not just
+    // the policy.
+    assert!(
+        decided.get() > frames / 5,
+        "{} of {frames} frames matched a rule",
+        decided.get()
+    );
+}
+
+fn seed() -> u64 {
+    std::env::var("NETXDP_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0x6e65_7478_6470)
+}
+
+#[test]
+fn large_random_rule_sets_agree_with_the_reference() {
+    if !kernel_available("large_random_rule_sets_agree_with_the_reference") {
+        return;
+    }
+    let seed = seed();
+    let mut filter = Filter::load();
+    for (count, frames, policy) in [
+        (1_000, 20_000, Action::Drop),
+        (10_000, 20_000, Action::Pass),
+    ] {
+        let rules: Vec<NewRule> = random_rules(seed ^ count as u64, count)
+            .into_iter()
+            .map(|rule| NewRule {
+                action: rule.action,
+                priority: rule.priority,
+                matches: rule.matches,
+            })
+            .collect();
+        assert_eq!(rules.len(), count);
+        filter.apply(&rules, policy, Fragments::Drop);
+        let mut generator = PoolFrameGenerator::new(seed);
+        let decided = filter
+            .check_all((0..frames).map(|_| generator.next_frame()))
+            .unwrap_or_else(|e| panic!("seed {seed:#x}, {count} rules: {e}"));
+        assert!(
+            decided > frames as u64 / 5,
+            "{decided} of {frames} frames matched a rule"
+        );
+    }
 }

@@ -123,6 +123,9 @@ pub fn apply(iface: &str, path: &Path, dry_run: bool) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the rules file {}", path.display()))?;
     let wanted = parse_rules_file(&text).with_context(|| format!("in {}", path.display()))?;
+    for note in &wanted.notes {
+        eprintln!("note: {}: {note}", path.display());
+    }
     let mut maps = open(iface)?;
     let before = maps.load()?;
     let mut after = before.clone();

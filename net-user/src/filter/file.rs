@@ -3,11 +3,12 @@
 //! ```toml
 //! # netxdp rules file: netxdp apply IFACE FILE
 //! policy = "drop"        # pass (default) | drop: what packets no rule matches get
-//! fragments = "policy"   # policy (default) | drop: IP packets without their L4 header that no rule matches
+//! fragments = "policy"   # policy (default) | drop: what IP packets without their L4 header
+//!                        # (later fragments) get when no rule matches them
 //!
 //! [[rule]]
 //! action = "pass"        # required: pass | drop
-//! priority = 10          # optional, default 1000; lower wins, ties by order in the file
+//! priority = 10          # optional, default 1000; lower is tried first, ties by rule id
 //! src = "198.18.0.0/24"  # optional, default any; an IPv4 or IPv6 address or prefix
 //! dst = "any"
 //! proto = "udp"          # tcp | udp | icmp | icmpv6 | arp | 0..255 | any
@@ -24,8 +25,9 @@
 //! Every key but `action` may be left out, and means `any` (or the default) then. Ports, ICMP
 //! types and protocols may be written as numbers or strings. Unknown keys, two rules that
 //! match the same packets, and more than [`MAX_RULES`] rules are errors, each reported with
-//! its line. `netxdp rule list --format toml` writes a rule set in this form
-//! ([`render_rules_file`]), and `apply --dry-run` shows what applying a file would change
+//! its line. Rules already on the interface that the file names again keep their ids (and
+//! counters); new rules get ids in file order. A loaded rule set can be written back in this
+//! form ([`render_rules_file`]), and `apply --dry-run` shows what applying a file would change
 //! ([`render_changes`]).
 
 use std::{collections::HashMap, fmt, fmt::Write as _, ops::Range};
@@ -49,7 +51,7 @@ use super::{
 pub struct RulesFile {
     pub policy: Action,
     pub fragments: Fragments,
-    /// In file order, which breaks ties of priority.
+    /// In file order, the order in which new rules get their ids.
     pub rules: Vec<NewRule>,
     /// Prefixes given with host bits set, and what they were taken as: worth telling the
     /// user, since such a rule matches more than the address written.
@@ -227,7 +229,7 @@ impl RuleReader<'_> {
             self.parse(Field::IcmpType, parse_icmp_type, ICMP_TYPE_ANY)?,
         )
         .map_err(|error| {
-            // Combination errors always name a field; the rule's own line otherwise.
+            // build_match's errors all name the field at fault.
             let field = error.field().unwrap_or(Field::Proto);
             self.error(field, error)
         })?;

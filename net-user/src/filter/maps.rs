@@ -33,7 +33,7 @@ use net_common::{
         bitmap_index, ipv4_key, ipv6_key, port_bitmap_key, port_intervals_index,
     },
     names,
-    rule::{Action, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
+    rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -186,7 +186,7 @@ impl FilterMaps {
             .filter_map(|rule| live.get(&rule.id).copied())
             .collect();
         let live_slots: HashSet<u32> = live.values().copied().collect();
-        let mut free = (0..MAX_RULES as u32).filter(|slot| !live_slots.contains(slot));
+        let mut free = (0..COUNTER_SLOTS as u32).filter(|slot| !live_slots.contains(slot));
         let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
         for rule in set.rules_mut() {
             match live.get(&rule.id) {

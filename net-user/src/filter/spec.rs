@@ -66,7 +66,13 @@ impl SpecError {
             Self::IcmpTypeNeedsIcmp { .. } => Some(Field::IcmpType),
             Self::MixedFamilies { .. } => Some(Field::Dst),
             Self::IcmpOnIpv6 | Self::Icmpv6OnIpv4 => Some(Field::Proto),
-            _ => None,
+            Self::Prefix(_)
+            | Self::PrefixLength { .. }
+            | Self::Ports(_)
+            | Self::PortOutOfRange(_)
+            | Self::ReversedPorts(_)
+            | Self::Proto(_)
+            | Self::IcmpType(_) => None,
         }
     }
 }
@@ -231,8 +237,9 @@ fn decimal(text: &str) -> Option<u32> {
 
 /// The match of these fields, if they make sense together: ports only on TCP and UDP, an ICMP
 /// type only on ICMP and ICMPv6, nothing but the protocol on ARP, and addresses of one family
-/// that agrees with the protocol. Anything else could never match a packet, which is a
-/// mistake worth reporting rather than a rule worth installing.
+/// that agrees with the protocol. Anything else could never match a packet, or (ports or an
+/// ICMP type without a protocol) leaves unsaid which protocol is meant: more likely a mistake
+/// than a rule worth installing.
 pub fn build_match(
     src: Prefix,
     dst: Prefix,
@@ -336,10 +343,12 @@ pub fn prefix_text(prefix: &Prefix) -> String {
 
 /// `any`, a port, or FIRST-LAST.
 pub fn ports_text(ports: &PortRange) -> String {
-    match (ports.first, ports.last) {
-        _ if ports.is_any() => "any".to_owned(),
-        (first, last) if first == last => first.to_string(),
-        (first, last) => format!("{first}-{last}"),
+    if ports.is_any() {
+        "any".to_owned()
+    } else if ports.first == ports.last {
+        ports.first.to_string()
+    } else {
+        format!("{}-{}", ports.first, ports.last)
     }
 }
 
