@@ -6,24 +6,65 @@
 //! the indirect call), which is not part of netxdp's cost. So every frame is also run through
 //! `pass_floor`, a program from the same object that only returns XDP_PASS, in the same run:
 //! netxdp minus the floor is what netxdp adds per packet, and netxdp / floor shows how it
-//! compares to doing nothing. Each (program, frame) is measured 5 times, alternating the two
-//! programs so that drift (frequency scaling, other load) affects both alike, and the median is
-//! shown.
+//! compares to doing nothing. Each (program, frame) is measured 5 times, alternating the
+//! programs so that drift (frequency scaling, other load) affects them alike, and the median is
+//! shown. Every run's verdict is checked: XDP_PASS with no rules, and with rules the verdict of
+//! the reference classifier (`net_common::rule::classify`).
+//!
+//! Then the filter, in one run:
+//! - three rule-set shapes (`net_common::rulegen`: exact, blocklist, mixed) at 1, 100, 1,000
+//!   and 10,000 rules, each on a frame that hits the set and one that misses it, IPv4 and IPv6;
+//! - beside the exact shape, xdp-filter (Debian's xdp-tools) with the same rules, run by the id
+//!   of the program attached to a veth pair of its own (see `xdp/peer.rs`);
+//! - how the cost grows from 1 to 10,000 rules;
+//! - the time to apply a 10,000-rule set (`RuleSet::replace`, then `FilterMaps::commit`).
 //!
 //! Run with `cargo xtask bench` (as root). `NETXDP_BENCH_REPEAT` sets the repeats per
-//! measurement (default 1,000,000).
+//! measurement of the no-rules table (default 1,000,000), `NETXDP_BENCH_RULES_REPEAT` those of
+//! the rule-set tables (default 200,000: there are about 70 of them).
 
-use std::time::Duration;
+#[path = "xdp/peer.rs"]
+mod peer;
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use net_common::{names, testing::FrameSpec};
-use netxdp::program::{self, KernelLog};
+use aya::programs::Xdp;
+use net_common::{
+    frame::SliceFrame,
+    names,
+    parse::parse,
+    rule::{Action, XDP_DROP, XDP_PASS, classify},
+    rulegen::{self, BenchFrame, FrameKind, GenRule, Shape},
+    testing::FrameSpec,
+};
+use netxdp::{
+    filter::{FilterMaps, NewRule, RuleSet},
+    program::{self, KernelLog},
+};
 
-const XDP_PASS: u32 = 2;
+use peer::XdpFilter;
+
 const ROUNDS: usize = 5;
 const DEFAULT_REPEAT: u32 = 1_000_000;
+const DEFAULT_RULES_REPEAT: u32 = 200_000;
 const TCP_SYN: u8 = 0x02;
+/// Rule-set sizes of the filter tables.
+const SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
+/// The seed of every generated rule set.
+const SEED: u64 = 2026;
+/// Rule-set size of the apply-time measurement.
+const APPLY_SIZE: usize = 10_000;
+/// Applies timed per shape; the median is shown.
+const APPLY_ROUNDS: usize = 5;
+
+/// Set by SIGINT or SIGTERM: the bench stops at the next step, cleaning up as on any error.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -33,8 +74,293 @@ fn main() -> Result<()> {
         );
     }
     netxdp::preflight::require_bpffs()?;
-    let repeat = repeat()?;
+    let started = Instant::now();
+    let repeat = repeat_from_env("NETXDP_BENCH_REPEAT", DEFAULT_REPEAT)?;
+    let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", DEFAULT_RULES_REPEAT)?;
+    catch_interrupts()?;
 
+    let mut ebpf = program::load(None, KernelLog::Off)?;
+    let floor: &mut Xdp = ebpf
+        .program_mut(names::PASS_FLOOR)
+        .with_context(|| format!("the object has no program named {}", names::PASS_FLOOR))?
+        .try_into()?;
+    floor
+        .load()
+        .with_context(|| format!("loading {}", names::PASS_FLOOR))?;
+    let mut maps = FilterMaps::take_from(&mut ebpf)?;
+    let floor = Prog::of(&ebpf, names::PASS_FLOOR)?;
+    let netxdp = Prog::of(&ebpf, names::PROGRAM)?;
+
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading /proc/sys/kernel/osrelease")?;
+    let kernel = kernel.trim();
+    let no_rules = measure_without_rules(&floor, &netxdp, repeat)?;
+    println!(
+        "netxdp per-packet cost, no rules: median of {ROUNDS} x {} BPF_PROG_TEST_RUN repeats on \
+         kernel {kernel}",
+        thousands(repeat as usize)
+    );
+    print_no_rules(&no_rules);
+    println!();
+
+    // The peer first: if it cannot run, say why up front, and measure netxdp anyway.
+    let mut xdp_filter = match XdpFilter::start() {
+        Ok(peer) => Some(peer),
+        Err(error) => {
+            eprintln!("bench: xdp-filter peer not measured: {error:#}");
+            None
+        }
+    };
+    let mut set = RuleSet::default();
+    let mut rows = Vec::new();
+    for shape in Shape::ALL {
+        let all = rulegen::generate(shape, SEED, SIZES[SIZES.len() - 1]);
+        for size in SIZES {
+            let rules = all.get(..size).with_context(|| {
+                format!(
+                    "the {} generator made only {} rules",
+                    shape.as_str(),
+                    all.len()
+                )
+            })?;
+            apply(&mut maps, &mut set, rules)
+                .with_context(|| format!("applying {size} {} rules", shape.as_str()))?;
+            let peer = match (shape, xdp_filter.as_mut()) {
+                (Shape::Exact, Some(peer)) => match peer.grow_to(rules) {
+                    Ok(()) => Some(Prog {
+                        name: "xdp-filter",
+                        fd: peer.fd().as_fd(),
+                    }),
+                    Err(error) => {
+                        check_interrupted()?;
+                        eprintln!("bench: xdp-filter peer stopped: {error:#}");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            for frame in rulegen::bench_frames(rules) {
+                rows.push(measure_rule_row(
+                    (shape, size),
+                    &frame,
+                    &set,
+                    (&floor, &netxdp, peer.as_ref()),
+                    rules_repeat,
+                )?);
+            }
+            if peer.is_none() && shape == Shape::Exact && xdp_filter.is_some() {
+                // It failed to grow: stop it (and clean up) now.
+                xdp_filter = None;
+            }
+        }
+    }
+    println!(
+        "netxdp with rules (policy pass), per-packet ns: median of {ROUNDS} x {} repeats \
+         (NETXDP_BENCH_RULES_REPEAT) per (program, frame); floor = pass_floor in the same rounds; \
+         rules from seed {SEED}",
+        thousands(rules_repeat as usize)
+    );
+    if let Some(peer) = &xdp_filter {
+        println!(
+            "xdp-filter: `xdp-filter load --mode native --features {}` on {}; running program id \
+             {} ({}{}, {} mode) by id",
+            peer.features,
+            peer.iface(),
+            peer.program_id,
+            peer.program_name,
+            if peer.program_name.starts_with("xdp_dispatcher") {
+                ": libxdp's dispatcher, which runs xdp-filter's program"
+            } else {
+                ": xdp-filter's program itself; libxdp attached it without its dispatcher"
+            },
+            peer.mode,
+        );
+    }
+    print_rule_rows(&rows);
+    println!();
+    print_growth(&rows);
+    println!();
+    print_goals(&rows);
+    println!();
+
+    let applied = measure_apply(&mut maps)?;
+    print_apply(&applied, xdp_filter.as_ref());
+    drop(xdp_filter);
+    println!();
+    println!(
+        "bench wall time: {:.1} s (setup, {} measurements, cleanup)",
+        started.elapsed().as_secs_f64(),
+        3 * 2 + rows.len() * 2 + rows.iter().filter(|row| row.peer.is_some()).count()
+    );
+    Ok(())
+}
+
+/// A loaded XDP program, by name, and the descriptor BPF_PROG_TEST_RUN takes.
+struct Prog<'a> {
+    name: &'static str,
+    fd: BorrowedFd<'a>,
+}
+
+impl<'a> Prog<'a> {
+    fn of(ebpf: &'a aya::Ebpf, name: &'static str) -> Result<Self> {
+        let program: &Xdp = ebpf
+            .program(name)
+            .with_context(|| format!("the object has no program named {name}"))?
+            .try_into()?;
+        let fd = program
+            .fd()
+            .with_context(|| format!("{name} is not loaded"))?
+            .as_fd();
+        Ok(Self { name, fd })
+    }
+}
+
+/// The repeats per measurement: `variable`, or `default`.
+fn repeat_from_env(variable: &str, default: u32) -> Result<u32> {
+    let Ok(value) = std::env::var(variable) else {
+        return Ok(default);
+    };
+    let repeat: u32 = value
+        .replace(['_', ','], "")
+        .parse()
+        .with_context(|| format!("{variable}={value:?} is not a number of repeats"))?;
+    ensure!(repeat > 0, "{variable} must be at least 1");
+    Ok(repeat)
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM set [`INTERRUPTED`] instead of killing the bench, so that the veth pair,
+/// the namespace and xdp-filter's pins are removed. A test run under way returns EINTR.
+fn catch_interrupts() -> Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"; the handler only
+        // stores to an atomic, which is async-signal-safe.
+        let result = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_interrupt as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error()).context("installing a signal handler");
+        }
+    }
+    Ok(())
+}
+
+/// Fails once SIGINT or SIGTERM arrived.
+pub(crate) fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted; cleaned up");
+    }
+    Ok(())
+}
+
+/// BPF_PROG_TEST_RUN's part of `union bpf_attr` (include/uapi/linux/bpf.h), with the tail
+/// padding spelled out: the kernel refuses non-zero bytes past the last field.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _padding: u32,
+}
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// Runs `program` `repeat` times on `frame`: its verdict, and the kernel's average time per
+/// run. One code path for every program measured (netxdp, the floor, xdp-filter's, which this
+/// process did not load and aya cannot wrap without its attach type).
+fn test_run(program: &Prog, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
+    let mut attr = TestRunAttr {
+        prog_fd: program.fd.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute of its exact size; the kernel
+    // reads `frame` (borrowed for the call) and writes only into `attr`.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            size_of::<TestRunAttr>() as libc::c_uint,
+        )
+    };
+    if result < 0 {
+        let error = std::io::Error::last_os_error();
+        check_interrupted()?;
+        return Err(error).with_context(|| {
+            format!(
+                "BPF_PROG_TEST_RUN of {} on a {}-byte frame",
+                program.name,
+                frame.len()
+            )
+        });
+    }
+    Ok((attr.retval, Duration::from_nanos(attr.duration.into())))
+}
+
+/// The average time per run of `program` on `frame`, failing unless every run's verdict is
+/// `expected`: a program that gave another verdict would be measuring something else.
+fn measure(program: &Prog, frame: &[u8], repeat: u32, expected: u32) -> Result<Duration> {
+    let (verdict, duration) = test_run(program, frame, repeat)?;
+    ensure!(
+        verdict == expected,
+        "{} returned {} on a {}-byte frame, where {} was expected",
+        program.name,
+        verdict_name(verdict),
+        frame.len(),
+        verdict_name(expected)
+    );
+    Ok(duration)
+}
+
+fn verdict_name(verdict: u32) -> String {
+    match verdict {
+        0 => "XDP_ABORTED".to_owned(),
+        XDP_DROP => "XDP_DROP".to_owned(),
+        XDP_PASS => "XDP_PASS".to_owned(),
+        3 => "XDP_TX".to_owned(),
+        4 => "XDP_REDIRECT".to_owned(),
+        other => format!("verdict {other}"),
+    }
+}
+
+/// The median of an odd number of samples.
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    // Never empty: every caller takes ROUNDS (5) or APPLY_ROUNDS (5) samples.
+    samples[samples.len() / 2]
+}
+
+struct NoRulesRow {
+    frame: &'static str,
+    bytes: usize,
+    floor: Duration,
+    netxdp: Duration,
+}
+
+/// The v1 table: netxdp with an empty filter (before any rule set is committed).
+fn measure_without_rules(floor: &Prog, netxdp: &Prog, repeat: u32) -> Result<Vec<NoRulesRow>> {
     let frames = [
         ("udp/ipv4", 64, FrameSpec::ipv4_udp(5353, 53, 22).build()),
         (
@@ -50,24 +376,6 @@ fn main() -> Result<()> {
                 .build(),
         ),
     ];
-
-    let mut ebpf = program::load(None, KernelLog::Off)?;
-    let floor: &mut Xdp = ebpf
-        .program_mut(names::PASS_FLOOR)
-        .with_context(|| format!("the object has no program named {}", names::PASS_FLOOR))?
-        .try_into()?;
-    floor
-        .load()
-        .with_context(|| format!("loading {}", names::PASS_FLOOR))?;
-    let floor: &Xdp = ebpf
-        .program(names::PASS_FLOOR)
-        .with_context(|| format!("the object has no program named {}", names::PASS_FLOOR))?
-        .try_into()?;
-    let netxdp: &Xdp = ebpf
-        .program(names::PROGRAM)
-        .with_context(|| format!("the object has no program named {}", names::PROGRAM))?
-        .try_into()?;
-
     let mut rows = Vec::new();
     for (name, bytes, frame) in &frames {
         ensure!(
@@ -77,83 +385,20 @@ fn main() -> Result<()> {
         );
         let (mut floor_ns, mut netxdp_ns) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            floor_ns.push(measure(floor, names::PASS_FLOOR, frame, repeat)?);
-            netxdp_ns.push(measure(netxdp, names::PROGRAM, frame, repeat)?);
+            floor_ns.push(measure(floor, frame, repeat, XDP_PASS)?);
+            netxdp_ns.push(measure(netxdp, frame, repeat, XDP_PASS)?);
         }
-        rows.push(Row {
+        rows.push(NoRulesRow {
             frame: name,
             bytes: *bytes,
             floor: median(floor_ns),
             netxdp: median(netxdp_ns),
         });
     }
-
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .context("reading /proc/sys/kernel/osrelease")?;
-    println!(
-        "netxdp per-packet cost: median of {ROUNDS} x {} BPF_PROG_TEST_RUN repeats on kernel {}",
-        thousands(repeat),
-        kernel.trim()
-    );
-    print_table(&rows);
-    Ok(())
+    Ok(rows)
 }
 
-/// The repeats per measurement: `NETXDP_BENCH_REPEAT`, or 1,000,000.
-fn repeat() -> Result<u32> {
-    let Ok(value) = std::env::var("NETXDP_BENCH_REPEAT") else {
-        return Ok(DEFAULT_REPEAT);
-    };
-    let repeat: u32 = value
-        .replace('_', "")
-        .parse()
-        .with_context(|| format!("NETXDP_BENCH_REPEAT={value:?} is not a number of repeats"))?;
-    ensure!(repeat > 0, "NETXDP_BENCH_REPEAT must be at least 1");
-    Ok(repeat)
-}
-
-/// The kernel's average time per run of `program` on `frame`, over `repeat` runs.
-///
-/// Panics if the verdict is not XDP_PASS: a benchmark of a program that drops or aborts on
-/// this frame would measure something else.
-fn measure(program: &Xdp, name: &str, frame: &[u8], repeat: u32) -> Result<Duration> {
-    let result = program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..TestRunOptions::new()
-        })
-        .with_context(|| {
-            format!(
-                "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
-                frame.len()
-            )
-        })?;
-    assert_eq!(
-        result.return_value,
-        XDP_PASS,
-        "{name} returned verdict {} on a {}-byte frame, expected XDP_PASS ({XDP_PASS})",
-        result.return_value,
-        frame.len()
-    );
-    Ok(result.duration)
-}
-
-/// The median of an odd number of samples.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    // Never empty: there are ROUNDS (5) samples.
-    samples[samples.len() / 2]
-}
-
-struct Row<'a> {
-    frame: &'a str,
-    bytes: usize,
-    floor: Duration,
-    netxdp: Duration,
-}
-
-fn print_table(rows: &[Row]) {
+fn print_no_rules(rows: &[NoRulesRow]) {
     println!(
         "{:<16} {:>5} {:>13} {:>14} {:>16} {:>6}",
         "frame", "bytes", "floor ns/pkt", "netxdp ns/pkt", "netxdp-floor ns", "ratio"
@@ -169,8 +414,335 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// Replaces the rule set with `rules` and commits it.
+fn apply(maps: &mut FilterMaps, set: &mut RuleSet, rules: &[GenRule]) -> Result<()> {
+    set.replace(&new_rules(rules))?;
+    maps.commit(set)?;
+    check_interrupted()
+}
+
+fn new_rules(rules: &[GenRule]) -> Vec<NewRule> {
+    rules
+        .iter()
+        .map(|rule| NewRule {
+            action: rule.action,
+            priority: rule.priority,
+            matches: rule.matches,
+        })
+        .collect()
+}
+
+struct RuleRow {
+    shape: Shape,
+    size: usize,
+    frame: &'static str,
+    kind: FrameKind,
+    bytes: usize,
+    verdict: u32,
+    floor: Duration,
+    netxdp: Duration,
+    peer: Option<Duration>,
+}
+
+/// One frame on the rule set in force: the floor, netxdp and (on the exact shape) xdp-filter,
+/// alternating, ROUNDS times.
+fn measure_rule_row(
+    (shape, size): (Shape, usize),
+    frame: &BenchFrame,
+    set: &RuleSet,
+    (floor, netxdp, peer): (&Prog, &Prog, Option<&Prog>),
+    repeat: u32,
+) -> Result<RuleRow> {
+    let packet = parse(&SliceFrame::new(&frame.frame));
+    let verdict = classify(set.rules(), set.policy, set.fragments, &packet).action as u32;
+    // xdp-filter drops what a rule names and passes the rest, as the exact shape does.
+    let peer_verdict = match frame.kind {
+        FrameKind::Hit => XDP_DROP,
+        FrameKind::Miss => XDP_PASS,
+    };
+    let (mut floor_ns, mut netxdp_ns, mut peer_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        floor_ns.push(measure(floor, &frame.frame, repeat, XDP_PASS)?);
+        netxdp_ns.push(
+            measure(netxdp, &frame.frame, repeat, verdict).with_context(|| {
+                format!(
+                    "{} rules, {} shape, {} frame (the kernel disagrees with the reference \
+                     classifier)",
+                    size,
+                    shape.as_str(),
+                    frame.name()
+                )
+            })?,
+        );
+        if let Some(peer) = peer {
+            peer_ns.push(
+                measure(peer, &frame.frame, repeat, peer_verdict)
+                    .with_context(|| format!("xdp-filter, {size} rules, {}", frame.name()))?,
+            );
+        }
+    }
+    Ok(RuleRow {
+        shape,
+        size,
+        frame: frame.name(),
+        kind: frame.kind,
+        bytes: frame.frame.len(),
+        verdict,
+        floor: median(floor_ns),
+        netxdp: median(netxdp_ns),
+        peer: (!peer_ns.is_empty()).then(|| median(peer_ns)),
+    })
+}
+
+fn action_name(verdict: u32) -> &'static str {
+    match Action::from_raw(verdict) {
+        Some(action) => action.as_str(),
+        None => "?",
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_nanos() as f64 / b.as_nanos().max(1) as f64
+}
+
+fn print_rule_rows(rows: &[RuleRow]) {
+    println!(
+        "{:<9} {:>6} {:<7} {:>5} {:<7} {:>8} {:>9} {:>6} {:>13} {:>17}",
+        "shape",
+        "rules",
+        "frame",
+        "bytes",
+        "verdict",
+        "floor ns",
+        "netxdp ns",
+        "ratio",
+        "xdp-filter ns",
+        "netxdp/xdp-filter"
+    );
+    let mut previous = None;
+    for row in rows {
+        if previous.is_some_and(|shape| shape != row.shape) {
+            println!();
+        }
+        previous = Some(row.shape);
+        let (peer, versus) = match row.peer {
+            Some(peer) => (
+                peer.as_nanos().to_string(),
+                format!("{:.2}x", ratio(row.netxdp, peer)),
+            ),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        println!(
+            "{:<9} {:>6} {:<7} {:>5} {:<7} {:>8} {:>9} {:>5.2}x {:>13} {:>17}",
+            row.shape.as_str(),
+            thousands(row.size),
+            row.frame,
+            row.bytes,
+            action_name(row.verdict),
+            row.floor.as_nanos(),
+            row.netxdp.as_nanos(),
+            ratio(row.netxdp, row.floor),
+            peer,
+            versus
+        );
+    }
+}
+
+const FRAMES: [&str; 4] = ["hit v4", "hit v6", "miss v4", "miss v6"];
+
+/// Cost at the largest size over cost at the smallest, per shape and frame.
+fn print_growth(rows: &[RuleRow]) {
+    let (first, last) = (SIZES[0], SIZES[SIZES.len() - 1]);
+    println!(
+        "growth: ns at {} rules / ns at {first} rule, per frame (\"-\": no such frame at {first} \
+         rule, whose set has no IPv6 rule)",
+        thousands(last)
+    );
+    println!(
+        "{:<20} {:>8} {:>8} {:>8} {:>8}",
+        "", FRAMES[0], FRAMES[1], FRAMES[2], FRAMES[3]
+    );
+    let mut lines: Vec<(String, BTreeMap<&str, (Duration, Duration)>)> = Vec::new();
+    for shape in Shape::ALL {
+        let cost = |size: usize, frame: &str, peer: bool| {
+            rows.iter()
+                .find(|row| row.shape == shape && row.size == size && row.frame == frame)
+                .and_then(|row| if peer { row.peer } else { Some(row.netxdp) })
+        };
+        for (label, peer) in [("netxdp", false), ("xdp-filter", true)] {
+            if peer && shape != Shape::Exact {
+                continue;
+            }
+            let ratios: BTreeMap<&str, (Duration, Duration)> = FRAMES
+                .iter()
+                .filter_map(|&frame| {
+                    Some((frame, (cost(last, frame, peer)?, cost(first, frame, peer)?)))
+                })
+                .collect();
+            if peer && ratios.is_empty() {
+                continue;
+            }
+            lines.push((format!("{} {label}", shape.as_str()), ratios));
+        }
+    }
+    for (label, ratios) in lines {
+        let cells: Vec<String> = FRAMES
+            .iter()
+            .map(|frame| match ratios.get(frame) {
+                Some(&(large, small)) => format!("{:.2}x", ratio(large, small)),
+                None => "-".to_owned(),
+            })
+            .collect();
+        println!(
+            "{label:<20} {:>8} {:>8} {:>8} {:>8}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    }
+}
+
+/// The issue's goals, checked against the rows.
+fn print_goals(rows: &[RuleRow]) {
+    let exact: Vec<&RuleRow> = rows
+        .iter()
+        .filter(|row| row.shape == Shape::Exact && row.peer.is_some())
+        .collect();
+    match exact
+        .iter()
+        .filter_map(|row| Some((ratio(row.netxdp, row.peer?), *row)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+    {
+        Some((worst, row)) => {
+            let at_or_below = exact
+                .iter()
+                .filter(|row| row.peer.is_some_and(|peer| row.netxdp <= peer))
+                .count();
+            println!(
+                "goal: exact shape at or below xdp-filter at every size: {} ({at_or_below} of {} \
+                 size/frame pairs; worst netxdp/xdp-filter {worst:.2}x at {} rules, {})",
+                if at_or_below == exact.len() {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                exact.len(),
+                thousands(row.size),
+                row.frame
+            );
+        }
+        None => println!("goal: exact shape at or below xdp-filter: not measured (no peer)"),
+    }
+    let (first, last) = (SIZES[0], SIZES[SIZES.len() - 1]);
+    for shape in Shape::ALL {
+        let growth: Vec<(f64, &str)> = FRAMES
+            .iter()
+            .filter_map(|&frame| {
+                let at = |size| {
+                    rows.iter()
+                        .find(|row| row.shape == shape && row.size == size && row.frame == frame)
+                };
+                Some((ratio(at(last)?.netxdp, at(first)?.netxdp), frame))
+            })
+            .collect();
+        let Some(&(worst, frame)) = growth.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else {
+            continue;
+        };
+        let verdict = match shape {
+            Shape::Mixed => "reported, no goal",
+            _ if worst <= 1.5 => "met",
+            _ => "NOT met",
+        };
+        println!(
+            "goal: {} at {} rules within 1.5x of {first} rule: {verdict} (worst {worst:.2}x, {frame})",
+            shape.as_str(),
+            thousands(last)
+        );
+    }
+    let hits = rows.iter().filter(|row| row.kind.is_hit()).count();
+    println!(
+        "checked: every run's verdict equalled the reference classifier's ({hits} hit and {} miss \
+         rows)",
+        rows.len() - hits
+    );
+}
+
+struct Applied {
+    shape: Shape,
+    replace: Duration,
+    commit: Duration,
+}
+
+/// The time to put a 10,000-rule set in force on an empty filter, per shape: `replace` (the
+/// userspace rule set) and `commit` (compile, write the inactive generation, flip).
+fn measure_apply(maps: &mut FilterMaps) -> Result<Vec<Applied>> {
+    let mut applied = Vec::new();
+    for shape in Shape::ALL {
+        let wanted = new_rules(&rulegen::generate(shape, SEED ^ 1, APPLY_SIZE));
+        let (mut replace, mut commit) = (Vec::new(), Vec::new());
+        let mut set = RuleSet::default();
+        for _ in 0..APPLY_ROUNDS {
+            set.replace(&[])?;
+            maps.commit(&mut set)?;
+            // Past the grace period that commit waits out after a flip: an `apply` run alone
+            // does not wait.
+            std::thread::sleep(Duration::from_millis(30));
+            let started = Instant::now();
+            set.replace(&wanted)?;
+            let replaced = Instant::now();
+            maps.commit(&mut set)?;
+            commit.push(replaced.elapsed());
+            replace.push(replaced - started);
+            ensure!(
+                set.rules().len() == APPLY_SIZE,
+                "the set holds {} rules",
+                set.rules().len()
+            );
+            check_interrupted()?;
+        }
+        applied.push(Applied {
+            shape,
+            replace: median(replace),
+            commit: median(commit),
+        });
+    }
+    // Leave the filter empty.
+    let mut empty = RuleSet::default();
+    maps.commit(&mut empty)?;
+    Ok(applied)
+}
+
+fn print_apply(applied: &[Applied], peer: Option<&XdpFilter>) {
+    println!(
+        "apply {} rules to an empty filter: median of {APPLY_ROUNDS} (RuleSet::replace, then \
+         FilterMaps::commit: compile, write the inactive generation, flip)",
+        thousands(APPLY_SIZE)
+    );
+    println!(
+        "{:<9} {:>10} {:>10} {:>10}",
+        "shape", "replace ms", "commit ms", "total ms"
+    );
+    for row in applied {
+        let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+        println!(
+            "{:<9} {:>10.1} {:>10.1} {:>10.1}",
+            row.shape.as_str(),
+            ms(row.replace),
+            ms(row.commit),
+            ms(row.replace + row.commit)
+        );
+    }
+    if let Some(peer) = peer.filter(|peer| peer.added() > 0) {
+        println!(
+            "xdp-filter: {} exact rules added with one `xdp-filter ip ADDR --mode src` each: \
+             {:.1} s ({:.2} ms per rule)",
+            thousands(peer.added()),
+            peer.cli_time.as_secs_f64(),
+            peer.cli_time.as_secs_f64() * 1000.0 / peer.added() as f64
+        );
+    }
+}
+
 /// `n` with thousands separators: 1000000 as "1,000,000".
-fn thousands(n: u32) -> String {
+fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {

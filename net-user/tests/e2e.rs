@@ -765,3 +765,122 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// A rules file of `count` generated rules from `seed`, and its rules' matches, sorted.
+fn generated_rules_file(
+    dir: &Path,
+    name: &str,
+    seed: u64,
+    count: usize,
+) -> (String, Vec<net_common::rule::Match>) {
+    use netxdp::filter::{NewRule, RuleSet, file::render_rules_file};
+    let rules: Vec<NewRule> = net_common::rulegen::random_rules(seed, count)
+        .into_iter()
+        .map(|rule| NewRule {
+            action: rule.action,
+            priority: rule.priority,
+            matches: rule.matches,
+        })
+        .collect();
+    let mut set = RuleSet::default();
+    set.replace(&rules).expect("valid rules");
+    let path = dir.join(name);
+    std::fs::write(&path, render_rules_file(&set)).expect("write the rules file");
+    (
+        path.to_str().expect("utf-8").to_owned(),
+        sorted_matches(&set),
+    )
+}
+
+/// The matches of a rule set, sorted: ids (and so the order of equal priorities) differ
+/// between a file and the set it was applied over.
+fn sorted_matches(set: &netxdp::filter::RuleSet) -> Vec<net_common::rule::Match> {
+    let mut matches: Vec<_> = set.rules().iter().map(|rule| rule.matches).collect();
+    matches.sort();
+    matches
+}
+
+#[test]
+fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
+    use aya::programs::{TestRun, TestRunOptions, Xdp};
+    use aya_obj::programs::XdpAttachType;
+    use net_common::{frame::SliceFrame, parse::parse, rule::classify};
+    use netxdp::filter::FilterMaps;
+
+    let test = "killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("kil", 19).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let dir = tempfile_dir();
+    let (old_file, old) = generated_rules_file(&dir, "old.toml", 1, 4_000);
+    let (new_file, new) = generated_rules_file(&dir, "new.toml", 2, 4_000);
+    assert_ne!(old, new);
+
+    // How long replacing one set by the other takes, start to exit.
+    ok(&["apply", &iface, &new_file]);
+    let started = Instant::now();
+    ok(&["apply", &iface, &old_file]);
+    let full_apply = started.elapsed();
+    let pins = PinDir::new(&iface);
+    let program = Xdp::from_pin(pins.prog(), XdpAttachType::Interface).expect("pinned program");
+    let mut frames = net_common::rulegen::PoolFrameGenerator::new(3);
+    let (mut old_seen, mut new_seen) = (0, 0);
+    // Kills from the start to past the end, through every stage of the apply.
+    for step in 0..12u32 {
+        // The set in force is old: kill an apply of the new one part of the way through.
+        ok(&["apply", &iface, &old_file]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netxdp"))
+            .args(["apply", &iface, &new_file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn netxdp apply");
+        std::thread::sleep(full_apply * step / 8);
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let in_force = FilterMaps::from_pins(&pins)
+            .and_then(|maps| maps.load())
+            .expect("load the rule set");
+        let matches = sorted_matches(&in_force);
+        if matches == old {
+            old_seen += 1;
+        } else if matches == new {
+            new_seen += 1;
+        } else {
+            panic!("step {step}: the set in force is neither the old nor the new one");
+        }
+        // And the kernel classifies with exactly that set.
+        for _ in 0..500 {
+            let frame = frames.next_frame();
+            let want = classify(
+                in_force.rules(),
+                in_force.policy,
+                in_force.fragments,
+                &parse(&SliceFrame::new(&frame)),
+            );
+            let run = program
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    ..TestRunOptions::new()
+                })
+                .expect("test run");
+            assert_eq!(run.return_value, want.action as u32, "step {step}");
+        }
+    }
+    assert!(
+        old_seen > 0 && new_seen > 0,
+        "old {old_seen}, new {new_seen}"
+    );
+    // A killed apply leaves nothing in the way of the next one.
+    ok(&["apply", &iface, &new_file]);
+    let maps = FilterMaps::from_pins(&pins).expect("maps");
+    assert!(sorted_matches(&maps.load().expect("load")) == new);
+    drop(maps);
+    eprintln!("{test}: full apply of 4,000 rules {full_apply:?}; old {old_seen}, new {new_seen}");
+    let _ = std::fs::remove_dir_all(dir);
+}

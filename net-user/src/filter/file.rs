@@ -183,7 +183,8 @@ pub fn parse_rules_file(text: &str) -> Result<RulesFile, FileError> {
         rules: Vec::with_capacity(raw.rule.len()),
         notes: Vec::new(),
     };
-    // Each match, with the number and line of the first rule that has it.
+    // Each match, with the number and offset of the first rule that has it (lines are
+    // counted only for a message: counting them for every rule would take quadratic time).
     let mut seen = HashMap::with_capacity(raw.rule.len());
     for (index, raw_rule) in raw.rule.iter().enumerate() {
         let reader = RuleReader {
@@ -193,17 +194,16 @@ pub fn parse_rules_file(text: &str) -> Result<RulesFile, FileError> {
             span: raw_rule.span(),
         };
         let rule = reader.read(&mut file.notes)?;
-        let line = line_of(text, reader.span.start);
-        if let Some(&(first, first_line)) = seen.get(&rule.matches) {
+        if let Some(&(first, first_offset)) = seen.get(&rule.matches) {
             return Err(FileError::Duplicate {
-                line,
+                line: line_of(text, reader.span.start),
                 rule: reader.number,
                 first,
-                first_line,
+                first_line: line_of(text, first_offset),
                 matches: match_text(&rule.matches),
             });
         }
-        seen.insert(rule.matches, (reader.number, line));
+        seen.insert(rule.matches, (reader.number, reader.span.start));
         file.rules.push(rule);
     }
     Ok(file)

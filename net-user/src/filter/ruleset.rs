@@ -1,5 +1,7 @@
 //! A rule set as userspace edits it: the rules of one interface, their policy and settings.
 
+use std::collections::HashMap;
+
 use net_common::rule::{Action, Fragments, MAX_RULES, Match, Rule};
 
 /// Priority of a rule given none: the middle of the range, so that rules can be put both
@@ -132,15 +134,17 @@ impl RuleSet {
             ..self.clone()
         };
         let mut changes = Changes::default();
-        let mut seen = std::collections::HashMap::with_capacity(wanted.len());
+        let current: HashMap<Match, &Rule> =
+            self.rules.iter().map(|rule| (rule.matches, rule)).collect();
+        let mut seen = HashMap::with_capacity(wanted.len());
         for new in wanted {
             if let Some(&first) = seen.get(&new.matches) {
                 // Within the file: name the earlier rule by its position.
                 return Err(RuleSetError::Duplicate { existing: first });
             }
             seen.insert(new.matches, seen.len() as u32 + 1);
-            match self.find_match(&new.matches) {
-                Some(current) => {
+            match current.get(&new.matches) {
+                Some(&current) => {
                     let kept = Rule {
                         priority: new.priority,
                         action: new.action as u32,
