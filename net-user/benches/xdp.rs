@@ -254,7 +254,7 @@ fn catch_interrupts() -> Result<()> {
 /// Fails once SIGINT or SIGTERM arrived.
 pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted; cleaned up");
+        bail!("interrupted");
     }
     Ok(())
 }
