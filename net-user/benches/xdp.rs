@@ -27,7 +27,6 @@
 mod peer;
 
 use std::{
-    collections::BTreeMap,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -188,9 +187,11 @@ fn main() -> Result<()> {
     drop(xdp_filter);
     println!();
     println!(
-        "bench wall time: {:.1} s (setup, {} measurements, cleanup)",
+        "bench wall time: {:.1} s ({} (program, frame) pairs x {ROUNDS} rounds, xdp-filter's \
+         CLI, {} applies, setup and cleanup)",
         started.elapsed().as_secs_f64(),
-        3 * 2 + rows.len() * 2 + rows.iter().filter(|row| row.peer.is_some()).count()
+        3 * 2 + rows.len() * 2 + rows.iter().filter(|row| row.peer.is_some()).count(),
+        Shape::ALL.len() * (SIZES.len() + 2 * APPLY_ROUNDS),
     );
     Ok(())
 }
@@ -562,7 +563,6 @@ fn print_growth(rows: &[RuleRow]) {
         "{:<20} {:>8} {:>8} {:>8} {:>8}",
         "", FRAMES[0], FRAMES[1], FRAMES[2], FRAMES[3]
     );
-    let mut lines: Vec<(String, BTreeMap<&str, (Duration, Duration)>)> = Vec::new();
     for shape in Shape::ALL {
         let cost = |size: usize, frame: &str, peer: bool| {
             rows.iter()
@@ -570,33 +570,27 @@ fn print_growth(rows: &[RuleRow]) {
                 .and_then(|row| if peer { row.peer } else { Some(row.netxdp) })
         };
         for (label, peer) in [("netxdp", false), ("xdp-filter", true)] {
-            if peer && shape != Shape::Exact {
+            if peer && (shape != Shape::Exact || rows.iter().all(|row| row.peer.is_none())) {
                 continue;
             }
-            let ratios: BTreeMap<&str, (Duration, Duration)> = FRAMES
+            let cells: Vec<String> = FRAMES
                 .iter()
-                .filter_map(|&frame| {
-                    Some((frame, (cost(last, frame, peer)?, cost(first, frame, peer)?)))
-                })
+                .map(
+                    |&frame| match (cost(last, frame, peer), cost(first, frame, peer)) {
+                        (Some(large), Some(small)) => format!("{:.2}x", ratio(large, small)),
+                        _ => "-".to_owned(),
+                    },
+                )
                 .collect();
-            if peer && ratios.is_empty() {
-                continue;
-            }
-            lines.push((format!("{} {label}", shape.as_str()), ratios));
+            println!(
+                "{:<20} {:>8} {:>8} {:>8} {:>8}",
+                format!("{} {label}", shape.as_str()),
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3]
+            );
         }
-    }
-    for (label, ratios) in lines {
-        let cells: Vec<String> = FRAMES
-            .iter()
-            .map(|frame| match ratios.get(frame) {
-                Some(&(large, small)) => format!("{:.2}x", ratio(large, small)),
-                None => "-".to_owned(),
-            })
-            .collect();
-        println!(
-            "{label:<20} {:>8} {:>8} {:>8} {:>8}",
-            cells[0], cells[1], cells[2], cells[3]
-        );
     }
 }
 

@@ -22,6 +22,7 @@ use tracing::{debug, info};
 
 use crate::{
     counters::CounterMap,
+    filter::FilterMaps,
     iflink,
     pins::PinDir,
     preflight,
@@ -302,6 +303,8 @@ pub struct Attachment {
     /// Whether the interface the record names still exists under this name.
     pub live: bool,
     pub counters: Option<net_common::stats::Stats>,
+    /// The rule set in force, if it could be read.
+    pub rules: Option<crate::filter::RuleSet>,
 }
 
 /// Every pinned attachment.
@@ -320,6 +323,9 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             program: ProgramInfo::from_pin(pins.prog()).ok(),
             live,
             counters: CounterMap::from_pin(&pins).and_then(|map| map.read()).ok(),
+            rules: FilterMaps::from_pins(&pins)
+                .and_then(|maps| maps.load())
+                .ok(),
         });
     }
     Ok(found)

@@ -205,6 +205,10 @@ pub struct AttachmentRecord {
     pub live: bool,
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
+    /// The filter's default: "pass" or "drop".
+    pub policy: Option<&'static str>,
+    /// Rules in force.
+    pub rules: Option<usize>,
 }
 
 impl StatusRecord {
@@ -224,6 +228,8 @@ impl StatusRecord {
                 live: a.live,
                 packets: a.counters.map(|c| c.total().packets),
                 bytes: a.counters.map(|c| c.total().bytes),
+                policy: a.rules.as_ref().map(|set| set.policy.as_str()),
+                rules: a.rules.as_ref().map(|set| set.rules().len()),
             })
             .collect();
         Self {
@@ -238,20 +244,30 @@ impl StatusRecord {
                 .to_owned();
         }
         let mut out = format!(
-            "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10}  {}\n",
-            "INTERFACE", "MODE", "PROG ID", "ATTACHED (UTC)", "PACKETS", "BYTES", "STATE"
+            "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10} {:>6} {:<6}  {}\n",
+            "INTERFACE",
+            "MODE",
+            "PROG ID",
+            "ATTACHED (UTC)",
+            "PACKETS",
+            "BYTES",
+            "RULES",
+            "POLICY",
+            "STATE"
         );
         let dash = || "-".to_owned();
         for i in &self.interfaces {
             let _ = writeln!(
                 out,
-                "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10}  {}",
+                "{:<16} {:<7} {:>8} {:<22} {:>12} {:>10} {:>6} {:<6}  {}",
                 i.iface,
                 i.mode.unwrap_or("-"),
                 i.program_id.map_or_else(dash, |id| id.to_string()),
                 i.attached_at.clone().unwrap_or_else(dash),
                 i.packets.map_or_else(dash, |p| p.to_string()),
                 i.bytes.map_or_else(dash, human_bytes),
+                i.rules.map_or_else(dash, |n| n.to_string()),
+                i.policy.unwrap_or("-"),
                 if i.live {
                     "attached"
                 } else {

@@ -237,6 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn more_than_max_rules_are_refused_and_change_nothing() {
+        let many: Vec<NewRule> = (0..=MAX_RULES as u16)
+            .map(|port| NewRule {
+                action: Action::Drop,
+                priority: DEFAULT_PRIORITY,
+                matches: Match {
+                    proto: 17,
+                    dport: net_common::rule::PortRange {
+                        first: port,
+                        last: port,
+                    },
+                    ..Match::ANY
+                },
+            })
+            .collect();
+        let mut set = RuleSet::default();
+        assert_eq!(set.replace(&many), Err(RuleSetError::TooMany));
+        assert!(set.rules().is_empty());
+        set.replace(&many[..MAX_RULES]).unwrap();
+        assert_eq!(set.add(many[MAX_RULES]), Err(RuleSetError::TooMany));
+        assert_eq!(set.rules().len(), MAX_RULES);
+    }
+
+    #[test]
     fn a_duplicate_match_is_refused_whatever_its_action() {
         let mut set = RuleSet::default();
         set.add(drop_from(1)).unwrap();
