@@ -220,7 +220,7 @@ pub const ICMP_KEYS: u32 = ICMP_KEY_NONE + 1;
 /// The ICMP key of a packet.
 #[inline(always)]
 pub fn icmp_key(packet: &Packet) -> u32 {
-    match packet.transport {
+    match packet.transport() {
         Transport::Icmp { icmp_type, .. } if is_neighbour_traffic(packet) => {
             ICMP_KEY_ND + (icmp_type - ND_TYPES.start()) as u32
         }

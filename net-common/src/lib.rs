@@ -47,6 +47,10 @@ pub mod testing;
 pub mod names {
     /// The XDP program's function name in the object file.
     pub const PROGRAM: &str = "netxdp";
+    /// The full rule search, tail-called by [`PROGRAM`] through [`SEARCH_MAP`].
+    pub const SEARCH_PROGRAM: &str = "netxdp_search";
+    /// The program array holding [`SEARCH_PROGRAM`].
+    pub const SEARCH_MAP: &str = "SEARCH";
     /// A program that only returns XDP_PASS: the benchmarks' floor.
     pub const PASS_FLOOR: &str = "pass_floor";
     /// The per-CPU counter block ([`crate::stats::Stats`]).

@@ -263,7 +263,7 @@ impl Match {
         if self.sport.is_any() && self.dport.is_any() {
             return true;
         }
-        match packet.transport {
+        match packet.transport() {
             Transport::Ports { src, dst, .. } => {
                 self.sport.contains(src) && self.dport.contains(dst)
             }
@@ -275,7 +275,7 @@ impl Match {
         if self.icmp_type == ICMP_TYPE_ANY {
             return true;
         }
-        matches!(packet.transport, Transport::Icmp { icmp_type, .. } if icmp_type as u16 == self.icmp_type)
+        matches!(packet.transport(), Transport::Icmp { icmp_type, .. } if icmp_type as u16 == self.icmp_type)
     }
 }
 
@@ -351,7 +351,7 @@ pub fn is_ip(packet: &Packet) -> bool {
 
 /// Whether the packet is ARP or IPv6 neighbour discovery.
 pub fn is_neighbour_traffic(packet: &Packet) -> bool {
-    match (packet.l3, packet.transport) {
+    match (packet.l3, packet.transport()) {
         (L3::Arp, _) => true,
         (L3::Ipv6, Transport::Icmp { icmp_type, .. }) => {
             packet.ip_proto == IPPROTO_ICMPV6 && ND_TYPES.contains(&icmp_type)

@@ -46,6 +46,8 @@ pub struct Stats {
     pub malformed: Counter,
     pub no_l4: Counter,
     pub matched: Counter,
+    /// Packets the fast path could not settle, classified by the full rule search.
+    pub searched: Counter,
 }
 
 impl Stats {
@@ -63,10 +65,10 @@ impl Stats {
     #[inline(always)]
     pub fn record_class(&mut self, packet: &Packet) {
         let bytes = packet.len as u64;
-        if let Some(counter) = self.l3.get_mut(packet.l3 as usize) {
+        if let Some(counter) = self.l3.get_mut(packet.l3_index()) {
             counter.add(bytes);
         }
-        if let Some(counter) = self.l4.get_mut(packet.l4 as usize) {
+        if let Some(counter) = self.l4.get_mut(packet.l4_index()) {
             counter.add(bytes);
         }
         if packet.malformed {
@@ -95,6 +97,7 @@ impl Stats {
             &self.malformed,
             &self.no_l4,
             &self.matched,
+            &self.searched,
         ])
     }
 
@@ -103,7 +106,12 @@ impl Stats {
             .iter_mut()
             .chain(&mut self.l3)
             .chain(&mut self.l4)
-            .chain([&mut self.malformed, &mut self.no_l4, &mut self.matched])
+            .chain([
+                &mut self.malformed,
+                &mut self.no_l4,
+                &mut self.matched,
+                &mut self.searched,
+            ])
     }
 
     /// Adds another block (another CPU's) into this one.
@@ -136,3 +144,16 @@ impl Stats {
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]` arrays of `u64` pairs, no padding, every bit pattern valid.
 unsafe impl aya::Pod for Stats {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_walks_every_counter_of_the_block() {
+        let count = core::mem::size_of::<Stats>() / core::mem::size_of::<Counter>();
+        let mut stats = Stats::default();
+        assert_eq!(stats.counters().count(), count);
+        assert_eq!(stats.counters_mut().count(), count);
+    }
+}

@@ -26,7 +26,7 @@ fn every_catalogued_frame_parses_as_expected() {
         let packet = parsed(&frame);
         assert_eq!(packet.len as usize, frame.len(), "{name}");
         assert_eq!((packet.l3, packet.l4), (l3, l4), "{name}");
-        assert_eq!(packet.transport, transport, "{name}");
+        assert_eq!(packet.transport(), transport, "{name}");
         assert_eq!(packet.fragment, fragment, "{name}");
         assert!(!packet.malformed, "{name} is well-formed");
     }
@@ -157,7 +157,7 @@ fn trailing_padding_is_not_read_as_a_header() {
     let packet = parsed(&frame);
     assert!(!packet.malformed);
     assert_eq!(
-        packet.transport,
+        packet.transport(),
         Parsed::Icmp {
             icmp_type: 0,
             code: 0
@@ -185,7 +185,7 @@ fn every_truncation_of_every_catalogued_frame() {
                 // IP declares its length: any cut is a truncated datagram.
                 L3::Ipv4 | L3::Ipv6 => {
                     assert!(packet.malformed, "{cut}");
-                    assert_eq!(packet.transport, Parsed::None, "{cut}");
+                    assert_eq!(packet.transport(), Parsed::None, "{cut}");
                 }
                 L3::Arp => assert_eq!(packet.malformed, len < l3_start + 8, "{cut}"),
                 L3::Other => assert!(!packet.malformed, "{cut}"),

@@ -15,8 +15,8 @@ use net_common::{
     },
     parse::{L3, Packet},
     rule::{
-        COUNTER_SLOTS, Fragments, MAX_RULES, Rule, RuleCounter, XDP_DROP, XDP_PASS, is_neighbour_traffic,
-        lacks_l4_header,
+        COUNTER_SLOTS, Fragments, MAX_RULES, Rule, RuleCounter, XDP_DROP, XDP_PASS,
+        is_neighbour_traffic, lacks_l4_header,
     },
 };
 
@@ -66,40 +66,84 @@ pub struct Decision {
     pub matched: bool,
 }
 
-/// Classifies `packet` against the active rule set, and counts the rule that matched.
-///
-/// Everything the verdict needs from the packet is taken up front, so that the packet's
-/// fields are dead during the rule search and the verifier's paths through the parser merge.
+/// What the fast path found.
+pub enum Outcome {
+    Decided(Decision),
+    /// The first candidate word held no rule common to every field: only the full search,
+    /// in its own program (`netxdp_search`), can tell.
+    Search,
+}
+
+/// The active generation, and its settings.
 #[inline(always)]
-pub fn decide(packet: &Packet) -> Decision {
+fn active() -> Option<(u32, &'static FilterConfig)> {
     let generation = match FILTER_STATE.get(0) {
         Some(state) => state.generation & 1,
         None => 0,
     };
-    let Some(config) = FILTER_CONFIG.get(generation) else {
+    Some((generation, FILTER_CONFIG.get(generation)?))
+}
+
+/// Classifies `packet` if the first candidate settles it, as it always does when at most one
+/// field narrows the candidates (exact and blocklist rule sets): the lowest rank set in every
+/// field's summary, then in that word.
+#[inline(always)]
+pub fn decide_fast(packet: &Packet) -> Outcome {
+    let Some((generation, config)) = active() else {
+        return Outcome::Decided(Decision {
+            action: XDP_PASS,
+            matched: false,
+        });
+    };
+    let Some(bitmaps) = candidates(packet, generation, config) else {
+        return Outcome::Decided(finish(packet, generation, config, None));
+    };
+    for summary_index in 0..SUMMARY_WORDS {
+        let mut candidates = u64::MAX;
+        for bitmap in &bitmaps {
+            candidates &= bitmap.summary[summary_index];
+        }
+        if candidates == 0 {
+            continue;
+        }
+        return match lowest_rank_in_word(&bitmaps, summary_index, candidates) {
+            Some(rank) => Outcome::Decided(finish(packet, generation, config, Some(rank))),
+            None => Outcome::Search,
+        };
+    }
+    Outcome::Decided(finish(packet, generation, config, None))
+}
+
+/// Classifies `packet` with the full search: every candidate word, in rank order.
+#[inline(always)]
+pub fn decide(packet: &Packet) -> Decision {
+    let Some((generation, config)) = active() else {
         return Decision {
             action: XDP_PASS,
             matched: false,
         };
     };
-    let len = packet.len as u64;
-    let neighbour = is_neighbour_traffic(packet);
-    let default = if neighbour {
-        XDP_PASS
-    } else if config.fragments == Fragments::Drop as u32 && lacks_l4_header(packet) {
-        XDP_DROP
-    } else if config.policy == XDP_DROP {
-        XDP_DROP
-    } else {
-        // Including a configuration never written (all zero): an empty filter passes.
-        XDP_PASS
-    };
-    let rule = candidates(packet, neighbour, generation, config)
-        .and_then(|bitmaps| lowest_common_rank(bitmaps, config.summary_words()))
-        .and_then(|rank| RULES.get(generation * MAX_RULES as u32 + rank));
+    let rank = candidates(packet, generation, config)
+        .and_then(|bitmaps| lowest_common_rank(bitmaps, config.summary_words()));
+    finish(packet, generation, config, rank)
+}
+
+/// The default decision, for a packet whose search could not run.
+#[inline(always)]
+pub fn unsearched(packet: &Packet) -> Decision {
+    Decision {
+        action: active().map_or(XDP_PASS, |(_, config)| default_action(packet, config)),
+        matched: false,
+    }
+}
+
+/// The decision for the rule of rank `rank` (counted), or the default when there is none.
+#[inline(always)]
+fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<u32>) -> Decision {
+    let rule = rank.and_then(|rank| RULES.get(generation * MAX_RULES as u32 + rank));
     let Some(rule) = rule else {
         return Decision {
-            action: default,
+            action: default_action(packet, config),
             matched: false,
         };
     };
@@ -107,7 +151,7 @@ pub fn decide(packet: &Packet) -> Decision {
         // SAFETY: this CPU's own copy; XDP does not preempt itself.
         unsafe {
             (*counter).packets += 1;
-            (*counter).bytes += len;
+            (*counter).bytes += packet.len as u64;
             (*counter).last_hit_ns = bpf_ktime_get_coarse_ns();
         }
     }
@@ -122,11 +166,25 @@ pub fn decide(packet: &Packet) -> Decision {
     }
 }
 
+/// What a packet that no rule matches gets.
+#[inline(always)]
+fn default_action(packet: &Packet, config: &FilterConfig) -> u32 {
+    if is_neighbour_traffic(packet) {
+        XDP_PASS
+    } else if config.fragments == Fragments::Drop as u32 && lacks_l4_header(packet) {
+        XDP_DROP
+    } else if config.policy == XDP_DROP {
+        XDP_DROP
+    } else {
+        // Including a configuration never written (all zero): an empty filter passes.
+        XDP_PASS
+    }
+}
+
 /// For each field, the bitmap of the rules it lets through; `None` when no rule can match.
 #[inline(always)]
 fn candidates(
     packet: &Packet,
-    neighbour: bool,
     generation: u32,
     config: &FilterConfig,
 ) -> Option<[&'static RuleBitmap; 6]> {
@@ -135,7 +193,7 @@ fn candidates(
     }
     // Only rules that name neighbour traffic may match it; if no rule names the field that
     // would, none can.
-    if neighbour {
+    if is_neighbour_traffic(packet) {
         let naming_field = match packet.l3 {
             L3::Arp => fields::PROTO,
             _ => fields::ICMP_TYPE,
@@ -195,21 +253,32 @@ fn lowest_common_rank(bitmaps: [&RuleBitmap; 6], summary_words: usize) -> Option
             if candidates == 0 {
                 break;
             }
-            let word_index = opaque(summary_index * 64 + candidates.trailing_zeros() as usize);
-            if word_index >= BITMAP_WORDS {
-                break;
-            }
-            let mut word = u64::MAX;
-            for bitmap in &bitmaps {
-                word &= bitmap.words[word_index];
-            }
-            if word != 0 {
-                return Some((word_index * 64) as u32 + word.trailing_zeros());
+            if let Some(rank) = lowest_rank_in_word(&bitmaps, summary_index, candidates) {
+                return Some(rank);
             }
             candidates &= candidates - 1;
         }
     }
     None
+}
+
+/// The lowest rank set in every one of `bitmaps` within the word that the lowest bit of
+/// `candidates` (a summary word) stands for.
+#[inline(always)]
+fn lowest_rank_in_word(
+    bitmaps: &[&RuleBitmap; 6],
+    summary_index: usize,
+    candidates: u64,
+) -> Option<u32> {
+    let word_index = opaque(summary_index * 64 + candidates.trailing_zeros() as usize);
+    if word_index >= BITMAP_WORDS {
+        return None;
+    }
+    let mut word = u64::MAX;
+    for bitmap in bitmaps {
+        word &= bitmap.words[word_index];
+    }
+    (word != 0).then(|| (word_index * 64) as u32 + word.trailing_zeros())
 }
 
 /// `value`, hidden from the optimiser. LLVM knows `trailing_zeros` of a non-zero word is below

@@ -12,39 +12,89 @@ mod frame;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use net_common::{info::AttachInfo, parse::parse, stats::Stats};
+use net_common::{
+    info::AttachInfo,
+    parse::{Packet, parse_into},
+    stats::Stats,
+};
 
-use crate::frame::XdpFrame;
+use crate::{
+    filter::{Decision, Outcome},
+    frame::XdpFrame,
+};
 
 /// The counter block, one entry, one copy per CPU.
 #[map(name = "STATS")]
 static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
+
+/// Where the packet is parsed to, one per CPU: see `parse_into` for why not on the stack.
+/// `netxdp_search` reads it there.
+#[map(name = "PACKET")]
+static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 
 /// How the loader attached this program; written by userspace only. Declared here so that
 /// it lives and is pinned beside the program's other maps.
 #[map(name = "INFO")]
 static INFO: Array<AttachInfo> = Array::pinned(1, 0);
 
+/// `netxdp_search`, for packets the fast path cannot settle.
+#[map(name = "SEARCH")]
+static SEARCH: ProgramArray = ProgramArray::pinned(1, 0);
+
 #[xdp]
 pub fn netxdp(ctx: XdpContext) -> u32 {
-    let packet = parse(&XdpFrame::new(&ctx));
-    let stats = STATS.get_ptr_mut(0);
-    if let Some(stats) = stats {
+    let Some(packet) = PACKET.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's own scratch copy; XDP does not preempt itself.
+    let packet = unsafe { &mut *packet };
+    parse_into(&XdpFrame::new(&ctx), packet);
+    let packet = &*packet;
+    if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
-        unsafe { (*stats).record_class(&packet) };
+        unsafe { (*stats).record_class(packet) };
     }
     if packet.malformed {
         // The log level is a read-only global set at load: with logging off (every pinned
         // attachment) the verifier proves this call dead and removes it.
         debug!(&ctx, "malformed frame, {} bytes", packet.len);
     }
-    let decision = filter::decide(&packet);
-    if let Some(stats) = stats {
-        // SAFETY: as above.
+    let decision = match filter::decide_fast(packet) {
+        Outcome::Decided(decision) => decision,
+        Outcome::Search => {
+            // SAFETY: the tail call replaces this program, or returns if the slot is empty.
+            unsafe { SEARCH.tail_call(&ctx, 0) };
+            // The loader fills the slot before attaching; were it empty, the packet gets the
+            // default rather than a search here, which the verifier would have to walk
+            // along every path of the parser.
+            filter::unsearched(packet)
+        }
+    };
+    count_verdict(packet, &decision)
+}
+
+/// The full rule search, for the packet `netxdp` parsed into `PACKET` on this CPU: a program
+/// of its own so that the verifier walks its loop once, not once per path of the parser.
+#[xdp]
+pub fn netxdp_search(_ctx: XdpContext) -> u32 {
+    let Some(packet) = PACKET.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
+        unsafe { (*stats).searched.add(packet.len as u64) };
+    }
+    count_verdict(packet, &filter::decide(packet))
+}
+
+#[inline(always)]
+fn count_verdict(packet: &Packet, decision: &Decision) -> u32 {
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched) };
     }
     decision.action

@@ -6,7 +6,11 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::{Ebpf, EbpfLoader, programs::Xdp};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, ProgramArray},
+    programs::Xdp,
+};
 use net_common::names;
 
 use crate::pins::BPFFS;
@@ -73,7 +77,28 @@ fn load_pinned(dir: &Path, log: KernelLog) -> Result<Ebpf> {
     xdp_program(&mut ebpf)?
         .load()
         .context("loading the XDP program (rejected by the verifier?)")?;
+    load_search(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Loads the full rule search and puts it where the XDP program tail-calls it. The program
+/// array is pinned with the other maps, so the search stays in place for as long as the
+/// attachment does.
+fn load_search(ebpf: &mut Ebpf) -> Result<()> {
+    let search: &mut Xdp = ebpf
+        .program_mut(names::SEARCH_PROGRAM)
+        .with_context(|| format!("the object has no program named {}", names::SEARCH_PROGRAM))?
+        .try_into()?;
+    search
+        .load()
+        .context("loading the rule search program (rejected by the verifier?)")?;
+    let fd = search.fd()?.try_clone()?;
+    let map = ebpf
+        .map_mut(names::SEARCH_MAP)
+        .with_context(|| format!("the object has no {} map", names::SEARCH_MAP))?;
+    let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
+    slots.set(0, &fd, 0).context("installing the rule search")?;
+    Ok(())
 }
 
 /// The XDP program inside a loaded object.

@@ -70,6 +70,8 @@ pub struct StatsRecord {
     pub no_l4: CounterRecord,
     /// Packets a filter rule decided (the rest got the policy, or passed as ARP/ND).
     pub matched: CounterRecord,
+    /// Packets that needed the full rule search (the fast path settles the rest).
+    pub searched: CounterRecord,
 }
 
 impl StatsRecord {
@@ -115,6 +117,11 @@ impl StatsRecord {
                 before.map(|b| &b.matched),
                 seconds,
             ),
+            searched: CounterRecord::new(
+                &current.stats.searched,
+                before.map(|b| &b.searched),
+                seconds,
+            ),
         }
     }
 
@@ -138,6 +145,7 @@ impl StatsRecord {
             "malformed": self.malformed,
             "no_l4": self.no_l4,
             "matched": self.matched,
+            "searched": self.searched,
         })
     }
 
@@ -176,6 +184,7 @@ impl StatsRecord {
             ("malformed", &self.malformed),
             ("no l4 header", &self.no_l4),
             ("matched a rule", &self.matched),
+            ("full rule search", &self.searched),
         ] {
             if counter.packets > 0 {
                 row(label.to_owned(), counter);

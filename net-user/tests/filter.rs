@@ -21,7 +21,7 @@ use net_common::{
     rule::{Action, Family, Fragments, Match, PROTO_ARP, PortRange, Prefix, Reason, classify},
     rulegen::{PoolFrameGenerator, random_rules},
     stats::Stats,
-    testing::{FrameSpec, Transport, catalogue, ipv6_with},
+    testing::{Body, FrameSpec, Transport, catalogue, ipv6_with},
 };
 use netxdp::{
     counters::CounterMap,
@@ -71,9 +71,14 @@ impl Filter {
     }
 
     /// Runs `frames` and checks each against the reference, then checks that every rule's
-    /// counter moved by the reference's tally. Returns how many frames a rule decided.
-    fn check_all(&mut self, frames: impl IntoIterator<Item = Vec<u8>>) -> Result<u64, String> {
+    /// counter moved by the reference's tally. Returns how many frames a rule decided, and how
+    /// many took the full search.
+    fn check_all(
+        &mut self,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<(u64, u64), String> {
         let before = self.rule_packets();
+        let searched_before = self.counters.read().expect("counters").searched.packets;
         let mut tally: HashMap<u32, u64> = HashMap::new();
         for frame in frames {
             if let Reason::Rule(id) = self.check(&frame)? {
@@ -90,7 +95,8 @@ impl Filter {
                 ));
             }
         }
-        Ok(tally.values().sum())
+        let searched = self.counters.read().expect("counters").searched.packets - searched_before;
+        Ok((tally.values().sum(), searched))
     }
 
     /// Puts `set` in force.
@@ -328,6 +334,7 @@ fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
     }
     let filter = std::cell::RefCell::new(Filter::load());
     let decided = std::cell::Cell::new(0u64);
+    let searched = std::cell::Cell::new(0u64);
     let config = ProptestConfig {
         cases: SMALL_SET_CASES,
         // A kernel round trip per frame: shrink within bounds.
@@ -349,7 +356,10 @@ fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
         let mut frames = PoolFrameGenerator::new(frame_seed);
         let result = filter.check_all((0..FRAMES_PER_CASE).map(|_| frames.next_frame()));
         match result {
-            Ok(count) => decided.set(decided.get() + count),
+            Ok((count, slow)) => {
+                decided.set(decided.get() + count);
+                searched.set(searched.get() + slow);
+            }
             Err(disagreement) => {
                 return Err(TestCaseError::fail(format!(
                     "{disagreement}\npolicy {policy:?}, fragments {fragments:?}, rules (by rank):\n{:#?}",
@@ -387,23 +397,108 @@ fn large_random_rule_sets_agree_with_the_reference() {
         (1_000, 20_000, Action::Drop),
         (10_000, 20_000, Action::Pass),
     ] {
+        // Without the rule that matches everything, if drawn: the frames that match nothing
+        // must meet the policy too.
         let rules: Vec<NewRule> = random_rules(seed ^ count as u64, count)
             .into_iter()
+            .filter(|rule| rule.matches != Match::ANY)
             .map(|rule| NewRule {
                 action: rule.action,
                 priority: rule.priority,
                 matches: rule.matches,
             })
             .collect();
-        assert_eq!(rules.len(), count);
+        assert!(rules.len() >= count - 1);
         filter.apply(&rules, policy, Fragments::Drop);
         let mut generator = PoolFrameGenerator::new(seed);
-        let decided = filter
+        let (decided, searched) = filter
             .check_all((0..frames).map(|_| generator.next_frame()))
             .unwrap_or_else(|e| panic!("seed {seed:#x}, {count} rules: {e}"));
         assert!(
             decided > frames as u64 / 5,
             "{decided} of {frames} frames matched a rule"
         );
+        assert!(
+            decided < frames as u64,
+            "{decided} of {frames} frames matched a rule"
+        );
+        assert!(
+            searched > frames as u64 / 100,
+            "{searched} of {frames} frames searched"
+        );
     }
+}
+
+#[test]
+fn the_full_search_finds_a_rule_behind_words_of_false_candidates() {
+    let test = "the_full_search_finds_a_rule_behind_words_of_false_candidates";
+    if !kernel_available(test) {
+        return;
+    }
+    // Ranks 0 to 199 alternate between rules on the packet's source (but TCP) and rules on
+    // UDP (but another source): every word of the first three has candidates in both fields
+    // and none in common, so the fast path hands over to the full search, which must walk
+    // past them to rank 200.
+    let source = |last: u8| prefix(Family::Ipv4, &format!("198.18.0.{last}"), 32);
+    let mut rules: Vec<NewRule> = (0..200u16)
+        .map(|rank| {
+            let matches = if rank % 2 == 0 {
+                Match {
+                    src: source(1),
+                    proto: 6,
+                    dport: PortRange {
+                        first: rank,
+                        last: rank,
+                    },
+                    ..Match::ANY
+                }
+            } else {
+                Match {
+                    src: source(9),
+                    proto: 17,
+                    dport: PortRange {
+                        first: rank,
+                        last: rank,
+                    },
+                    ..Match::ANY
+                }
+            };
+            rule(Action::Pass, DEFAULT_PRIORITY, matches)
+        })
+        .collect();
+    rules.push(rule(
+        Action::Drop,
+        DEFAULT_PRIORITY,
+        Match {
+            src: source(1),
+            proto: 17,
+            ..Match::ANY
+        },
+    ));
+    let mut filter = Filter::load();
+    filter.apply(&rules, Action::Pass, Fragments::Policy);
+    let frame = FrameSpec {
+        vlans: Vec::new(),
+        body: Body::Ipv4 {
+            src: [198, 18, 0, 1],
+            dst: [198, 18, 0, 2],
+            fragment: 0,
+            option_words: 0,
+            transport: Transport::Udp {
+                sport: 1000,
+                dport: 53,
+                payload: 10,
+            },
+        },
+    }
+    .build();
+    let searched_before = filter.counters.read().expect("counters").searched.packets;
+    let reason = filter.check(&frame).unwrap_or_else(|e| panic!("{e}"));
+    let last = filter.set.rules().last().expect("rules").id;
+    assert_eq!(reason, Reason::Rule(last));
+    let searched = filter.counters.read().expect("counters").searched.packets - searched_before;
+    assert_eq!(
+        searched, 1,
+        "the fast path handed the packet to the full search"
+    );
 }
