@@ -79,6 +79,15 @@ pub mod fields {
     pub const SPORT: u32 = 1 << 3;
     pub const DPORT: u32 = 1 << 4;
     pub const ICMP_TYPE: u32 = 1 << 5;
+
+    /// Set when the prefix trie of address field `field` ([`super::ADDR_SRC`] or
+    /// [`super::ADDR_DST`]) and family holds a prefix shorter than a host and longer than
+    /// /0. Only then does an address missing from the host table need the trie: otherwise
+    /// the root's bitmap is the answer.
+    #[inline(always)]
+    pub const fn nets(field: u32, ipv6: bool) -> u32 {
+        1 << (6 + field * 2 + ipv6 as u32)
+    }
 }
 
 /// The active generation: the single value of the `FILTER_STATE` map, written last.
@@ -105,14 +114,6 @@ pub struct FilterConfig {
     pub _reserved: u32,
     /// CLOCK_MONOTONIC nanoseconds when this generation was made active.
     pub activated_ns: u64,
-}
-
-impl FilterConfig {
-    /// Summary words that can hold a set bit.
-    #[inline(always)]
-    pub fn summary_words(&self) -> usize {
-        (self.rule_count as usize).div_ceil(64 * 64)
-    }
 }
 
 /// Elementary port intervals: interval `i` is `starts[i] ..= starts[i + 1] - 1`. The bitmap of
@@ -187,7 +188,13 @@ pub mod slot {
     pub const SPORT_ANY: u32 = ALL + 3;
     /// Rules with no destination port.
     pub const DPORT_ANY: u32 = ALL + 4;
-    pub const PER_GENERATION: u32 = ALL + 5;
+    /// The root of an address field's prefix trie: rules with the field `any`, or a /0 of
+    /// the family.
+    #[inline(always)]
+    pub const fn root(field: u32, ipv6: bool) -> u32 {
+        ALL + 5 + field * 2 + ipv6 as u32
+    }
+    pub const PER_GENERATION: u32 = ALL + 9;
 }
 
 /// The `BITMAPS` index of `slot` in `generation`.
@@ -227,6 +234,40 @@ pub fn icmp_key(packet: &Packet) -> u32 {
         Transport::Icmp { icmp_type, .. } => icmp_type as u32,
         _ => ICMP_KEY_NONE,
     }
+}
+
+/// Address fields, as host-table keys and [`fields::nets`] name them.
+pub const ADDR_SRC: u32 = 0;
+pub const ADDR_DST: u32 = 1;
+
+/// Host-table key data: generation, address field, address. Host prefixes (/32, /128) are
+/// found with one hash lookup, as xdp-filter finds its addresses, before any trie walk.
+pub type Ipv4HostKey = [u8; 6];
+pub type Ipv6HostKey = [u8; 18];
+
+#[inline(always)]
+pub fn ipv4_host_key(generation: u32, field: u32, addr: &[u8; 16]) -> Ipv4HostKey {
+    [
+        generation as u8,
+        field as u8,
+        addr[0],
+        addr[1],
+        addr[2],
+        addr[3],
+    ]
+}
+
+#[inline(always)]
+pub fn ipv6_host_key(generation: u32, field: u32, addr: &[u8; 16]) -> Ipv6HostKey {
+    let mut key = [0; 18];
+    key[0] = generation as u8;
+    key[1] = field as u8;
+    let mut index = 0;
+    while index < 16 {
+        key[index + 2] = addr[index];
+        index += 1;
+    }
+    key
 }
 
 /// LPM trie key data: the generation byte, then the address. The prefix length counts the

@@ -70,10 +70,12 @@ pub mod names {
     pub const SRC_V6_MAP: &str = "SRC_V6";
     pub const DST_V6_MAP: &str = "DST_V6";
     pub const BITMAPS_MAP: &str = "BITMAPS";
+    pub const HOSTS_V4_MAP: &str = "HOSTS_V4";
+    pub const HOSTS_V6_MAP: &str = "HOSTS_V6";
     pub const PORT_INTERVALS_MAP: &str = "PORT_INTERVALS";
     pub const PORT_BITMAPS_MAP: &str = "PORT_BITMAPS";
     /// Every map of the filter: a rule set and its counters.
-    pub const FILTER_MAPS: [&str; 11] = [
+    pub const FILTER_MAPS: [&str; 13] = [
         FILTER_STATE_MAP,
         FILTER_CONFIG_MAP,
         RULES_MAP,
@@ -83,6 +85,8 @@ pub mod names {
         SRC_V6_MAP,
         DST_V6_MAP,
         BITMAPS_MAP,
+        HOSTS_V4_MAP,
+        HOSTS_V6_MAP,
         PORT_INTERVALS_MAP,
         PORT_BITMAPS_MAP,
     ];

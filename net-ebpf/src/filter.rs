@@ -3,15 +3,17 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    helpers::bpf_ktime_get_coarse_ns,
+    cty::c_void,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
 use net_common::{
     filter::{
-        BITMAP_WORDS, FilterConfig, FilterState, GENERATIONS, Ipv4Key, Ipv6Key, MAX_PORT_INTERVALS,
-        PORT_DST, PORT_SRC, PortIntervals, RuleBitmap, SUMMARY_WORDS, bitmap_index, fields,
-        icmp_key, ipv4_key, ipv6_key, port_bitmap_key, port_intervals_index, proto_key, slot,
+        ADDR_DST, ADDR_SRC, BITMAP_WORDS, FilterConfig, FilterState, GENERATIONS, Ipv4HostKey,
+        Ipv4Key, Ipv6HostKey, Ipv6Key, MAX_PORT_INTERVALS, PORT_DST, PORT_SRC, PortIntervals,
+        RuleBitmap, SUMMARY_WORDS, bitmap_index, fields, icmp_key, ipv4_host_key, ipv4_key,
+        ipv6_host_key, ipv6_key, port_bitmap_key, port_intervals_index, proto_key, slot,
     },
     parse::{L3, Packet},
     rule::{
@@ -47,6 +49,14 @@ static SRC_V6: LpmTrie<Ipv6Key, RuleBitmap> = LpmTrie::pinned(TRIE_ENTRIES, 0);
 
 #[map(name = "DST_V6")]
 static DST_V6: LpmTrie<Ipv6Key, RuleBitmap> = LpmTrie::pinned(TRIE_ENTRIES, 0);
+
+#[map(name = "HOSTS_V4")]
+static HOSTS_V4: HashMap<Ipv4HostKey, RuleBitmap> =
+    HashMap::pinned(TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "HOSTS_V6")]
+static HOSTS_V6: HashMap<Ipv6HostKey, RuleBitmap> =
+    HashMap::pinned(TRIE_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "BITMAPS")]
 static BITMAPS: Array<RuleBitmap> = Array::pinned(GENERATIONS_U32 * slot::PER_GENERATION, 0);
@@ -95,7 +105,7 @@ pub fn decide_fast(packet: &Packet) -> Outcome {
             matched: false,
         });
     };
-    let Some(bitmaps) = candidates(packet, generation, config) else {
+    let Some(bitmaps) = candidates(packet, generation, config, Lookup::Fast) else {
         return Outcome::Decided(finish(packet, generation, config, None));
     };
     for summary_index in 0..SUMMARY_WORDS {
@@ -123,8 +133,8 @@ pub fn decide(packet: &Packet) -> Decision {
             matched: false,
         };
     };
-    let rank = candidates(packet, generation, config)
-        .and_then(|bitmaps| lowest_common_rank(bitmaps, config.summary_words()));
+    let rank = candidates(packet, generation, config, Lookup::Tries)
+        .and_then(|bitmaps| lowest_common_rank(bitmaps, config.rule_count));
     finish(packet, generation, config, rank)
 }
 
@@ -187,6 +197,7 @@ fn candidates(
     packet: &Packet,
     generation: u32,
     config: &FilterConfig,
+    lookup: Lookup,
 ) -> Option<[&'static RuleBitmap; 6]> {
     if config.rule_count == 0 {
         return None;
@@ -203,25 +214,29 @@ fn candidates(
         }
     }
     let bitmap = |slot: u32| BITMAPS.get(bitmap_index(generation, slot));
-    let src = address_bitmap(
-        packet,
-        &packet.src,
-        generation,
-        &SRC_V4,
-        &SRC_V6,
-        slot::SRC_ANY,
-    )?;
-    let dst = address_bitmap(
-        packet,
-        &packet.dst,
-        generation,
-        &DST_V4,
-        &DST_V6,
-        slot::DST_ANY,
-    )?;
+    let used = |field: u32| config.fields & field != 0;
     let proto = bitmap(slot::PROTO + proto_key(packet))?;
     let icmp = bitmap(slot::ICMP + icmp_key(packet))?;
-    let used = |field: u32| config.fields & field != 0;
+    // On the fast path, an address field no rule names lets every rule through: it takes the
+    // other field's bitmap (ANDing one twice changes nothing) or the protocol's, and costs
+    // no lookup.
+    let src = || address_bitmap(packet, generation, config, ADDR_SRC, lookup);
+    let dst = || address_bitmap(packet, generation, config, ADDR_DST, lookup);
+    let (src, dst) = match (used(fields::SRC), used(fields::DST)) {
+        // The full search looks both up always: fewer kinds of pointer for the verifier to
+        // combine along its loop.
+        _ if lookup == Lookup::Tries => (src()?, dst()?),
+        (false, false) => (proto, proto),
+        (true, false) => {
+            let src = src()?;
+            (src, src)
+        }
+        (false, true) => {
+            let dst = dst()?;
+            (dst, dst)
+        }
+        (true, true) => (src()?, dst()?),
+    };
     let ports = packet
         .ports()
         .filter(|_| used(fields::SPORT | fields::DPORT));
@@ -238,28 +253,72 @@ fn candidates(
     Some([src, dst, proto, sport, dport, icmp])
 }
 
-/// The lowest rank set in every one of `bitmaps`.
+/// The full search's state, shared with its loop body.
+#[repr(C)]
+struct Search {
+    bitmaps: [&'static RuleBitmap; 6],
+    /// The AND of the bitmaps' summaries: the words worth looking at.
+    summary: [u64; SUMMARY_WORDS],
+    /// The first word looked at.
+    first_word: u32,
+    /// The rank found, or `u32::MAX`.
+    rank: u32,
+}
+
+/// The lowest rank set in every one of `bitmaps`: every candidate word in turn, through
+/// `bpf_loop`, which the verifier checks once rather than once per possible iteration.
 #[inline(always)]
-fn lowest_common_rank(bitmaps: [&RuleBitmap; 6], summary_words: usize) -> Option<u32> {
-    for summary_index in 0..SUMMARY_WORDS {
-        if summary_index >= summary_words {
-            break;
-        }
-        let mut candidates = u64::MAX;
+fn lowest_common_rank(bitmaps: [&'static RuleBitmap; 6], rule_count: u32) -> Option<u32> {
+    let mut summary = [u64::MAX; SUMMARY_WORDS];
+    for (index, word) in summary.iter_mut().enumerate() {
         for bitmap in &bitmaps {
-            candidates &= bitmap.summary[summary_index];
-        }
-        for _ in 0..64 {
-            if candidates == 0 {
-                break;
-            }
-            if let Some(rank) = lowest_rank_in_word(&bitmaps, summary_index, candidates) {
-                return Some(rank);
-            }
-            candidates &= candidates - 1;
+            *word &= bitmap.summary[index];
         }
     }
-    None
+    let first_word = summary
+        .iter()
+        .position(|word| *word != 0)
+        .map(|index| index as u32 * 64 + summary[index].trailing_zeros())?;
+    let words = rule_count.div_ceil(64).min(BITMAP_WORDS as u32);
+    let mut search = Search {
+        bitmaps,
+        summary,
+        first_word,
+        rank: u32::MAX,
+    };
+    // SAFETY: `search_word` has the signature bpf_loop calls, and `search` outlives the call.
+    unsafe {
+        bpf_loop(
+            words.saturating_sub(first_word),
+            search_word as *mut c_void,
+            (&raw mut search).cast(),
+            0,
+        )
+    };
+    (search.rank != u32::MAX).then_some(search.rank)
+}
+
+/// One word of the full search: 1 (stop) when it holds a common rank, recorded in `search`.
+#[inline(never)]
+extern "C" fn search_word(index: u32, search: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer `lowest_common_rank` gave it.
+    let search = unsafe { &mut *search.cast::<Search>() };
+    let word_index = opaque((search.first_word + index) as usize);
+    if word_index >= BITMAP_WORDS {
+        return 1;
+    }
+    if search.summary[word_index / 64] & (1 << (word_index % 64)) == 0 {
+        return 0;
+    }
+    let mut word = u64::MAX;
+    for bitmap in &search.bitmaps {
+        word &= bitmap.words[word_index];
+    }
+    if word == 0 {
+        return 0;
+    }
+    search.rank = (word_index * 64) as u32 + word.trailing_zeros();
+    1
 }
 
 /// The lowest rank set in every one of `bitmaps` within the word that the lowest bit of
@@ -290,20 +349,54 @@ fn opaque(value: usize) -> usize {
     unsafe { core::ptr::read_volatile(&value) }
 }
 
-/// The rules an address lets through: by longest prefix for IP, `any` rules only otherwise.
+/// How addresses are looked up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// The host table first, then the trie only if it holds networks: cheapest.
+    Fast,
+    /// The trie alone, which holds every prefix: one kind of pointer per family, which keeps
+    /// the verifier's walk of the full search short.
+    Tries,
+}
+
+/// The rules an address field lets through: by longest prefix for IP, `any` rules only
+/// otherwise.
 #[inline(always)]
 fn address_bitmap(
     packet: &Packet,
-    addr: &[u8; 16],
     generation: u32,
-    v4: &'static LpmTrie<Ipv4Key, RuleBitmap>,
-    v6: &'static LpmTrie<Ipv6Key, RuleBitmap>,
-    any: u32,
+    config: &FilterConfig,
+    field: u32,
+    lookup: Lookup,
 ) -> Option<&'static RuleBitmap> {
-    match packet.l3 {
-        L3::Ipv4 => v4.get(Key::new(8 + 32, ipv4_key(generation, addr))),
-        L3::Ipv6 => v6.get(Key::new(8 + 128, ipv6_key(generation, addr))),
-        _ => BITMAPS.get(bitmap_index(generation, any)),
+    let (addr, v4, v6, any) = if field == ADDR_SRC {
+        (&packet.src, &SRC_V4, &SRC_V6, slot::SRC_ANY)
+    } else {
+        (&packet.dst, &DST_V4, &DST_V6, slot::DST_ANY)
+    };
+    let ipv6 = match packet.l3 {
+        L3::Ipv4 => false,
+        L3::Ipv6 => true,
+        _ => return BITMAPS.get(bitmap_index(generation, any)),
+    };
+    if lookup == Lookup::Fast {
+        let host = if ipv6 {
+            HOSTS_V6.get_ptr(ipv6_host_key(generation, field, addr))
+        } else {
+            HOSTS_V4.get_ptr(ipv4_host_key(generation, field, addr))
+        };
+        if let Some(bitmap) = host {
+            // SAFETY: a map value stays valid until the program returns (RCU).
+            return Some(unsafe { &*bitmap });
+        }
+        if config.fields & fields::nets(field, ipv6) == 0 {
+            return BITMAPS.get(bitmap_index(generation, slot::root(field, ipv6)));
+        }
+    }
+    if ipv6 {
+        v6.get(Key::new(8 + 128, ipv6_key(generation, addr)))
+    } else {
+        v4.get(Key::new(8 + 32, ipv4_key(generation, addr)))
     }
 }
 

@@ -78,6 +78,15 @@ fn load_pinned(dir: &Path, log: KernelLog) -> Result<Ebpf> {
         .load()
         .context("loading the XDP program (rejected by the verifier?)")?;
     load_search(&mut ebpf)?;
+    for name in [names::PROGRAM, names::SEARCH_PROGRAM] {
+        if let Some(Ok(info)) = ebpf.program(name).map(|program| program.info()) {
+            tracing::debug!(
+                "{name}: id {}, {} instructions verified",
+                info.id(),
+                info.verified_instruction_count().unwrap_or(0)
+            );
+        }
+    }
     Ok(ebpf)
 }
 

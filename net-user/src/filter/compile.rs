@@ -7,8 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use net_common::{
     filter::{
-        FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, PORT_PAST_END, PORT_SEARCH_SLOTS,
-        PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap, fields, slot,
+        ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, PORT_PAST_END,
+        PORT_SEARCH_SLOTS, PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap,
+        fields, slot,
     },
     rule::{Family, ICMP_TYPE_ANY, ND_TYPES, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
 };
@@ -21,6 +22,8 @@ pub struct Tables {
     pub config: FilterConfig,
     /// By rank.
     pub rules: Vec<Rule>,
+    /// Every prefix of the field and family, and the root; host prefixes also go to the
+    /// host table.
     pub src_v4: Vec<(Prefix, RuleBitmap)>,
     pub dst_v4: Vec<(Prefix, RuleBitmap)>,
     pub src_v6: Vec<(Prefix, RuleBitmap)>,
@@ -112,12 +115,33 @@ pub fn compile(set: &RuleSet) -> Tables {
         activated_ns: 0,
     };
 
+    let mut config = config;
+    let src_v4 = address_table(rules, Family::Ipv4, |rule| &rule.matches.src);
+    let dst_v4 = address_table(rules, Family::Ipv4, |rule| &rule.matches.dst);
+    let src_v6 = address_table(rules, Family::Ipv6, |rule| &rule.matches.src);
+    let dst_v6 = address_table(rules, Family::Ipv6, |rule| &rule.matches.dst);
+    for (field, ipv6, table) in [
+        (ADDR_SRC, false, &src_v4),
+        (ADDR_DST, false, &dst_v4),
+        (ADDR_SRC, true, &src_v6),
+        (ADDR_DST, true, &dst_v6),
+    ] {
+        let width = if ipv6 { 128 } else { 32 };
+        for (prefix, bitmap) in table {
+            match prefix.len {
+                0 => bitmaps[slot::root(field, ipv6) as usize] = *bitmap,
+                len if len < width => config.fields |= fields::nets(field, ipv6),
+                _ => {}
+            }
+        }
+    }
+
     Tables {
         config,
-        src_v4: address_table(rules, Family::Ipv4, |rule| &rule.matches.src),
-        dst_v4: address_table(rules, Family::Ipv4, |rule| &rule.matches.dst),
-        src_v6: address_table(rules, Family::Ipv6, |rule| &rule.matches.src),
-        dst_v6: address_table(rules, Family::Ipv6, |rule| &rule.matches.dst),
+        src_v4,
+        dst_v4,
+        src_v6,
+        dst_v6,
         bitmaps,
         ports: [
             port_table(rules, |rule| rule.matches.sport),

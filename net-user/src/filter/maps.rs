@@ -29,8 +29,9 @@ use aya::{
 };
 use net_common::{
     filter::{
-        FilterConfig, FilterState, GENERATIONS, Ipv4Key, Ipv6Key, PortIntervals, RuleBitmap,
-        bitmap_index, ipv4_key, ipv6_key, port_bitmap_key, port_intervals_index,
+        ADDR_DST, ADDR_SRC, FilterConfig, FilterState, GENERATIONS, Ipv4HostKey, Ipv4Key,
+        Ipv6HostKey, Ipv6Key, PortIntervals, RuleBitmap, bitmap_index, ipv4_host_key, ipv4_key,
+        ipv6_host_key, ipv6_key, port_bitmap_key, port_intervals_index,
     },
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
@@ -58,6 +59,8 @@ pub struct FilterMaps {
     src_v6: LpmTrie<MapData, Ipv6Key, RuleBitmap>,
     dst_v6: LpmTrie<MapData, Ipv6Key, RuleBitmap>,
     bitmaps: Array<MapData, RuleBitmap>,
+    hosts_v4: BpfHashMap<MapData, Ipv4HostKey, RuleBitmap>,
+    hosts_v6: BpfHashMap<MapData, Ipv6HostKey, RuleBitmap>,
     port_intervals: Array<MapData, PortIntervals>,
     port_bitmaps: BpfHashMap<MapData, u32, RuleBitmap>,
     /// Held while this value lives, on pinned maps: one writer per interface at a time.
@@ -115,6 +118,8 @@ impl FilterMaps {
             src_v6: open(names::SRC_V6_MAP, Map::LpmTrie)?.try_into()?,
             dst_v6: open(names::DST_V6_MAP, Map::LpmTrie)?.try_into()?,
             bitmaps: open(names::BITMAPS_MAP, Map::Array)?.try_into()?,
+            hosts_v4: open(names::HOSTS_V4_MAP, Map::HashMap)?.try_into()?,
+            hosts_v6: open(names::HOSTS_V6_MAP, Map::HashMap)?.try_into()?,
             port_intervals: open(names::PORT_INTERVALS_MAP, Map::Array)?.try_into()?,
             port_bitmaps: open(names::PORT_BITMAPS_MAP, Map::HashMap)?.try_into()?,
             _lock: lock,
@@ -213,15 +218,9 @@ impl FilterMaps {
         clear_trie(&mut self.dst_v4, |key| key[0] == byte)?;
         clear_trie(&mut self.src_v6, |key| key[0] == byte)?;
         clear_trie(&mut self.dst_v6, |key| key[0] == byte)?;
-        let stale: Vec<u32> = self
-            .port_bitmaps
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| key >> 31 == generation)
-            .collect();
-        for key in stale {
-            self.port_bitmaps.remove(&key)?;
-        }
+        clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation)?;
+        clear_hash(&mut self.hosts_v4, |key| key[0] == byte)?;
+        clear_hash(&mut self.hosts_v6, |key| key[0] == byte)?;
         Ok(())
     }
 
@@ -234,6 +233,18 @@ impl FilterMaps {
         write_trie(&mut self.dst_v4, generation, &tables.dst_v4, ipv4_key)?;
         write_trie(&mut self.src_v6, generation, &tables.src_v6, ipv6_key)?;
         write_trie(&mut self.dst_v6, generation, &tables.dst_v6, ipv6_key)?;
+        for (field, table) in [(ADDR_SRC, &tables.src_v4), (ADDR_DST, &tables.dst_v4)] {
+            for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 32) {
+                let key = ipv4_host_key(generation, field, &prefix.addr);
+                self.hosts_v4.insert(key, bitmap, 0)?;
+            }
+        }
+        for (field, table) in [(ADDR_SRC, &tables.src_v6), (ADDR_DST, &tables.dst_v6)] {
+            for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 128) {
+                let key = ipv6_host_key(generation, field, &prefix.addr);
+                self.hosts_v6.insert(key, bitmap, 0)?;
+            }
+        }
         for (slot, bitmap) in tables.bitmaps.iter().enumerate() {
             self.bitmaps
                 .set(bitmap_index(generation, slot as u32), bitmap, 0)?;
@@ -284,6 +295,20 @@ fn clear_trie<K: aya::Pod>(
         .context("listing a prefix table")?;
     for key in keys.iter().filter(|key| stale(&key.data())) {
         trie.remove(key)?;
+    }
+    Ok(())
+}
+
+fn clear_hash<K: aya::Pod>(
+    map: &mut BpfHashMap<MapData, K, RuleBitmap>,
+    stale: impl Fn(&K) -> bool,
+) -> Result<()> {
+    let keys: Vec<K> = map
+        .keys()
+        .collect::<Result<_, _>>()
+        .context("listing a hash table")?;
+    for key in keys.iter().filter(|key| stale(key)) {
+        map.remove(key)?;
     }
     Ok(())
 }
