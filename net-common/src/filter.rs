@@ -240,16 +240,19 @@ pub fn icmp_key(packet: &Packet) -> u32 {
 pub const ADDR_SRC: u32 = 0;
 pub const ADDR_DST: u32 = 1;
 
-/// Host-table key data: generation, address field, address. Host prefixes (/32, /128) are
-/// found with one hash lookup, as xdp-filter finds its addresses, before any trie walk.
-pub type Ipv4HostKey = [u8; 6];
-pub type Ipv6HostKey = [u8; 18];
+/// Host-table key data: generation, address field, two zero bytes, address. Host prefixes
+/// (/32, /128) are found with one hash lookup, as xdp-filter finds its addresses, before any
+/// trie walk. Keys are a multiple of 4 bytes long, which the kernel hashes word by word.
+pub type Ipv4HostKey = [u8; 8];
+pub type Ipv6HostKey = [u8; 20];
 
 #[inline(always)]
 pub fn ipv4_host_key(generation: u32, field: u32, addr: &[u8; 16]) -> Ipv4HostKey {
     [
         generation as u8,
         field as u8,
+        0,
+        0,
         addr[0],
         addr[1],
         addr[2],
@@ -259,12 +262,12 @@ pub fn ipv4_host_key(generation: u32, field: u32, addr: &[u8; 16]) -> Ipv4HostKe
 
 #[inline(always)]
 pub fn ipv6_host_key(generation: u32, field: u32, addr: &[u8; 16]) -> Ipv6HostKey {
-    let mut key = [0; 18];
+    let mut key = [0; 20];
     key[0] = generation as u8;
     key[1] = field as u8;
     let mut index = 0;
     while index < 16 {
-        key[index + 2] = addr[index];
+        key[index + 4] = addr[index];
         index += 1;
     }
     key

@@ -133,8 +133,7 @@ pub fn decide(packet: &Packet) -> Decision {
             matched: false,
         };
     };
-    let rank = candidates(packet, generation, config, Lookup::Tries)
-        .and_then(|bitmaps| lowest_common_rank(bitmaps, config.rule_count));
+    let rank = candidates(packet, generation, config, Lookup::Tries).and_then(lowest_common_rank);
     finish(packet, generation, config, rank)
 }
 
@@ -257,40 +256,35 @@ fn candidates(
 #[repr(C)]
 struct Search {
     bitmaps: [&'static RuleBitmap; 6],
-    /// The AND of the bitmaps' summaries: the words worth looking at.
+    /// The AND of the bitmaps' summaries: the words still worth looking at.
     summary: [u64; SUMMARY_WORDS],
-    /// The first word looked at.
-    first_word: u32,
     /// The rank found, or `u32::MAX`.
     rank: u32,
 }
 
-/// The lowest rank set in every one of `bitmaps`: every candidate word in turn, through
-/// `bpf_loop`, which the verifier checks once rather than once per possible iteration.
+/// The lowest rank set in every one of `bitmaps`: each candidate word in turn (a word whose
+/// bit is set in every field's summary), through `bpf_loop`, whose body the verifier checks
+/// once rather than once per possible turn.
 #[inline(always)]
-fn lowest_common_rank(bitmaps: [&'static RuleBitmap; 6], rule_count: u32) -> Option<u32> {
+fn lowest_common_rank(bitmaps: [&'static RuleBitmap; 6]) -> Option<u32> {
     let mut summary = [u64::MAX; SUMMARY_WORDS];
+    let mut candidate_words = 0;
     for (index, word) in summary.iter_mut().enumerate() {
         for bitmap in &bitmaps {
             *word &= bitmap.summary[index];
         }
+        candidate_words += word.count_ones();
     }
-    let first_word = summary
-        .iter()
-        .position(|word| *word != 0)
-        .map(|index| index as u32 * 64 + summary[index].trailing_zeros())?;
-    let words = rule_count.div_ceil(64).min(BITMAP_WORDS as u32);
     let mut search = Search {
         bitmaps,
         summary,
-        first_word,
         rank: u32::MAX,
     };
-    // SAFETY: `search_word` has the signature bpf_loop calls, and `search` outlives the call.
+    // SAFETY: `search_words` has the signature bpf_loop calls, and `search` outlives the call.
     unsafe {
         bpf_loop(
-            words.saturating_sub(first_word),
-            search_word as *mut c_void,
+            candidate_words,
+            search_words as *mut c_void,
             (&raw mut search).cast(),
             0,
         )
@@ -298,27 +292,25 @@ fn lowest_common_rank(bitmaps: [&'static RuleBitmap; 6], rule_count: u32) -> Opt
     (search.rank != u32::MAX).then_some(search.rank)
 }
 
-/// One word of the full search: 1 (stop) when it holds a common rank, recorded in `search`.
+/// The next candidate word of the full search: 1 (stop) when it holds a rank common to every
+/// field, recorded in `search`, or when none is left. One word per turn: the verifier's walk
+/// of a body with a loop of its own grows with every turn of that loop.
 #[inline(never)]
-extern "C" fn search_word(index: u32, search: *mut c_void) -> i64 {
+extern "C" fn search_words(_turn: u32, search: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer `lowest_common_rank` gave it.
     let search = unsafe { &mut *search.cast::<Search>() };
-    let word_index = opaque((search.first_word + index) as usize);
-    if word_index >= BITMAP_WORDS {
+    let Some(summary_index) = search.summary.iter().position(|word| *word != 0) else {
         return 1;
+    };
+    let candidates = search.summary[summary_index];
+    search.summary[summary_index] = candidates & (candidates - 1);
+    match lowest_rank_in_word(&search.bitmaps, summary_index, candidates) {
+        Some(rank) => {
+            search.rank = rank;
+            1
+        }
+        None => 0,
     }
-    if search.summary[word_index / 64] & (1 << (word_index % 64)) == 0 {
-        return 0;
-    }
-    let mut word = u64::MAX;
-    for bitmap in &search.bitmaps {
-        word &= bitmap.words[word_index];
-    }
-    if word == 0 {
-        return 0;
-    }
-    search.rank = (word_index * 64) as u32 + word.trailing_zeros();
-    1
 }
 
 /// The lowest rank set in every one of `bitmaps` within the word that the lowest bit of
