@@ -79,6 +79,8 @@ pub mod fields {
     pub const SPORT: u32 = 1 << 3;
     pub const DPORT: u32 = 1 << 4;
     pub const ICMP_TYPE: u32 = 1 << 5;
+    /// The fields above: which a rule set names.
+    pub const NAMED: u32 = (1 << 6) - 1;
 
     /// Set when the prefix trie of address field `field` ([`super::ADDR_SRC`] or
     /// [`super::ADDR_DST`]) and family holds a prefix shorter than a host and longer than

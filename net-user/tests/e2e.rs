@@ -467,7 +467,12 @@ fn a_drop_rule_on_a_source_prefix_stops_ping_and_udp_until_deleted() {
     assert_eq!(replies_v6, pings_v6, "other traffic (IPv6) still passes");
     assert_eq!(sink.drain(Duration::from_millis(200)).expect("drain"), 0);
     let blocked = u64::from(pings) + datagrams as u64;
-    assert_eq!(rule_packets(&rules_json(&iface), id), blocked);
+    let rules = rules_json(&iface);
+    assert_eq!(rule_packets(&rules, id), blocked);
+    let ago = rules["rules"][0]["last_hit_secs_ago"]
+        .as_f64()
+        .expect("a last hit");
+    assert!((0.0..10.0).contains(&ago), "last hit {ago} s ago: {rules}");
     let record = stats_snapshot(&iface);
     assert_eq!(packets(&record, "action", "drop"), blocked, "{record}");
     assert_eq!(
