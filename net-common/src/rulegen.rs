@@ -8,9 +8,11 @@
 //!   from the same pools, so that a good share of them match some rule.
 //! - [`bench_frames`] gives, for a rule set, frames that hit it and frames that miss it.
 //!
-//! Every generated rule is valid ([`validate`]), and the rules of one set have pairwise
-//! distinct [`Match`]es. Generation is deterministic by seed, and prefix-stable: the first `n`
-//! rules of `generate(shape, seed, m)` are `generate(shape, seed, n)` for every `n <= m`.
+//! Every generated rule is valid: netxdp accepts its [`Match`] unchanged (net-user's
+//! `filter::spec::build_match` decides, and its unit tests hold every shape and
+//! [`random_rules`] to it). The rules of one set have pairwise distinct [`Match`]es.
+//! Generation is deterministic by seed, and prefix-stable: the first `n` rules of
+//! `generate(shape, seed, m)` are `generate(shape, seed, n)` for every `n <= m`.
 //!
 //! ```
 //! use net_common::rulegen::{Shape, bench_frames, generate, ranked};
@@ -28,14 +30,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::frame::SliceFrame;
 use crate::parse::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, parse,
+    ETH_P_8021AD, ETH_P_8021Q, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, parse,
 };
 use crate::rule::{
     Action, Family, Fragments, ICMP_TYPE_ANY, Match, PROTO_ANY, PROTO_ARP, PortRange, Prefix,
     Reason, Rule, classify, mask,
 };
-use crate::testing::{Body, Extension, FrameSpec, Transport};
+use crate::testing::{Body, FrameSpec, Transport, damage, random_extension};
 
 /// The priority of every rule of the exact and blocklist shapes: `netxdp`'s default
 /// (`DEFAULT_PRIORITY` in net-user), so that rules rank in the order generated.
@@ -132,7 +133,6 @@ impl Distinct {
     }
 
     fn offer(&mut self, rule: GenRule) {
-        debug_assert_eq!(validate(&rule.matches), Ok(()), "{rule:?}");
         if self.seen.insert(rule.matches) {
             self.rules.push(rule);
             self.refused = 0;
@@ -317,20 +317,8 @@ fn mixed_rule(rng: &mut ChaCha8Rng) -> GenRule {
     } else {
         IPPROTO_ICMPV6
     };
-    let proto = match rng.random_range(0..20) {
-        0..5 => PROTO_ANY,
-        5..11 => IPPROTO_TCP as u16,
-        11..16 => IPPROTO_UDP as u16,
-        16..18 => icmp as u16,
-        _ => pick(rng, &OTHER_PROTOS) as u16,
-    };
-    let mut matches = Match {
-        src,
-        dst,
-        proto,
-        ..Match::ANY
-    };
-    if proto == IPPROTO_TCP as u16 || proto == IPPROTO_UDP as u16 {
+    let mut matches = with_random_proto(rng, src, dst, icmp, [5, 6, 5, 2], &OTHER_PROTOS);
+    if takes_ports(matches.proto) {
         let port = |rng: &mut ChaCha8Rng| {
             if rng.random_bool(0.7) {
                 pick(rng, &SERVICE_PORTS)
@@ -340,13 +328,7 @@ fn mixed_rule(rng: &mut ChaCha8Rng) -> GenRule {
         };
         matches.dport = match rng.random_range(0..10) {
             0..2 => PortRange::ANY,
-            2..7 => {
-                let port = port(rng);
-                PortRange {
-                    first: port,
-                    last: port,
-                }
-            }
+            2..7 => one_port(port(rng)),
             _ => {
                 let first = port(rng);
                 let last = first.saturating_add(rng.random_range(1..1024));
@@ -355,13 +337,7 @@ fn mixed_rule(rng: &mut ChaCha8Rng) -> GenRule {
         };
         matches.sport = match rng.random_range(0..10) {
             0..7 => PortRange::ANY,
-            7 => {
-                let port = port(rng);
-                PortRange {
-                    first: port,
-                    last: port,
-                }
-            }
+            7 => one_port(port(rng)),
             // Ephemeral ports, or the privileged ones.
             8 => PortRange {
                 first: 1024,
@@ -372,7 +348,7 @@ fn mixed_rule(rng: &mut ChaCha8Rng) -> GenRule {
                 last: 1023,
             },
         };
-    } else if proto == icmp as u16 && rng.random() {
+    } else if matches.proto == icmp as u16 && rng.random() {
         matches.icmp_type = if icmp == IPPROTO_ICMP {
             pick(rng, &[0u8, 3, 8, 11, 13]) as u16
         } else {
@@ -386,87 +362,56 @@ fn mixed_rule(rng: &mut ChaCha8Rng) -> GenRule {
     }
 }
 
+/// A match on `src` and `dst` and a random protocol: of every 20, `odds` name any protocol,
+/// TCP, UDP and `icmp` (ICMP or ICMPv6, as the prefixes' family wants), in that order; the
+/// rest one of `others`.
+fn with_random_proto(
+    rng: &mut ChaCha8Rng,
+    src: Prefix,
+    dst: Prefix,
+    icmp: u8,
+    odds: [u32; 4],
+    others: &[u8],
+) -> Match {
+    let [any, tcp, udp, icmp_odds] = odds;
+    let roll = rng.random_range(0..20);
+    let proto = if roll < any {
+        PROTO_ANY
+    } else if roll < any + tcp {
+        IPPROTO_TCP as u16
+    } else if roll < any + tcp + udp {
+        IPPROTO_UDP as u16
+    } else if roll < any + tcp + udp + icmp_odds {
+        icmp as u16
+    } else {
+        pick(rng, others) as u16
+    };
+    Match {
+        src,
+        dst,
+        proto,
+        ..Match::ANY
+    }
+}
+
+/// Whether a rule with `proto` may name ports: TCP and UDP.
+fn takes_ports(proto: u16) -> bool {
+    proto == IPPROTO_TCP as u16 || proto == IPPROTO_UDP as u16
+}
+
+/// A port range of one port.
+fn one_port(port: u16) -> PortRange {
+    PortRange {
+        first: port,
+        last: port,
+    }
+}
+
 fn arp_match() -> Match {
     Match {
         proto: PROTO_ARP,
         ..Match::ANY
     }
-}
-
-/// Why a [`Match`] is not a valid rule; see [`validate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invalid {
-    /// A prefix longer than its family, with host bits set, or `any` with a length or address.
-    Prefix,
-    /// Source and destination of different families.
-    Families,
-    /// A protocol that is neither an IP protocol number, `arp` nor `any`.
-    Proto,
-    /// `proto arp` with another field.
-    ArpWithFields,
-    /// Ports without `proto tcp` or `udp`, or a range whose first port is past its last.
-    Ports,
-    /// An ICMP type without `proto icmp` or `icmpv6`, or past 255.
-    IcmpType,
-    /// `proto icmp` with IPv6 prefixes, or `icmpv6` with IPv4 ones.
-    IcmpFamily,
-}
-
-/// Whether `matches` is a rule netxdp accepts: prefixes well-formed and of one family; ports
-/// only with TCP or UDP; an ICMP type only with ICMP or ICMPv6; ICMP only with IPv4 prefixes
-/// and ICMPv6 only with IPv6 ones; `proto arp` alone.
-pub fn validate(matches: &Match) -> Result<(), Invalid> {
-    let Match {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-        icmp_type,
-    } = *matches;
-    for prefix in [src, dst] {
-        let well_formed = match prefix.family {
-            0 => prefix == Prefix::ANY,
-            4 | 6 => {
-                prefix.len <= prefix.family().bits() && mask(prefix.addr, prefix.len) == prefix.addr
-            }
-            _ => false,
-        };
-        if !well_formed {
-            return Err(Invalid::Prefix);
-        }
-    }
-    let family = if src.is_any() {
-        dst.family()
-    } else {
-        src.family()
-    };
-    if !src.is_any() && !dst.is_any() && src.family != dst.family {
-        return Err(Invalid::Families);
-    }
-    if proto != PROTO_ANY && proto != PROTO_ARP && proto > u8::MAX as u16 {
-        return Err(Invalid::Proto);
-    }
-    if proto == PROTO_ARP && *matches != arp_match() {
-        return Err(Invalid::ArpWithFields);
-    }
-    let ports_allowed = proto == IPPROTO_TCP as u16 || proto == IPPROTO_UDP as u16;
-    if (!ports_allowed && (!sport.is_any() || !dport.is_any()))
-        || sport.first > sport.last
-        || dport.first > dport.last
-    {
-        return Err(Invalid::Ports);
-    }
-    let icmp = proto == IPPROTO_ICMP as u16 || proto == IPPROTO_ICMPV6 as u16;
-    if icmp_type != ICMP_TYPE_ANY && (!icmp || icmp_type > u8::MAX as u16) {
-        return Err(Invalid::IcmpType);
-    }
-    if (proto == IPPROTO_ICMP as u16 && family == Family::Ipv6)
-        || (proto == IPPROTO_ICMPV6 as u16 && family == Family::Ipv4)
-    {
-        return Err(Invalid::IcmpFamily);
-    }
-    Ok(())
 }
 
 /// The rules as the kernel's table holds them: ids 1, 2, ... in the order given (as a fresh
@@ -561,13 +506,7 @@ fn pool_prefix(rng: &mut ChaCha8Rng, family: Family) -> Prefix {
 fn pool_ports(rng: &mut ChaCha8Rng) -> PortRange {
     match rng.random_range(0..10) {
         0..4 => PortRange::ANY,
-        4..7 => {
-            let port = pick(rng, &POOL_PORTS);
-            PortRange {
-                first: port,
-                last: port,
-            }
-        }
+        4..7 => one_port(pick(rng, &POOL_PORTS)),
         _ => {
             let (a, b) = (pick(rng, &POOL_PORTS), pick(rng, &POOL_PORTS));
             PortRange {
@@ -646,23 +585,12 @@ fn random_rule(rng: &mut ChaCha8Rng) -> GenRule {
                 Family::Ipv6 => IPPROTO_ICMPV6,
                 Family::Any => pick(rng, &[IPPROTO_ICMP, IPPROTO_ICMPV6]),
             };
-            let proto = match rng.random_range(0..20) {
-                0..6 => PROTO_ANY,
-                6..10 => IPPROTO_TCP as u16,
-                10..14 => IPPROTO_UDP as u16,
-                14..18 => icmp as u16,
-                _ => pick(rng, &POOL_OTHER_PROTOS) as u16,
-            };
-            let mut matches = Match {
-                src,
-                dst,
-                proto,
-                ..Match::ANY
-            };
-            if proto == IPPROTO_TCP as u16 || proto == IPPROTO_UDP as u16 {
+            let mut matches =
+                with_random_proto(rng, src, dst, icmp, [6, 4, 4, 4], &POOL_OTHER_PROTOS);
+            if takes_ports(matches.proto) {
                 matches.sport = pool_ports(rng);
                 matches.dport = pool_ports(rng);
-            } else if proto == icmp as u16 && rng.random_bool(0.6) {
+            } else if matches.proto == icmp as u16 && rng.random_bool(0.6) {
                 let types: &[u8] = if icmp == IPPROTO_ICMP {
                     &POOL_ICMP_TYPES
                 } else {
@@ -698,40 +626,11 @@ impl PoolFrameGenerator {
         }
     }
 
-    /// The next frame: about five in eight well-formed, the rest mutated, truncated or noise.
+    /// The next frame: about five in eight well-formed, the rest mutated, truncated or noise
+    /// (see [`damage`]).
     pub fn next_frame(&mut self) -> Vec<u8> {
-        let mut frame = self.spec().build();
-        let rng = &mut self.rng;
-        match rng.random_range(0..8) {
-            0..=4 => {}
-            5 => {
-                // Flip bytes where the parser looks: the first 100.
-                let reach = frame.len().min(100);
-                for _ in 0..rng.random_range(1..4) {
-                    let at = rng.random_range(12..reach.max(13));
-                    if let Some(byte) = frame.get_mut(at) {
-                        *byte = rng.random();
-                    }
-                }
-            }
-            6 => {
-                let len = rng.random_range(14..=frame.len().max(14));
-                frame.truncate(len);
-            }
-            _ => {
-                let len = rng.random_range(14..128);
-                frame = (0..len).map(|_| rng.random()).collect();
-                let ethertypes = [ETH_P_IPV4, ETH_P_IPV6, ETH_P_ARP, ETH_P_8021Q, 0x88b5];
-                let ethertype = pick(rng, &ethertypes);
-                frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
-            }
-        }
-        // Within an Ethernet MTU, and at least the 14 bytes BPF_PROG_TEST_RUN takes.
-        frame.truncate(1518);
-        while frame.len() < 14 {
-            frame.push(0);
-        }
-        frame
+        let frame = self.spec().build();
+        damage(&mut self.rng, frame, 5)
     }
 
     /// A random well-formed description.
@@ -801,7 +700,7 @@ impl PoolFrameGenerator {
                 Body::Ipv6 {
                     src: address(rng),
                     dst: address(rng),
-                    extensions: (0..headers).map(|_| pool_extension(rng)).collect(),
+                    extensions: (0..headers).map(|_| random_extension(rng)).collect(),
                     transport: pool_transport(rng, true),
                 }
             }
@@ -875,27 +774,6 @@ fn pool_transport(rng: &mut ChaCha8Rng, ipv6: bool) -> Transport {
                 59 // no next header
             },
             payload,
-        },
-    }
-}
-
-fn pool_extension(rng: &mut ChaCha8Rng) -> Extension {
-    let units = if rng.random_bool(0.9) {
-        rng.random_range(0..3)
-    } else {
-        rng.random()
-    };
-    match rng.random_range(0..5) {
-        0 => Extension::HopByHop { units },
-        1 => Extension::Routing { units },
-        2 => Extension::DestinationOptions { units },
-        _ => Extension::Fragment {
-            offset: if rng.random_bool(0.5) {
-                0
-            } else {
-                rng.random_range(1..0x2000)
-            },
-            more: rng.random(),
         },
     }
 }
@@ -1151,104 +1029,14 @@ mod tests {
     }
 
     #[test]
-    fn rules_are_distinct_valid_and_as_many_as_asked() {
+    fn rules_are_distinct_and_as_many_as_asked() {
         for (name, rules) in all_sets() {
             assert_eq!(rules.len(), 3000, "{name}");
             let distinct: BTreeSet<Match> = rules.iter().map(|rule| rule.matches).collect();
             assert_eq!(distinct.len(), rules.len(), "{name}: duplicates");
-            for rule in &rules {
-                assert_eq!(validate(&rule.matches), Ok(()), "{name}: {rule:?}");
-            }
         }
         let most = generate(Shape::Exact, 3, crate::rule::MAX_RULES);
         assert_eq!(most.len(), crate::rule::MAX_RULES);
-    }
-
-    #[test]
-    fn validate_refuses_each_kind_of_invalid_rule() {
-        let v4 = Prefix::new(Family::Ipv4, v4([198, 18, 0, 0]), 16);
-        let v6 = Prefix::new(Family::Ipv6, default_v6(1), 64);
-        let tcp = IPPROTO_TCP as u16;
-        let port = PortRange {
-            first: 80,
-            last: 80,
-        };
-        let cases = [
-            (
-                Match {
-                    src: v4,
-                    dst: v6,
-                    ..Match::ANY
-                },
-                Invalid::Families,
-            ),
-            (
-                Match {
-                    dport: port,
-                    ..Match::ANY
-                },
-                Invalid::Ports,
-            ),
-            (
-                Match {
-                    proto: tcp,
-                    dport: PortRange { first: 2, last: 1 },
-                    ..Match::ANY
-                },
-                Invalid::Ports,
-            ),
-            (
-                Match {
-                    proto: tcp,
-                    icmp_type: 8,
-                    ..Match::ANY
-                },
-                Invalid::IcmpType,
-            ),
-            (
-                Match {
-                    src: v6,
-                    proto: IPPROTO_ICMP as u16,
-                    ..Match::ANY
-                },
-                Invalid::IcmpFamily,
-            ),
-            (
-                Match {
-                    dst: v4,
-                    proto: IPPROTO_ICMPV6 as u16,
-                    ..Match::ANY
-                },
-                Invalid::IcmpFamily,
-            ),
-            (
-                Match {
-                    src: v4,
-                    proto: PROTO_ARP,
-                    ..Match::ANY
-                },
-                Invalid::ArpWithFields,
-            ),
-            (
-                Match {
-                    proto: 300,
-                    ..Match::ANY
-                },
-                Invalid::Proto,
-            ),
-            (
-                Match {
-                    src: Prefix { len: 8, ..v4 },
-                    ..Match::ANY
-                },
-                Invalid::Prefix,
-            ),
-        ];
-        for (matches, why) in cases {
-            assert_eq!(validate(&matches), Err(why), "{matches:?}");
-        }
-        assert_eq!(validate(&Match::ANY), Ok(()));
-        assert_eq!(validate(&arp_match()), Ok(()));
     }
 
     #[test]

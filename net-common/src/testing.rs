@@ -567,44 +567,11 @@ impl FrameGenerator {
         }
     }
 
-    /// The next frame: about half well-formed, the rest mutated, truncated or noise.
-    /// Always at least 14 bytes, the least BPF_PROG_TEST_RUN accepts.
+    /// The next frame: about half well-formed, the rest mutated, truncated or noise (see
+    /// [`damage`]). Always 14 to 1518 bytes.
     pub fn next_frame(&mut self) -> Vec<u8> {
-        let mut frame = self.spec().build();
-        match self.rng.random_range(0..8) {
-            0..=3 => {}
-            4 | 5 => self.flip_header_bytes(&mut frame),
-            6 => {
-                let len = self.rng.random_range(14..=frame.len().max(14));
-                frame.truncate(len);
-            }
-            _ => {
-                let len = self.rng.random_range(14..128);
-                frame = (0..len).map(|_| self.rng.random()).collect();
-                // Noise behind a plausible ethertype reaches deeper into the parser.
-                let ethertypes = [ETH_P_IPV4, ETH_P_IPV6, ETH_P_ARP, ETH_P_8021Q, 0x88b5];
-                let ethertype = ethertypes[self.rng.random_range(0..ethertypes.len())];
-                frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
-            }
-        }
-        // Within an Ethernet MTU (and a page, which BPF_PROG_TEST_RUN needs for the whole
-        // frame to be linear): a long extension header chain is cut, as a capture would.
-        frame.truncate(1518);
-        while frame.len() < 14 {
-            frame.push(0);
-        }
-        frame
-    }
-
-    /// Flips bytes where the parser looks: the first 100 bytes.
-    fn flip_header_bytes(&mut self, frame: &mut [u8]) {
-        let reach = frame.len().min(100);
-        for _ in 0..self.rng.random_range(1..4) {
-            let at = self.rng.random_range(12..reach.max(13));
-            if let Some(byte) = frame.get_mut(at) {
-                *byte = self.rng.random();
-            }
-        }
+        let frame = self.spec().build();
+        damage(&mut self.rng, frame, 4)
     }
 
     /// A random well-formed description.
@@ -654,6 +621,48 @@ impl FrameGenerator {
     }
 }
 
+/// A well-formed `frame`, damaged at random: of every eight frames, `intact` (0 to 6) are
+/// kept as they are, one is truncated, one is replaced by noise behind a plausible ethertype,
+/// and the rest get 1 to 3 bytes flipped where the parser looks, in the first 100. Then cut
+/// to 1518 bytes, an Ethernet MTU (and within a page, which BPF_PROG_TEST_RUN needs for the
+/// whole frame to be linear: a long extension header chain is cut, as a capture would), and
+/// padded with zeros to at least 14 bytes, the least BPF_PROG_TEST_RUN accepts.
+pub fn damage(rng: &mut ChaCha8Rng, mut frame: Vec<u8>, intact: u32) -> Vec<u8> {
+    debug_assert!(
+        intact <= 6,
+        "at most 6 frames in 8 stay intact, not {intact}"
+    );
+    match rng.random_range(0..8u32) {
+        roll if roll < intact => {}
+        0..=5 => {
+            let reach = frame.len().min(100);
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(12..reach.max(13));
+                if let Some(byte) = frame.get_mut(at) {
+                    *byte = rng.random();
+                }
+            }
+        }
+        6 => {
+            let len = rng.random_range(14..=frame.len().max(14));
+            frame.truncate(len);
+        }
+        _ => {
+            let len = rng.random_range(14..128);
+            frame = (0..len).map(|_| rng.random()).collect();
+            // Noise behind a plausible ethertype reaches deeper into the parser.
+            let ethertypes = [ETH_P_IPV4, ETH_P_IPV6, ETH_P_ARP, ETH_P_8021Q, 0x88b5];
+            let ethertype = ethertypes[rng.random_range(0..ethertypes.len())];
+            frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        }
+    }
+    frame.truncate(1518);
+    while frame.len() < 14 {
+        frame.push(0);
+    }
+    frame
+}
+
 fn random_transport(rng: &mut ChaCha8Rng, ipv6: bool) -> Transport {
     let payload = rng.random_range(0..64);
     match rng.random_range(0..5) {
@@ -690,7 +699,10 @@ fn random_transport(rng: &mut ChaCha8Rng, ipv6: bool) -> Transport {
     }
 }
 
-fn random_extension(rng: &mut ChaCha8Rng) -> Extension {
+/// A random IPv6 extension header: hop-by-hop, routing, destination options (mostly 8 to 24
+/// bytes, now and then up to 2 KiB) or fragment (first or later, more or last), one in four
+/// each.
+pub fn random_extension(rng: &mut ChaCha8Rng) -> Extension {
     let units = if rng.random_bool(0.8) {
         rng.random_range(0..3)
     } else {

@@ -11,10 +11,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunOptions},
-};
+use aya::Ebpf;
 use net_common::{
     frame::SliceFrame,
     parse::parse,
@@ -28,7 +25,7 @@ use netxdp::{
     filter::{DEFAULT_PRIORITY, FilterMaps, NewRule, RuleSet},
     program::{self, KernelLog},
 };
-use support::{hex, kernel_available};
+use support::{hex, kernel_available, run_counted};
 
 /// The program loaded (not attached), with its counters and filter maps.
 struct Filter {
@@ -107,16 +104,7 @@ impl Filter {
     }
 
     fn run(&mut self, frame: &[u8]) -> (u32, Stats) {
-        let before = self.counters.read().expect("read counters");
-        let result = program::xdp_program(&mut self.ebpf)
-            .expect("program")
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e}", hex(frame)));
-        let after = self.counters.read().expect("read counters");
-        (result.return_value, after.since(&before))
+        run_counted(&mut self.ebpf, &self.counters, frame)
     }
 
     /// Runs `frame` and compares with the reference; the error describes the disagreement.

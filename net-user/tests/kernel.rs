@@ -4,10 +4,7 @@
 
 mod support;
 
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunOptions},
-};
+use aya::Ebpf;
 use net_common::{
     frame::SliceFrame,
     parse::{Fragment, L3, L4, parse},
@@ -18,7 +15,7 @@ use netxdp::{
     counters::CounterMap,
     program::{self, KernelLog},
 };
-use support::{hex, kernel_available};
+use support::{hex, kernel_available, run_counted};
 
 const XDP_PASS: u32 = 2;
 
@@ -37,16 +34,7 @@ impl Kernel {
 
     /// Runs the program once on `frame`: its verdict, and what it added to the counters.
     fn run(&mut self, frame: &[u8]) -> (u32, Stats) {
-        let before = self.counters.read().expect("read counters");
-        let result = program::xdp_program(&mut self.ebpf)
-            .expect("program")
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e}", hex(frame)));
-        let after = self.counters.read().expect("read counters");
-        (result.return_value, after.since(&before))
+        run_counted(&mut self.ebpf, &self.counters, frame)
     }
 }
 

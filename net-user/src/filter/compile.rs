@@ -314,7 +314,7 @@ mod tests {
         );
         assert_eq!(
             tables.config.fields,
-            fields::SRC | fields::PROTO | fields::DPORT
+            fields::SRC | fields::PROTO | fields::DPORT | fields::nets(ADDR_SRC, false)
         );
     }
 }

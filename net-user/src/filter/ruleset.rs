@@ -95,21 +95,27 @@ impl RuleSet {
         if self.rules.len() >= MAX_RULES {
             return Err(RuleSetError::TooMany);
         }
+        let rule = self.allocate(&new)?;
+        let at = self
+            .rules
+            .partition_point(|other| other.rank_key() < rule.rank_key());
+        self.rules.insert(at, rule);
+        Ok(rule.id)
+    }
+
+    /// The rule `new` becomes, with the next id (which is used up: `next_rule_id` moves on).
+    /// It is not added to the set.
+    fn allocate(&mut self, new: &NewRule) -> Result<Rule, RuleSetError> {
         let id = self.next_rule_id;
         self.next_rule_id = id.checked_add(1).ok_or(RuleSetError::IdsExhausted)?;
-        let rule = Rule {
+        Ok(Rule {
             id,
             priority: new.priority,
             action: new.action as u32,
             // Assigned when the set is written to the kernel.
             counter_slot: u32::MAX,
             matches: new.matches,
-        };
-        let at = self
-            .rules
-            .partition_point(|other| other.rank_key() < rule.rank_key());
-        self.rules.insert(at, rule);
-        Ok(id)
+        })
     }
 
     /// Removes the rule with `id`.
@@ -158,15 +164,8 @@ impl RuleSet {
                     next.rules.push(kept);
                 }
                 None => {
-                    let id = next.next_rule_id;
-                    next.next_rule_id = id.checked_add(1).ok_or(RuleSetError::IdsExhausted)?;
-                    let rule = Rule {
-                        id,
-                        priority: new.priority,
-                        action: new.action as u32,
-                        counter_slot: u32::MAX,
-                        matches: new.matches,
-                    };
+                    // On the scratch copy: a replace that fails uses up no ids.
+                    let rule = next.allocate(new)?;
                     changes.added.push(rule);
                     next.rules.push(rule);
                 }
