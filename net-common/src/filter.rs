@@ -238,6 +238,50 @@ pub fn icmp_key(packet: &Packet) -> u32 {
     }
 }
 
+/// Address blocks: the first [`NET_BLOCK_BITS_V4`] (IPv4) or [`NET_BLOCK_BITS_V6`] (IPv6) bits
+/// of an address. A block no prefix of a field touches can only get the root's bitmap, which
+/// the fast path then takes with no hash or trie lookup: most addresses a blocklist does not
+/// list, at any size.
+pub const NET_BLOCK_BITS_V4: u32 = 16;
+pub const NET_BLOCK_BITS_V6: u32 = 20;
+/// Words of a [`NetBlocks`]: one bit per IPv6 block, the larger set.
+pub const NET_BLOCK_WORDS: usize = 1 << (NET_BLOCK_BITS_V6 - 6);
+
+/// Which blocks some prefix of one address field and family touches. The `NET_BLOCKS` map
+/// holds one per generation, field and family, at [`net_blocks_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetBlocks {
+    pub words: [u64; NET_BLOCK_WORDS],
+}
+
+#[inline(always)]
+pub fn net_blocks_index(generation: u32, field: u32, ipv6: bool) -> u32 {
+    generation * 4 + field * 2 + ipv6 as u32
+}
+
+/// The block of `addr`.
+#[inline(always)]
+pub fn net_block(addr: &[u8; 16], ipv6: bool) -> usize {
+    let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    let bits = if ipv6 {
+        NET_BLOCK_BITS_V6
+    } else {
+        NET_BLOCK_BITS_V4
+    };
+    (top >> (32 - bits)) as usize
+}
+
+impl NetBlocks {
+    #[inline(always)]
+    pub fn contains(&self, block: usize) -> bool {
+        match self.words.get(block / 64) {
+            Some(word) => word & (1 << (block % 64)) != 0,
+            None => true,
+        }
+    }
+}
+
 /// Address fields, as host-table keys and [`fields::nets`] name them.
 pub const ADDR_SRC: u32 = 0;
 pub const ADDR_DST: u32 = 1;
@@ -306,4 +350,5 @@ mod pod {
     unsafe impl aya::Pod for FilterState {}
     unsafe impl aya::Pod for FilterConfig {}
     unsafe impl aya::Pod for PortIntervals {}
+    unsafe impl aya::Pod for NetBlocks {}
 }

@@ -72,10 +72,11 @@ pub mod names {
     pub const BITMAPS_MAP: &str = "BITMAPS";
     pub const HOSTS_V4_MAP: &str = "HOSTS_V4";
     pub const HOSTS_V6_MAP: &str = "HOSTS_V6";
+    pub const NET_BLOCKS_MAP: &str = "NET_BLOCKS";
     pub const PORT_INTERVALS_MAP: &str = "PORT_INTERVALS";
     pub const PORT_BITMAPS_MAP: &str = "PORT_BITMAPS";
     /// Every map of the filter: a rule set and its counters.
-    pub const FILTER_MAPS: [&str; 13] = [
+    pub const FILTER_MAPS: [&str; 14] = [
         FILTER_STATE_MAP,
         FILTER_CONFIG_MAP,
         RULES_MAP,
@@ -87,6 +88,7 @@ pub mod names {
         BITMAPS_MAP,
         HOSTS_V4_MAP,
         HOSTS_V6_MAP,
+        NET_BLOCKS_MAP,
         PORT_INTERVALS_MAP,
         PORT_BITMAPS_MAP,
     ];

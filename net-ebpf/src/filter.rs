@@ -11,9 +11,10 @@ use aya_ebpf::{
 use net_common::{
     filter::{
         ADDR_DST, ADDR_SRC, BITMAP_WORDS, FilterConfig, FilterState, GENERATIONS, Ipv4HostKey,
-        Ipv4Key, Ipv6HostKey, Ipv6Key, MAX_PORT_INTERVALS, PORT_DST, PORT_SRC, PortIntervals,
-        RuleBitmap, SUMMARY_WORDS, bitmap_index, fields, icmp_key, ipv4_host_key, ipv4_key,
-        ipv6_host_key, ipv6_key, port_bitmap_key, port_intervals_index, proto_key, slot,
+        Ipv4Key, Ipv6HostKey, Ipv6Key, MAX_PORT_INTERVALS, NetBlocks, PORT_DST, PORT_SRC,
+        PortIntervals, RuleBitmap, SUMMARY_WORDS, bitmap_index, fields, icmp_key, ipv4_host_key,
+        ipv4_key, ipv6_host_key, ipv6_key, net_block, net_blocks_index, port_bitmap_key,
+        port_intervals_index, proto_key, slot,
     },
     parse::{L3, Packet},
     rule::{
@@ -57,6 +58,9 @@ static HOSTS_V4: HashMap<Ipv4HostKey, RuleBitmap> =
 #[map(name = "HOSTS_V6")]
 static HOSTS_V6: HashMap<Ipv6HostKey, RuleBitmap> =
     HashMap::pinned(TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "NET_BLOCKS")]
+static NET_BLOCKS: Array<NetBlocks> = Array::pinned(GENERATIONS_U32 * 4, 0);
 
 /// The coarse clock, read once per tick per CPU: see [`coarse_now_ns`].
 #[map(name = "CLOCK")]
@@ -434,6 +438,12 @@ fn address_bitmap(
         _ => return BITMAPS.get(bitmap_index(generation, any)),
     };
     if lookup == Lookup::Fast {
+        let untouched = NET_BLOCKS
+            .get(net_blocks_index(generation, field, ipv6))
+            .is_some_and(|blocks| !blocks.contains(net_block(addr, ipv6)));
+        if untouched {
+            return BITMAPS.get(bitmap_index(generation, slot::root(field, ipv6)));
+        }
         let host = if ipv6 {
             HOSTS_V6.get_ptr(ipv6_host_key(generation, field, addr))
         } else {

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use net_common::{
     filter::{
-        ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, PORT_PAST_END,
-        PORT_SEARCH_SLOTS, PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap,
-        fields, slot,
+        ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, NET_BLOCK_BITS_V4,
+        NET_BLOCK_BITS_V6, NET_BLOCK_WORDS, NetBlocks, PORT_PAST_END, PORT_SEARCH_SLOTS,
+        PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block,
+        slot,
     },
     rule::{Family, ICMP_TYPE_ANY, ND_TYPES, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
 };
@@ -28,6 +29,8 @@ pub struct Tables {
     pub dst_v4: Vec<(Prefix, RuleBitmap)>,
     pub src_v6: Vec<(Prefix, RuleBitmap)>,
     pub dst_v6: Vec<(Prefix, RuleBitmap)>,
+    /// For each address field and family, the blocks its prefixes touch.
+    pub net_blocks: Vec<(u32, bool, Box<NetBlocks>)>,
     /// The `BITMAPS` array of one generation, by [`slot`].
     pub bitmaps: Vec<RuleBitmap>,
     /// Source, then destination port.
@@ -120,6 +123,7 @@ pub fn compile(set: &RuleSet) -> Tables {
     let dst_v4 = address_table(rules, Family::Ipv4, |rule| &rule.matches.dst);
     let src_v6 = address_table(rules, Family::Ipv6, |rule| &rule.matches.src);
     let dst_v6 = address_table(rules, Family::Ipv6, |rule| &rule.matches.dst);
+    let mut net_blocks = Vec::with_capacity(4);
     for (field, ipv6, table) in [
         (ADDR_SRC, false, &src_v4),
         (ADDR_DST, false, &dst_v4),
@@ -134,10 +138,12 @@ pub fn compile(set: &RuleSet) -> Tables {
                 _ => {}
             }
         }
+        net_blocks.push((field, ipv6, blocks_touched(table, ipv6)));
     }
 
     Tables {
         config,
+        net_blocks,
         src_v4,
         dst_v4,
         src_v6,
@@ -185,6 +191,27 @@ fn address_table(
             (prefix, bitmap)
         })
         .collect()
+}
+
+/// The blocks the prefixes of one address table touch (all but the root's).
+fn blocks_touched(table: &[(Prefix, RuleBitmap)], ipv6: bool) -> Box<NetBlocks> {
+    let block_bits = if ipv6 {
+        NET_BLOCK_BITS_V6
+    } else {
+        NET_BLOCK_BITS_V4
+    } as u8;
+    let mut blocks = Box::new(NetBlocks {
+        words: [0; NET_BLOCK_WORDS],
+    });
+    for (prefix, _) in table.iter().filter(|(prefix, _)| prefix.len > 0) {
+        // A prefix shorter than a block covers 2^(block bits - length) blocks in a row.
+        let first = net_block(&prefix.addr, ipv6);
+        let count = 1usize << block_bits.saturating_sub(prefix.len);
+        for block in first..first + count {
+            blocks.words[block / 64] |= 1 << (block % 64);
+        }
+    }
+    blocks
 }
 
 /// The elementary intervals of one port field: cut at every range's first port and at the

@@ -30,8 +30,8 @@ use aya::{
 use net_common::{
     filter::{
         ADDR_DST, ADDR_SRC, FilterConfig, FilterState, GENERATIONS, Ipv4HostKey, Ipv4Key,
-        Ipv6HostKey, Ipv6Key, PortIntervals, RuleBitmap, bitmap_index, ipv4_host_key, ipv4_key,
-        ipv6_host_key, ipv6_key, port_bitmap_key, port_intervals_index,
+        Ipv6HostKey, Ipv6Key, NetBlocks, PortIntervals, RuleBitmap, bitmap_index, ipv4_host_key,
+        ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index, port_bitmap_key, port_intervals_index,
     },
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
@@ -61,6 +61,7 @@ pub struct FilterMaps {
     bitmaps: Array<MapData, RuleBitmap>,
     hosts_v4: BpfHashMap<MapData, Ipv4HostKey, RuleBitmap>,
     hosts_v6: BpfHashMap<MapData, Ipv6HostKey, RuleBitmap>,
+    net_blocks: Array<MapData, NetBlocks>,
     port_intervals: Array<MapData, PortIntervals>,
     port_bitmaps: BpfHashMap<MapData, u32, RuleBitmap>,
     /// Held while this value lives, on pinned maps: one writer per interface at a time.
@@ -120,6 +121,7 @@ impl FilterMaps {
             bitmaps: open(names::BITMAPS_MAP, Map::Array)?.try_into()?,
             hosts_v4: open(names::HOSTS_V4_MAP, Map::HashMap)?.try_into()?,
             hosts_v6: open(names::HOSTS_V6_MAP, Map::HashMap)?.try_into()?,
+            net_blocks: open(names::NET_BLOCKS_MAP, Map::Array)?.try_into()?,
             port_intervals: open(names::PORT_INTERVALS_MAP, Map::Array)?.try_into()?,
             port_bitmaps: open(names::PORT_BITMAPS_MAP, Map::HashMap)?.try_into()?,
             _lock: lock,
@@ -244,6 +246,10 @@ impl FilterMaps {
                 let key = ipv6_host_key(generation, field, &prefix.addr);
                 self.hosts_v6.insert(key, bitmap, 0)?;
             }
+        }
+        for (field, ipv6, blocks) in &tables.net_blocks {
+            let index = net_blocks_index(generation, *field, *ipv6);
+            self.net_blocks.set(index, blocks.as_ref(), 0)?;
         }
         for (slot, bitmap) in tables.bitmaps.iter().enumerate() {
             self.bitmaps
