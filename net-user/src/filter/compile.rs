@@ -344,4 +344,45 @@ mod tests {
             fields::SRC | fields::PROTO | fields::DPORT | fields::nets(ADDR_SRC, false)
         );
     }
+
+    #[test]
+    fn blocks_touched_cover_every_block_a_prefix_reaches() {
+        let v4 = |addr: [u8; 4], len| {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&addr);
+            (Prefix::new(Family::Ipv4, bytes, len), RuleBitmap::EMPTY)
+        };
+        let table = [
+            v4([0, 0, 0, 0], 0),
+            v4([10, 0, 0, 0], 8),
+            v4([198, 18, 7, 0], 24),
+        ];
+        let blocks = blocks_touched(&table, false);
+        let touched: usize = blocks
+            .words
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum();
+        assert_eq!(
+            touched,
+            256 + 1,
+            "the /8 reaches 256 blocks, the /24 one, the root none"
+        );
+        assert!(blocks.contains(net_block(&table[1].0.addr, false)));
+        assert!(blocks.contains(net_block(&table[2].0.addr, false)));
+        let mut elsewhere = [0; 16];
+        elsewhere[..4].copy_from_slice(&[198, 19, 0, 1]);
+        assert!(!blocks.contains(net_block(&elsewhere, false)));
+
+        let mut v6 = [0; 16];
+        v6[0] = 0xfd;
+        let table = [(Prefix::new(Family::Ipv6, v6, 16), RuleBitmap::EMPTY)];
+        let blocks = blocks_touched(&table, true);
+        let touched: usize = blocks
+            .words
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum();
+        assert_eq!(touched, 16, "a /16 reaches 16 blocks of 20 bits");
+    }
 }
