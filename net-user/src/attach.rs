@@ -323,7 +323,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             program: ProgramInfo::from_pin(pins.prog()).ok(),
             live,
             counters: CounterMap::from_pin(&pins).and_then(|map| map.read()).ok(),
-            rules: FilterMaps::from_pins(&pins)
+            rules: FilterMaps::read_pins(&pins)
                 .and_then(|maps| maps.load())
                 .ok(),
         });

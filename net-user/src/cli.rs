@@ -1,6 +1,6 @@
 //! The command line, as clap sees it. `--help` of each command is its manual page.
 
-use std::{num::NonZeroU64, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU64, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -162,6 +162,24 @@ pub enum Command {
         /// JSON lines instead of tables, as `stats --json`.
         #[arg(long)]
         json: bool,
+    },
+
+    /// Serve the counters of every attached interface to Prometheus (OpenMetrics on /metrics).
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp serve                              # http://127.0.0.1:9469/metrics\n  \
+        sudo netxdp serve --listen 0.0.0.0:9469        # for scrapes from other hosts\n  \
+        curl -s localhost:9469/metrics | grep '^netxdp_packets_total'\n\n\
+        Every scrape reads the pinned maps afresh: interfaces attached or detached meanwhile \
+        appear or go, and a scrape never waits for `netxdp apply`. Counters (packets and bytes \
+        by action, l3, l4 and rule; malformed, no_l4, matched, searched) carry an `iface` \
+        label; netxdp_rules and netxdp_policy are gauges. netxdp_program_run_seconds_total and \
+        netxdp_program_runs_total advance only while `sysctl kernel.bpf_stats_enabled=1`. The \
+        README lists every metric and shows a scrape config. Runs until Ctrl-C or SIGTERM.")]
+    Serve {
+        /// The address and port to listen on. The default is loopback only: to be scraped from
+        /// another host, listen on 0.0.0.0:9469 (or [::]:9469), behind a firewall.
+        #[arg(long, value_name = "ADDR:PORT", default_value = crate::serve::DEFAULT_LISTEN)]
+        listen: SocketAddr,
     },
 
     /// A first look that touches no real interface: a private namespace and veth pair,
@@ -383,6 +401,23 @@ mod tests {
         ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn serve_listens_on_loopback_by_default_and_takes_an_address() {
+        let Command::Serve { listen } = parse(&["serve"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(listen, "127.0.0.1:9469".parse().unwrap());
+        let Command::Serve { listen } = parse(&["serve", "--listen", "[::]:9100"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(listen, "[::]:9100".parse().unwrap());
+        for bad in ["localhost", "127.0.0.1", "127.0.0.1:70000", "9469"] {
+            let error = parse(&["serve", "--listen", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}");
         }
     }
 

@@ -68,3 +68,15 @@ pub struct Sample {
     pub wall: SystemTime,
     pub stats: Stats,
 }
+
+impl Sample {
+    /// The sum of samples taken together (of several interfaces), as of the last of them.
+    pub fn total(samples: &[Sample]) -> Option<Sample> {
+        let last = samples.iter().max_by_key(|sample| sample.at)?;
+        let mut stats = Stats::default();
+        for sample in samples {
+            stats.merge(&sample.stats);
+        }
+        Some(Sample { stats, ..*last })
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
+//! - [`serve`]: the Prometheus exporter of `netxdp serve`.
 //! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
 //! - [`cli`] and [`commands`]: the command line.
 
@@ -22,4 +23,5 @@ pub mod pins;
 pub mod preflight;
 pub mod program;
 pub mod report;
+pub mod serve;
 pub mod traffic;

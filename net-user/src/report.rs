@@ -54,7 +54,7 @@ pub struct StatsRecord {
     pub schema: &'static str,
     /// RFC 3339, UTC.
     pub timestamp: String,
-    pub iface: String,
+    pub scope: Scope,
     /// Seconds since the previous sample; `None` on the first.
     pub interval_secs: Option<f64>,
     pub total: CounterRecord,
@@ -74,8 +74,15 @@ pub struct StatsRecord {
     pub searched: CounterRecord,
 }
 
+/// What a record counts: one interface, or the sum of several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Interface(String),
+    Total(Vec<String>),
+}
+
 impl StatsRecord {
-    pub fn new(iface: &str, current: &Sample, previous: Option<&Sample>) -> Self {
+    pub fn new(scope: Scope, current: &Sample, previous: Option<&Sample>) -> Self {
         let seconds = previous.map(|p| current.at.duration_since(p.at).as_secs_f64());
         let before = previous.map(|p| &p.stats);
         let group = |names: &[&'static str], pick: fn(&Stats) -> &[Counter]| {
@@ -96,7 +103,7 @@ impl StatsRecord {
         Self {
             schema: STATS_SCHEMA,
             timestamp: rfc3339(current.wall),
-            iface: iface.to_owned(),
+            scope,
             interval_secs: seconds,
             total: CounterRecord::new(
                 &current.stats.total(),
@@ -133,10 +140,14 @@ impl StatsRecord {
                 .map(|(name, counter)| ((*name).to_owned(), serde_json::json!(counter)))
                 .collect::<serde_json::Map<_, _>>()
         };
-        serde_json::json!({
+        let (iface, total_of) = match &self.scope {
+            Scope::Interface(iface) => (Some(iface), None),
+            Scope::Total(ifaces) => (None, Some(ifaces)),
+        };
+        let mut record = serde_json::json!({
             "schema": self.schema,
             "timestamp": self.timestamp,
-            "iface": self.iface,
+            "iface": iface,
             "interval_secs": self.interval_secs,
             "total": self.total,
             "action": group(&self.action),
@@ -146,7 +157,11 @@ impl StatsRecord {
             "no_l4": self.no_l4,
             "matched": self.matched,
             "searched": self.searched,
-        })
+        });
+        if let Some(ifaces) = total_of {
+            record["total_of"] = serde_json::json!(ifaces);
+        }
+        record
     }
 
     /// The record as a table.
@@ -156,7 +171,11 @@ impl StatsRecord {
             .interval_secs
             .map(|s| format!("over the last {s:.1} s"))
             .unwrap_or_else(|| "totals since attach".to_owned());
-        let _ = writeln!(out, "{}  {}  ({interval})", self.iface, self.timestamp);
+        let name = match &self.scope {
+            Scope::Interface(iface) => iface.clone(),
+            Scope::Total(ifaces) => format!("total of {}", ifaces.join(", ")),
+        };
+        let _ = writeln!(out, "{name}  {}  ({interval})", self.timestamp);
         let _ = writeln!(
             out,
             "  {:<16} {:>12} {:>12} {:>12} {:>14}",
@@ -336,7 +355,11 @@ mod tests {
 
     #[test]
     fn first_sample_has_totals_and_no_rates() {
-        let record = StatsRecord::new("veth0", &sample(Instant::now(), 10, 640), None);
+        let record = StatsRecord::new(
+            Scope::Interface("veth0".into()),
+            &sample(Instant::now(), 10, 640),
+            None,
+        );
         let json = record.to_json();
         assert_eq!(json["schema"], "netxdp.stats/v1");
         assert_eq!(json["timestamp"], "2027-01-15T08:00:00Z");
@@ -352,7 +375,8 @@ mod tests {
         let t0 = Instant::now();
         let first = sample(t0, 10, 1000);
         let second = sample(t0 + Duration::from_secs(2), 30, 3000);
-        let json = StatsRecord::new("veth0", &second, Some(&first)).to_json();
+        let json =
+            StatsRecord::new(Scope::Interface("veth0".into()), &second, Some(&first)).to_json();
         assert_eq!(json["interval_secs"], 2.0);
         assert_eq!(json["total"]["pps"], 10.0);
         assert_eq!(json["total"]["bps"], 8000.0);
@@ -362,7 +386,12 @@ mod tests {
 
     #[test]
     fn text_table_shows_the_classes_that_saw_packets() {
-        let text = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_text();
+        let text = StatsRecord::new(
+            Scope::Interface("veth0".into()),
+            &sample(Instant::now(), 3, 192),
+            None,
+        )
+        .to_text();
         for label in ["total", "action pass", "l3 ipv4", "l4 udp"] {
             assert!(text.contains(label), "{label} missing from\n{text}");
         }
@@ -376,7 +405,12 @@ mod tests {
 
     #[test]
     fn json_starts_with_its_schema() {
-        let json = StatsRecord::new("veth0", &sample(Instant::now(), 3, 192), None).to_json();
+        let json = StatsRecord::new(
+            Scope::Interface("veth0".into()),
+            &sample(Instant::now(), 3, 192),
+            None,
+        )
+        .to_json();
         assert!(
             json.to_string()
                 .starts_with(r#"{"schema":"netxdp.stats/v1""#),
@@ -389,5 +423,20 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500), "1.5 kB");
         assert_eq!(human_bits_per_sec(2_500_000.0), "2.5 Mbit/s");
+    }
+
+    #[test]
+    fn a_total_record_sums_its_interfaces_and_names_them() {
+        let now = Instant::now();
+        let samples = [sample(now, 3, 192), sample(now, 5, 320)];
+        let total = Sample::total(&samples).unwrap();
+        let scope = Scope::Total(vec!["a".into(), "b".into()]);
+        let json = StatsRecord::new(scope.clone(), &total, None).to_json();
+        assert_eq!(json["iface"], serde_json::Value::Null);
+        assert_eq!(json["total_of"], serde_json::json!(["a", "b"]));
+        assert_eq!(json["total"]["packets"], 8);
+        assert_eq!(json["total"]["bytes"], 512);
+        let text = StatsRecord::new(scope, &total, None).to_text();
+        assert!(text.starts_with("total of a, b  "), "{text}");
     }
 }

@@ -889,3 +889,240 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     eprintln!("{test}: full apply of 4,000 rules {full_apply:?}; old {old_seen}, new {new_seen}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Stops a spawned `netxdp serve` when dropped, so that a failing test leaves no server.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm() {
+    let test = "serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 20;
+    let net = VethNet::create("srv", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let host_v4 = IpAddr::V4(VethNet::host_v4(subnet));
+    let peer = VethNet::peer_v4(subnet).to_string();
+    let id: u64 = ok(&[
+        "rule", "add", &iface, "--action", "drop", "--src", &peer, "--proto", "udp", "--dport", "9",
+    ])
+    .trim()
+    .parse()
+    .expect("rule add prints the id");
+
+    // 30 datagrams the rule drops, 12 to another port that pass; UDP frames of 14+20+8+32.
+    let (dropped, passed, frame) = (30u64, 12u64, 74u64);
+    let send = |to_rule: usize, to_other: usize| {
+        net.run_in_namespace(move || {
+            traffic::udp_burst(SocketAddr::new(host_v4, 9), to_rule, &[3; 32])?;
+            traffic::udp_burst(SocketAddr::new(host_v4, 10), to_other, &[4; 32])?;
+            Ok(())
+        })
+        .expect("traffic")
+    };
+    send(dropped as usize, passed as usize);
+
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address")
+    };
+    let server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_netxdp"))
+            .args(["serve", "--listen", &listen.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netxdp serve"),
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let url = format!("http://{listen}/metrics");
+    // The server needs a moment to start: retry refused connections for up to 5 s.
+    let scrape = || {
+        let started = Instant::now();
+        let mut response = loop {
+            match agent.get(&url).call() {
+                Ok(response) => break response,
+                Err(ureq::Error::Io(_)) if started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => panic!("GET {url}: {error}"),
+            }
+        };
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let text = response.body_mut().read_to_string().expect("body");
+        assert!(
+            text.ends_with("# EOF\n"),
+            "an OpenMetrics exposition ends with # EOF"
+        );
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+            .expect("parse the exposition");
+        (parsed, text)
+    };
+    // The one sample of `metric` on this interface with `labels`.
+    let value =
+        |scrape: &(prometheus_parse::Scrape, String), metric: &str, labels: &[(&str, &str)]| {
+            let found: Vec<f64> = scrape
+                .0
+                .samples
+                .iter()
+                .filter(|sample| {
+                    sample.metric == metric
+                        && sample.labels.get("iface") == Some(iface.as_str())
+                        && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
+                })
+                .map(|sample| match sample.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    ref other => panic!("{metric}: unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(found.len(), 1, "{metric}{labels:?} in\n{}", scrape.1);
+            found[0] as u64
+        };
+
+    let first = scrape();
+    let record = stats_snapshot(&iface);
+    let rules = rules_json(&iface);
+    let id_label = id.to_string();
+    let rule_labels = [("rule", id_label.as_str()), ("action", "drop")];
+    assert_eq!(
+        value(&first, "netxdp_packets_total", &[("action", "drop")]),
+        dropped
+    );
+    assert_eq!(
+        value(&first, "netxdp_packets_total", &[("action", "pass")]),
+        passed
+    );
+    assert_eq!(
+        value(&first, "netxdp_bytes_total", &[("action", "drop")]),
+        dropped * frame
+    );
+    assert_eq!(
+        value(&first, "netxdp_l4_packets_total", &[("l4", "udp")]),
+        dropped + passed
+    );
+    assert_eq!(value(&first, "netxdp_matched_packets_total", &[]), dropped);
+    assert_eq!(
+        value(&first, "netxdp_rule_packets_total", &rule_labels),
+        dropped
+    );
+    assert_eq!(
+        value(&first, "netxdp_rule_bytes_total", &rule_labels),
+        dropped * frame
+    );
+    assert_eq!(value(&first, "netxdp_rules", &[]), 1);
+    assert_eq!(value(&first, "netxdp_policy", &[("policy", "pass")]), 1);
+    // The same numbers as `stats --json` and `rule list --json`.
+    assert_eq!(packets(&record, "action", "drop"), dropped, "{record}");
+    assert_eq!(packets(&record, "action", "pass"), passed, "{record}");
+    assert_eq!(record["matched"]["packets"], dropped, "{record}");
+    assert_eq!(rule_packets(&rules, id), dropped, "{rules}");
+
+    // Every scrape reads the maps afresh.
+    send(5, 0);
+    let second = scrape();
+    assert_eq!(
+        value(&second, "netxdp_packets_total", &[("action", "drop")]),
+        dropped + 5
+    );
+    assert_eq!(
+        value(&second, "netxdp_rule_packets_total", &rule_labels),
+        dropped + 5
+    );
+    assert_eq!(
+        value(&second, "netxdp_packets_total", &[("action", "pass")]),
+        passed
+    );
+
+    let index = agent
+        .get(&format!("http://{listen}/"))
+        .call()
+        .expect("GET /")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert!(index.contains("/metrics"), "{index}");
+
+    // A second server on the same address fails, naming it.
+    let error = fails(&["serve", "--listen", &listen.to_string()]);
+    assert!(
+        error.contains(&format!("cannot listen on {listen}")),
+        "{error}"
+    );
+
+    // SIGTERM stops it cleanly.
+    let mut server = server;
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc_kill(server.0.id() as i32, 15) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().expect("stderr"), &mut log)
+        .expect("read stderr");
+    assert!(log.contains(&format!("http://{listen}/metrics")), "{log}");
+}
+
+#[test]
+fn stats_of_two_interfaces_shows_each_and_their_total() {
+    let test = "stats_of_two_interfaces_shows_each_and_their_total";
+    if !kernel_available(test) {
+        return;
+    }
+    let nets = [
+        VethNet::create("tw1", 21).expect("veth pair"),
+        VethNet::create("tw2", 22).expect("veth pair"),
+    ];
+    let ifaces: Vec<String> = nets.iter().map(|net| net.host_if().to_owned()).collect();
+    let _detach: Vec<DetachOnDrop> = ifaces.iter().map(|i| DetachOnDrop(i.clone())).collect();
+    for (net, (iface, datagrams)) in nets.iter().zip(ifaces.iter().zip([10usize, 7])) {
+        ok(&["attach", iface, "--mode", "skb"]);
+        let host = IpAddr::V4(VethNet::host_v4(net.subnet()));
+        net.run_in_namespace(move || {
+            traffic::udp_burst(SocketAddr::new(host, 9), datagrams, &[5; 20])
+        })
+        .expect("traffic");
+    }
+    let text = ok(&["stats", &ifaces[0], &ifaces[1], "--json", "--count", "1"]);
+    let records: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(
+        records.len(),
+        3,
+        "one line per interface, then the total: {text}"
+    );
+    assert_eq!(records[0]["iface"], ifaces[0].as_str());
+    assert_eq!(records[0]["total"]["packets"], 10);
+    assert_eq!(records[1]["iface"], ifaces[1].as_str());
+    assert_eq!(records[1]["total"]["packets"], 7);
+    assert_eq!(records[2]["iface"], Value::Null);
+    assert_eq!(records[2]["total_of"], serde_json::json!(ifaces));
+    assert_eq!(records[2]["total"]["packets"], 17);
+    assert_eq!(packets(&records[2], "l4", "udp"), 17);
+}

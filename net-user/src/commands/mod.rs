@@ -28,7 +28,7 @@ use crate::{
     pins::PinDir,
     preflight,
     program::KernelLog,
-    report::{StatsRecord, StatusRecord},
+    report::{Scope, StatsRecord, StatusRecord},
     traffic,
 };
 
@@ -96,6 +96,12 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         Command::Demo { seconds, mode } => {
             demo(Duration::from_secs(seconds.get()), mode, kernel_log).await
         }
+        Command::Serve { listen } => {
+            preflight::require_privileges()?;
+            preflight::require_bpffs()?;
+            let mut shutdown = Shutdown::new()?;
+            crate::serve::serve(listen, async move { shutdown.recv().await }).await
+        }
     }
 }
 
@@ -149,23 +155,36 @@ async fn sample_loop(
 ) -> Result<()> {
     let mut shutdown = Shutdown::new()?;
     let mut previous: Vec<Option<Sample>> = vec![None; sources.len()];
+    let mut previous_total: Option<Sample> = None;
+    let ifaces: Vec<String> = sources.iter().map(|(iface, _)| iface.clone()).collect();
     let mut ticker = tokio::time::interval(sampling.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round = 0u64;
+    let show = |record: StatsRecord| {
+        if json {
+            emit(&record.to_json().to_string())
+        } else {
+            emit(&record.to_text())
+        }
+    };
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.recv() => return Ok(()),
         }
+        let mut samples = Vec::with_capacity(sources.len());
         for ((iface, map), previous) in sources.iter().zip(previous.iter_mut()) {
             let sample = map.sample()?;
-            let record = StatsRecord::new(iface, &sample, previous.as_ref());
-            if json {
-                emit(&record.to_json().to_string())?;
-            } else {
-                emit(&record.to_text())?;
-            }
+            let scope = Scope::Interface(iface.clone());
+            show(StatsRecord::new(scope, &sample, previous.as_ref()))?;
             *previous = Some(sample);
+            samples.push(sample);
+        }
+        // Several interfaces: their sum too, as `ip -s link` users add them up by hand.
+        if let (true, Some(total)) = (sources.len() > 1, Sample::total(&samples)) {
+            let scope = Scope::Total(ifaces.clone());
+            show(StatsRecord::new(scope, &total, previous_total.as_ref()))?;
+            previous_total = Some(total);
         }
         round += 1;
         if sampling.count.is_some_and(|count| round >= count.get()) {

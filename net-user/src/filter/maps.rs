@@ -71,17 +71,34 @@ pub struct FilterMaps {
 impl FilterMaps {
     /// The maps of a pinned attachment, locked against other netxdp processes.
     pub fn from_pins(pins: &PinDir) -> Result<Self> {
+        Self::pinned(pins, true)
+    }
+
+    /// The maps of a pinned attachment, for reading only (`netxdp serve`): no lock, so a
+    /// reader never waits for a writer nor holds one up. [`FilterMaps::load`] then sees the
+    /// set in force before or after a concurrent commit; only a read slower than 20 ms that
+    /// spans two commits in a row could see a mix. Writers use [`FilterMaps::from_pins`].
+    pub fn read_pins(pins: &PinDir) -> Result<Self> {
+        Self::pinned(pins, false)
+    }
+
+    fn pinned(pins: &PinDir, lock: bool) -> Result<Self> {
         if !pins.dir().exists() {
             bail!(
                 "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
                 iface = pins.iface()
             );
         }
-        let dir =
-            File::open(pins.dir()).with_context(|| format!("opening {}", pins.dir().display()))?;
-        let lock = Flock::lock(dir, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .with_context(|| format!("locking {}", pins.dir().display()))?;
+        let lock = if lock {
+            let dir = File::open(pins.dir())
+                .with_context(|| format!("opening {}", pins.dir().display()))?;
+            let lock = Flock::lock(dir, FlockArg::LockExclusive)
+                .map_err(|(_, errno)| errno)
+                .with_context(|| format!("locking {}", pins.dir().display()))?;
+            Some(lock)
+        } else {
+            None
+        };
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
             let path = pins.dir().join(name);
             let data = MapData::from_pin(&path).with_context(|| {
@@ -93,7 +110,7 @@ impl FilterMaps {
             })?;
             Ok(wrap(data))
         };
-        Self::open(open, Some(lock))
+        Self::open(open, lock)
     }
 
     /// The maps of an object this process loaded; they leave the object.

@@ -1,0 +1,587 @@
+//! `netxdp serve`: a Prometheus exporter. `GET /metrics` answers with the counters of every
+//! attached interface in the OpenMetrics text format, read from the pinned maps at that
+//! moment: nothing is cached between scrapes, and interfaces attached or detached meanwhile
+//! appear or go.
+//!
+//! A scrape reads a [`Snapshot`] (plain data, one [`IfaceMetrics`] per attached interface),
+//! then encodes it through prometheus-client's [`Collector`]. A new source (the flow table's
+//! fill, ring-buffer losses) is a field of [`IfaceMetrics`], read in [`IfaceMetrics::read`],
+//! and a family written in [`Snapshot::encode`].
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let listen = "127.0.0.1:9469".parse()?;
+//! netxdp::serve::serve(listen, std::future::pending()).await
+//! # }
+//! ```
+
+use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use aya::programs::ProgramInfo;
+use net_common::{
+    parse::{L3, L4},
+    rule::RuleCounter,
+    stats::{Counter, Stats, XDP_ACTIONS},
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
+};
+use tracing::{debug, warn};
+
+use crate::{counters::CounterMap, filter::FilterMaps, pins::PinDir};
+
+/// Where `serve` listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
+
+/// The content type of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Where the kernel says whether it counts programs' run time and runs.
+const BPF_STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// What one scrape reads of one attached interface.
+#[derive(Clone, Debug, Default)]
+pub struct IfaceMetrics {
+    pub iface: String,
+    /// The STATS block, summed over CPUs.
+    pub stats: Stats,
+    /// The rule set in force and its counters; `None` when its maps cannot be read.
+    pub filter: Option<FilterMetrics>,
+    /// The program's run time and runs, as the kernel counts them; `None` when the pinned
+    /// program cannot be read.
+    pub program: Option<ProgramRuns>,
+}
+
+/// The rule set in force on an interface.
+#[derive(Clone, Debug, Default)]
+pub struct FilterMetrics {
+    /// What packets no rule matches get: "pass" or "drop".
+    pub policy: &'static str,
+    /// In the order they are tried.
+    pub rules: Vec<RuleMetrics>,
+}
+
+/// One rule's counters.
+#[derive(Clone, Debug, Default)]
+pub struct RuleMetrics {
+    pub id: u32,
+    /// "pass" or "drop".
+    pub action: &'static str,
+    pub counter: RuleCounter,
+}
+
+/// `run_time_ns` and `run_cnt` of a program: they advance only while the kernel's BPF
+/// statistics are on (`sysctl kernel.bpf_stats_enabled=1`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgramRuns {
+    pub run_time: Duration,
+    pub run_count: u64,
+}
+
+impl IfaceMetrics {
+    /// Reads an attachment's pins. The counters are required; the rule set and the program
+    /// are left out (and logged) when they cannot be read. Takes no lock: a scrape neither
+    /// waits for `netxdp apply` nor holds it up.
+    pub fn read(pins: &PinDir) -> Result<Self> {
+        let stats = CounterMap::from_pin(pins)?.read()?;
+        let filter = match read_filter(pins) {
+            Ok(filter) => Some(filter),
+            Err(error) => {
+                warn!("{}: rules not exported: {error:#}", pins.iface());
+                None
+            }
+        };
+        let program = match ProgramInfo::from_pin(pins.prog()) {
+            Ok(info) => Some(ProgramRuns {
+                run_time: info.run_time(),
+                run_count: info.run_count(),
+            }),
+            Err(error) => {
+                debug!("{}: program run time not exported: {error}", pins.iface());
+                None
+            }
+        };
+        Ok(Self {
+            iface: pins.iface().to_owned(),
+            stats,
+            filter,
+            program,
+        })
+    }
+}
+
+fn read_filter(pins: &PinDir) -> Result<FilterMetrics> {
+    let maps = FilterMaps::read_pins(pins)?;
+    let set = maps.load()?;
+    let rules = set
+        .rules()
+        .iter()
+        .map(|rule| {
+            Ok(RuleMetrics {
+                id: rule.id,
+                action: rule.action().as_str(),
+                counter: maps.counter(rule)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(FilterMetrics {
+        policy: set.policy.as_str(),
+        rules,
+    })
+}
+
+/// Everything one scrape exports.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Attached interfaces, sorted by name.
+    pub interfaces: Vec<IfaceMetrics>,
+    /// `kernel.bpf_stats_enabled`; `None` when it cannot be read.
+    pub bpf_stats_enabled: Option<bool>,
+}
+
+impl Snapshot {
+    /// Every attached interface, read now. An interface that is not attached (its link is
+    /// not pinned) is skipped; one that cannot be read (detached meanwhile, say) is skipped
+    /// and logged: a scrape never fails for one interface.
+    pub fn read() -> Self {
+        let pins = match PinDir::all() {
+            Ok(pins) => pins,
+            Err(error) => {
+                warn!("listing {}: {error}", PinDir::root().display());
+                Vec::new()
+            }
+        };
+        let interfaces = pins
+            .iter()
+            .filter(|pins| pins.is_attached())
+            .filter_map(|pins| match IfaceMetrics::read(pins) {
+                Ok(metrics) => Some(metrics),
+                Err(error) => {
+                    warn!("{}: not exported: {error:#}", pins.iface());
+                    None
+                }
+            })
+            .collect();
+        let bpf_stats_enabled = std::fs::read_to_string(BPF_STATS_SYSCTL)
+            .ok()
+            .map(|text| text.trim() != "0");
+        Self {
+            interfaces,
+            bpf_stats_enabled,
+        }
+    }
+}
+
+/// A label set: `iface` first, then the family's own labels.
+type Labels = Vec<(&'static str, String)>;
+
+fn labels(iface: &str, more: &[(&'static str, &str)]) -> Labels {
+    std::iter::once(("iface", iface.to_owned()))
+        .chain(more.iter().map(|(key, value)| (*key, (*value).to_owned())))
+        .collect()
+}
+
+/// Writes one counter family; nothing when it has no samples.
+fn counters<V: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: Vec<(Labels, V)>,
+) -> fmt::Result {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one gauge family; nothing when it has no samples.
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: Vec<(Labels, i64)>,
+) -> fmt::Result {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Packets or bytes of a counter.
+fn pick(counter: &Counter, bytes: bool) -> u64 {
+    if bytes {
+        counter.bytes
+    } else {
+        counter.packets
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let ifaces = &self.interfaces;
+        let l3: Vec<&'static str> = L3::ALL.iter().map(|class| class.as_str()).collect();
+        let l4: Vec<&'static str> = L4::ALL.iter().map(|class| class.as_str()).collect();
+        type Group = fn(&Stats) -> &[Counter];
+        let groups: [(&str, &str, &[&str], Group, &str); 3] = [
+            (
+                "netxdp",
+                "action",
+                &XDP_ACTIONS,
+                |s| &s.action,
+                "by XDP verdict",
+            ),
+            ("netxdp_l3", "l3", &l3, |s| &s.l3, "by network layer"),
+            ("netxdp_l4", "l4", &l4, |s| &s.l4, "by transport"),
+        ];
+        for (stem, label, names, group, by) in groups {
+            for bytes in [false, true] {
+                let samples = ifaces
+                    .iter()
+                    .flat_map(|i| {
+                        names.iter().zip(group(&i.stats)).map(move |(name, c)| {
+                            (labels(&i.iface, &[(label, name)]), pick(c, bytes))
+                        })
+                    })
+                    .collect();
+                if bytes {
+                    let help = format!("Bytes of received frames (without FCS), {by}.");
+                    counters(&mut encoder, stem, &help, Some(&Unit::Bytes), samples)?;
+                } else {
+                    let help = format!("Received frames, {by}.");
+                    counters(
+                        &mut encoder,
+                        &format!("{stem}_packets"),
+                        &help,
+                        None,
+                        samples,
+                    )?;
+                }
+            }
+        }
+
+        type Single = fn(&Stats) -> &Counter;
+        let singles: [(&str, Single, &str, Option<&str>); 4] = [
+            (
+                "netxdp_malformed",
+                |s| &s.malformed,
+                "Frames whose headers are cut short or invalid (also counted by class).",
+                Some("Bytes of frames whose headers are cut short or invalid."),
+            ),
+            (
+                "netxdp_no_l4",
+                |s| &s.no_l4,
+                "IP packets without their L4 header: later fragments, truncated or malformed.",
+                Some("Bytes of IP packets without their L4 header."),
+            ),
+            (
+                "netxdp_matched",
+                |s| &s.matched,
+                "Packets a filter rule decided (the rest got the policy).",
+                Some("Bytes of the packets a filter rule decided."),
+            ),
+            (
+                "netxdp_searched",
+                |s| &s.searched,
+                "Packets the fast path handed to the full rule search.",
+                None,
+            ),
+        ];
+        for (stem, single, packets_help, bytes_help) in singles {
+            let samples = |bytes| {
+                ifaces
+                    .iter()
+                    .map(|i| (labels(&i.iface, &[]), pick(single(&i.stats), bytes)))
+                    .collect()
+            };
+            let name = format!("{stem}_packets");
+            counters(&mut encoder, &name, packets_help, None, samples(false))?;
+            if let Some(help) = bytes_help {
+                counters(&mut encoder, stem, help, Some(&Unit::Bytes), samples(true))?;
+            }
+        }
+
+        let filters: Vec<(&str, &FilterMetrics)> = ifaces
+            .iter()
+            .filter_map(|i| Some((i.iface.as_str(), i.filter.as_ref()?)))
+            .collect();
+        for bytes in [false, true] {
+            let samples = filters
+                .iter()
+                .flat_map(|(iface, filter)| {
+                    filter.rules.iter().map(move |rule| {
+                        let id = rule.id.to_string();
+                        let labels = labels(iface, &[("rule", &id), ("action", rule.action)]);
+                        let counter = Counter {
+                            packets: rule.counter.packets,
+                            bytes: rule.counter.bytes,
+                        };
+                        (labels, pick(&counter, bytes))
+                    })
+                })
+                .collect();
+            if bytes {
+                let help = "Bytes of the packets each rule decided, by rule id.";
+                counters(
+                    &mut encoder,
+                    "netxdp_rule",
+                    help,
+                    Some(&Unit::Bytes),
+                    samples,
+                )?;
+            } else {
+                let help = "Packets each rule decided, by rule id.";
+                counters(&mut encoder, "netxdp_rule_packets", help, None, samples)?;
+            }
+        }
+        let samples = filters
+            .iter()
+            .map(|(iface, filter)| (labels(iface, &[]), filter.rules.len() as i64))
+            .collect();
+        gauges(&mut encoder, "netxdp_rules", "Rules in force.", samples)?;
+        let samples = filters
+            .iter()
+            .map(|(iface, filter)| (labels(iface, &[("policy", filter.policy)]), 1))
+            .collect();
+        let help = "What packets no rule matches get (the label; the value is 1).";
+        gauges(&mut encoder, "netxdp_policy", help, samples)?;
+
+        let programs: Vec<(&str, ProgramRuns)> = ifaces
+            .iter()
+            .filter_map(|i| Some((i.iface.as_str(), i.program?)))
+            .collect();
+        let samples = programs
+            .iter()
+            .map(|(iface, runs)| (labels(iface, &[]), runs.run_time.as_secs_f64()))
+            .collect();
+        let help = "Time the XDP program ran, while kernel.bpf_stats_enabled is 1.";
+        counters(
+            &mut encoder,
+            "netxdp_program_run",
+            help,
+            Some(&Unit::Seconds),
+            samples,
+        )?;
+        let samples = programs
+            .iter()
+            .map(|(iface, runs)| (labels(iface, &[]), runs.run_count))
+            .collect();
+        let help = "Runs of the XDP program, while kernel.bpf_stats_enabled is 1.";
+        counters(&mut encoder, "netxdp_program_runs", help, None, samples)?;
+
+        if let Some(enabled) = self.bpf_stats_enabled {
+            let mut family = encoder.encode_descriptor(
+                "netxdp_bpf_stats_enabled",
+                "Whether the kernel counts program run time (sysctl kernel.bpf_stats_enabled).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(enabled)).encode(family.encode_family(&Labels::new())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The collector `serve` registers: a fresh [`Snapshot`] of the pins on every scrape.
+#[derive(Debug, Default)]
+pub struct PinnedInterfaces;
+
+impl Collector for PinnedInterfaces {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        Snapshot::read().encode(encoder)
+    }
+}
+
+/// A registry holding `collector`.
+pub fn registry(collector: impl Collector) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    registry
+}
+
+/// The OpenMetrics text of a registry, `# EOF` included.
+pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+/// `GET /metrics` and `GET /` over `registry`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(registry)
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    // Reading the maps is a few syscalls per rule: off the async thread.
+    match tokio::task::spawn_blocking(move || render(&registry)).await {
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
+        Ok(Err(fmt::Error)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response()
+        }
+        Err(error) => {
+            warn!("scrape failed: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
+        }
+    }
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<html><body>netxdp exporter: metrics are at <a href=\"/metrics\">/metrics</a>\
+         </body></html>\n",
+    )
+}
+
+/// Serves the pinned attachments' metrics on `listen` until `shutdown` completes.
+pub async fn serve(
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| bind_error(listen, error))?;
+    let local = listener.local_addr().unwrap_or(listen);
+    eprintln!("serving Prometheus metrics on http://{local}/metrics");
+    let app = router(Arc::new(registry(PinnedInterfaces)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .with_context(|| format!("serving on {local}"))
+}
+
+fn bind_error(listen: SocketAddr, error: io::Error) -> anyhow::Error {
+    let hint = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            " (another process listens there: `ss -ltnp` names it; --listen picks another port)"
+        }
+        io::ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
+        _ => "",
+    };
+    anyhow::Error::new(error).context(format!("cannot listen on {listen}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let mut stats = Stats::default();
+        stats.action[1] = Counter {
+            packets: 30,
+            bytes: 3000,
+        };
+        stats.action[2] = Counter {
+            packets: 12,
+            bytes: 1200,
+        };
+        stats.l3[0] = Counter {
+            packets: 42,
+            bytes: 4200,
+        };
+        stats.matched = Counter {
+            packets: 30,
+            bytes: 3000,
+        };
+        Snapshot {
+            interfaces: vec![IfaceMetrics {
+                iface: "eth\"0".to_owned(),
+                stats,
+                filter: Some(FilterMetrics {
+                    policy: "pass",
+                    rules: vec![RuleMetrics {
+                        id: 7,
+                        action: "drop",
+                        counter: RuleCounter {
+                            packets: 30,
+                            bytes: 3000,
+                            ..RuleCounter::default()
+                        },
+                    }],
+                }),
+                program: Some(ProgramRuns {
+                    run_time: Duration::from_micros(1500),
+                    run_count: 42,
+                }),
+            }],
+            bpf_stats_enabled: Some(true),
+        }
+    }
+
+    #[test]
+    fn encodes_every_family_with_conventional_names() {
+        let text = render(&registry(snapshot())).unwrap();
+        for line in [
+            "# TYPE netxdp_packets counter",
+            r#"netxdp_packets_total{iface="eth\"0",action="drop"} 30"#,
+            r#"netxdp_packets_total{iface="eth\"0",action="redirect"} 0"#,
+            "# UNIT netxdp_bytes bytes",
+            r#"netxdp_bytes_total{iface="eth\"0",action="pass"} 1200"#,
+            r#"netxdp_l3_packets_total{iface="eth\"0",l3="ipv4"} 42"#,
+            r#"netxdp_l4_bytes_total{iface="eth\"0",l4="other"} 0"#,
+            r#"netxdp_matched_packets_total{iface="eth\"0"} 30"#,
+            r#"netxdp_matched_bytes_total{iface="eth\"0"} 3000"#,
+            r#"netxdp_searched_packets_total{iface="eth\"0"} 0"#,
+            r#"netxdp_rule_packets_total{iface="eth\"0",rule="7",action="drop"} 30"#,
+            r#"netxdp_rule_bytes_total{iface="eth\"0",rule="7",action="drop"} 3000"#,
+            "# TYPE netxdp_rules gauge",
+            r#"netxdp_rules{iface="eth\"0"} 1"#,
+            r#"netxdp_policy{iface="eth\"0",policy="pass"} 1"#,
+            r#"netxdp_program_run_seconds_total{iface="eth\"0"} 0.0015"#,
+            r#"netxdp_program_runs_total{iface="eth\"0"} 42"#,
+            "netxdp_bpf_stats_enabled 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("netxdp_searched_bytes"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn no_interfaces_is_an_empty_exposition() {
+        let text = render(&registry(Snapshot::default())).unwrap();
+        assert_eq!(text, "# EOF\n");
+    }
+
+    #[test]
+    fn a_port_in_use_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(serve(addr, std::future::ready(())))
+            .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
+        assert!(text.contains("ss -ltnp"), "{text}");
+    }
+}
