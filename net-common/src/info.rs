@@ -39,6 +39,9 @@ pub struct AttachInfo {
     pub mode: u32,
     /// Wall-clock attach time, seconds since the Unix epoch.
     pub attached_at_unix: u64,
+    /// Flows the flow table holds; 0 when flow tracking is off.
+    pub flow_table_size: u32,
+    pub _reserved: u32,
 }
 
 impl AttachInfo {
@@ -48,5 +51,5 @@ impl AttachInfo {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: plain `#[repr(C)]` integers with no padding (4 + 4 + 8 bytes).
+// SAFETY: plain `#[repr(C)]` integers with no padding (4 + 4 + 8 + 4 + 4 bytes).
 unsafe impl aya::Pod for AttachInfo {}

@@ -7,6 +7,7 @@
 //! - [`stats`]: the `#[repr(C)]` counter block the kernel fills and userspace reads.
 //! - [`rule`]: filter rules, and the reference classifier that says what a rule set means.
 //! - [`filter`]: the layout of a rule set in the kernel's maps (bitmaps, generations).
+//! - [`flow`]: the flow table's key and per-CPU counters.
 //! - [`info`]: the `#[repr(C)]` record of how an interface was attached.
 //!
 //! ```
@@ -33,6 +34,7 @@ extern crate alloc;
 
 pub mod checksum;
 pub mod filter;
+pub mod flow;
 pub mod frame;
 pub mod info;
 pub mod parse;
@@ -47,6 +49,10 @@ pub mod testing;
 pub mod names {
     /// The XDP program's function name in the object file.
     pub const PROGRAM: &str = "netxdp";
+    /// The flow table ([`crate::flow::FlowKey`] to per-CPU [`crate::flow::FlowStats`]).
+    pub const FLOWS_MAP: &str = "FLOWS";
+    /// The read-only global that switches flow tracking on (1) or off (0) at load.
+    pub const FLOWS_ENABLED: &str = "FLOWS_ENABLED";
     /// The full rule search, tail-called by [`PROGRAM`] through [`SEARCH_MAP`].
     pub const SEARCH_PROGRAM: &str = "netxdp_search";
     /// The program array holding [`SEARCH_PROGRAM`].

@@ -1,10 +1,11 @@
 //! The filter: the active generation's tables, and the bit-vector search over them (see
 //! `net_common::filter` for the design, and `net_common::rule` for what it must decide).
 
+use crate::clock;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     cty::c_void,
-    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_loop},
+    helpers::bpf_loop,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
@@ -62,37 +63,6 @@ static HOSTS_V6: HashMap<Ipv6HostKey, RuleBitmap> =
 #[map(name = "NET_BLOCKS")]
 static NET_BLOCKS: Array<NetBlocks> = Array::pinned(GENERATIONS_U32 * 4, 0);
 
-/// The coarse clock, read once per tick per CPU: see [`coarse_now_ns`].
-#[map(name = "CLOCK")]
-static CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
-
-#[repr(C)]
-struct ClockCache {
-    jiffies: u64,
-    ns: u64,
-}
-
-/// CLOCK_MONOTONIC_COARSE, as `bpf_ktime_get_coarse_ns` gives it, at a fraction of the cost:
-/// that helper costs a rule hit some 20 ns, while `bpf_jiffies64` is inlined to one load, and
-/// the coarse clock only moves when jiffies do.
-#[inline(always)]
-fn coarse_now_ns() -> u64 {
-    // SAFETY: helpers without preconditions.
-    let jiffies = unsafe { bpf_jiffies64() };
-    match CLOCK.get_ptr_mut(0) {
-        // SAFETY: this CPU's own copy; XDP does not preempt itself.
-        Some(cache) => unsafe {
-            if (*cache).jiffies != jiffies {
-                (*cache).jiffies = jiffies;
-                (*cache).ns = bpf_ktime_get_coarse_ns();
-            }
-            (*cache).ns
-        },
-        // SAFETY: as above.
-        None => unsafe { bpf_ktime_get_coarse_ns() },
-    }
-}
-
 #[map(name = "BITMAPS")]
 static BITMAPS: Array<RuleBitmap> = Array::pinned(GENERATIONS_U32 * slot::PER_GENERATION, 0);
 
@@ -105,10 +75,22 @@ static PORT_BITMAPS: HashMap<u32, RuleBitmap> = HashMap::pinned(
     BPF_F_NO_PREALLOC,
 );
 
-/// A packet's verdict: the XDP action, and whether a rule (rather than a default) gave it.
+/// A packet's verdict: the XDP action, and the rule that gave it (0 for a default).
 pub struct Decision {
     pub action: u32,
-    pub matched: bool,
+    pub rule_id: u32,
+}
+
+impl Decision {
+    /// The decision of no rule: a default.
+    #[inline(always)]
+    fn default_of(action: u32) -> Decision {
+        Decision { action, rule_id: 0 }
+    }
+
+    pub fn matched(&self) -> bool {
+        self.rule_id != 0
+    }
 }
 
 /// What the fast path found.
@@ -135,10 +117,7 @@ fn active() -> Option<(u32, &'static FilterConfig)> {
 #[inline(always)]
 pub fn decide_fast(packet: &Packet) -> Outcome {
     let Some((generation, config)) = active() else {
-        return Outcome::Decided(Decision {
-            action: XDP_PASS,
-            matched: false,
-        });
+        return Outcome::Decided(Decision::default_of(XDP_PASS));
     };
     // A rule set on one address field alone (a blocklist, an allow-list of hosts): that
     // field's bitmap decides, with no other lookup. Neighbour traffic takes the general path,
@@ -194,10 +173,7 @@ fn first_rank(bitmaps: &[&RuleBitmap; 1]) -> Option<u32> {
 #[inline(always)]
 pub fn decide(packet: &Packet) -> Decision {
     let Some((generation, config)) = active() else {
-        return Decision {
-            action: XDP_PASS,
-            matched: false,
-        };
+        return Decision::default_of(XDP_PASS);
     };
     let rank = candidates(packet, generation, config, Lookup::Tries).and_then(lowest_common_rank);
     finish(packet, generation, config, rank)
@@ -206,10 +182,7 @@ pub fn decide(packet: &Packet) -> Decision {
 /// The default decision, for a packet whose search could not run.
 #[inline(always)]
 pub fn unsearched(packet: &Packet) -> Decision {
-    Decision {
-        action: active().map_or(XDP_PASS, |(_, config)| default_action(packet, config)),
-        matched: false,
-    }
+    Decision::default_of(active().map_or(XDP_PASS, |(_, config)| default_action(packet, config)))
 }
 
 /// The decision for the rule of rank `rank` (counted), or the default when there is none.
@@ -217,17 +190,14 @@ pub fn unsearched(packet: &Packet) -> Decision {
 fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<u32>) -> Decision {
     let rule = rank.and_then(|rank| RULES.get(generation * MAX_RULES as u32 + rank));
     let Some(rule) = rule else {
-        return Decision {
-            action: default_action(packet, config),
-            matched: false,
-        };
+        return Decision::default_of(default_action(packet, config));
     };
     if let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule.counter_slot) {
         // SAFETY: this CPU's own copy; XDP does not preempt itself.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += packet.len as u64;
-            (*counter).last_hit_ns = coarse_now_ns();
+            (*counter).last_hit_ns = clock::coarse_now_ns();
         }
     }
     Decision {
@@ -237,7 +207,7 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
         } else {
             XDP_PASS
         },
-        matched: true,
+        rule_id: rule.id,
     }
 }
 

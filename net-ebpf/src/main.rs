@@ -6,7 +6,9 @@
 #![no_std]
 #![no_main]
 
+mod clock;
 mod filter;
+mod flows;
 mod frame;
 
 use aya_ebpf::{
@@ -74,13 +76,13 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
             filter::unsearched(packet)
         }
     };
-    count_verdict(packet, &decision)
+    count_verdict(&ctx, packet, &decision)
 }
 
 /// The full rule search, for the packet `netxdp` parsed into `PACKET` on this CPU: a program
 /// of its own so that the verifier walks its loop once, not once per path of the parser.
 #[xdp]
-pub fn netxdp_search(_ctx: XdpContext) -> u32 {
+pub fn netxdp_search(ctx: XdpContext) -> u32 {
     let Some(packet) = PACKET.get(0) else {
         return xdp_action::XDP_PASS;
     };
@@ -88,15 +90,17 @@ pub fn netxdp_search(_ctx: XdpContext) -> u32 {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).searched.add(packet.len as u64) };
     }
-    count_verdict(packet, &filter::decide(packet))
+    count_verdict(&ctx, packet, &filter::decide(packet))
 }
 
+/// Counts the verdict, and the packet to its flow; returns the action.
 #[inline(always)]
-fn count_verdict(packet: &Packet, decision: &Decision) -> u32 {
+fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 {
     if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
-        unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched) };
+        unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched()) };
     }
+    flows::track(ctx, packet, decision);
     decision.action
 }
 

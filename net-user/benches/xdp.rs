@@ -45,7 +45,7 @@ use net_common::{
 };
 use netxdp::{
     filter::{FilterMaps, NewRule, RuleSet},
-    program::{self, KernelLog},
+    program,
 };
 
 use peer::XdpFilter;
@@ -78,7 +78,13 @@ fn main() -> Result<()> {
     let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", repeat)?;
     catch_interrupts()?;
 
-    let mut ebpf = program::load(None, KernelLog::Off)?;
+    // The filter is measured with flow tracking off, as xdp-filter has none; the cost of the
+    // flow table is measured on its own, just below.
+    let flows_off = program::Options {
+        flows: program::Flows::Off,
+        ..Default::default()
+    };
+    let mut ebpf = program::load(None, flows_off)?;
     let floor: &mut Xdp = ebpf
         .program_mut(names::PASS_FLOOR)
         .with_context(|| format!("the object has no program named {}", names::PASS_FLOOR))?
@@ -95,12 +101,24 @@ fn main() -> Result<()> {
     let kernel = kernel.trim();
     let no_rules = measure_without_rules(&floor, &netxdp, repeat)?;
     println!(
-        "netxdp per-packet cost, no rules: median of {ROUNDS} x {} BPF_PROG_TEST_RUN repeats on \
-         kernel {kernel}",
+        "netxdp per-packet cost, no rules, no flow tracking (attach --no-flows): median of \
+         {ROUNDS} x {} BPF_PROG_TEST_RUN repeats on kernel {kernel}",
         thousands(repeat as usize)
     );
     print_no_rules(&no_rules);
     println!();
+    {
+        let tracking = program::load(None, program::Options::default())?;
+        let netxdp = Prog::of(&tracking, names::PROGRAM)?;
+        let with_flows = measure_without_rules(&floor, &netxdp, repeat)?;
+        println!(
+            "netxdp per-packet cost, no rules, flow tracking on (the default, {}-flow table), \
+             same frames, each frame's flow already in the table:",
+            thousands(net_common::flow::DEFAULT_FLOW_TABLE_SIZE as usize)
+        );
+        print_no_rules(&with_flows);
+        println!();
+    }
 
     // The peer first: if it cannot run, say why up front, and measure netxdp anyway.
     let mut xdp_filter = match XdpFilter::start() {

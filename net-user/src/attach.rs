@@ -26,7 +26,7 @@ use crate::{
     iflink,
     pins::PinDir,
     preflight,
-    program::{self, KernelLog},
+    program::{self, Flows, KernelLog},
 };
 
 /// The attach mode asked for on the command line.
@@ -71,7 +71,12 @@ pub enum Outcome {
 /// Either the attachment is complete (link pinned last) or nothing new is left behind.
 /// With `force`, another tool's XDP program on the interface is removed first; without, it
 /// is named and left alone.
-pub fn attach_pinned(iface: &str, request: ModeRequest, force: bool) -> Result<Outcome> {
+pub fn attach_pinned(
+    iface: &str,
+    request: ModeRequest,
+    force: bool,
+    flows: Flows,
+) -> Result<Outcome> {
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
     preflight::require_bpffs()?;
@@ -101,7 +106,7 @@ pub fn attach_pinned(iface: &str, request: ModeRequest, force: bool) -> Result<O
 
     let dir_existed = pins.dir().exists();
     fs::create_dir_all(pins.dir()).with_context(|| format!("creating {}", pins.dir().display()))?;
-    let result = attach_and_pin(&pins, ifindex, request);
+    let result = attach_and_pin(&pins, ifindex, request, flows);
     if result.is_err() {
         // The link pin is written last, so on failure it does not exist: only the program
         // pin, and maps this attempt created, are to be removed.
@@ -113,8 +118,22 @@ pub fn attach_pinned(iface: &str, request: ModeRequest, force: bool) -> Result<O
     result
 }
 
-fn attach_and_pin(pins: &PinDir, ifindex: u32, request: ModeRequest) -> Result<Outcome> {
-    let mut ebpf = program::load(Some(pins.dir()), KernelLog::Off)?;
+fn attach_and_pin(
+    pins: &PinDir,
+    ifindex: u32,
+    request: ModeRequest,
+    flows: Flows,
+) -> Result<Outcome> {
+    // A flow table pinned by an earlier attachment has its own size: start afresh.
+    match fs::remove_file(pins.dir().join(names::FLOWS_MAP)) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
+        _ => {}
+    }
+    let options = program::Options {
+        log: KernelLog::Off,
+        flows,
+    };
+    let mut ebpf = program::load(Some(pins.dir()), options)?;
     let program = program::xdp_program(&mut ebpf)?;
     let (link_id, mode) = attach_to(program, pins.iface(), ifindex, request)?;
     let link: FdLink = program
@@ -123,7 +142,7 @@ fn attach_and_pin(pins: &PinDir, ifindex: u32, request: ModeRequest) -> Result<O
         .context("the kernel attached without a bpf_link, which cannot be pinned")?;
     let program_id = program.info()?.id();
 
-    write_info(&mut ebpf, ifindex, mode)?;
+    write_info(&mut ebpf, ifindex, mode, flows)?;
     // A stale program pin from an interrupted attach would make pinning fail.
     match fs::remove_file(pins.prog()) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
@@ -223,7 +242,7 @@ fn busy_error(iface: &str, error: ProgramError) -> anyhow::Error {
     ))
 }
 
-fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode) -> Result<()> {
+fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode, flows: Flows) -> Result<()> {
     let map = ebpf
         .map_mut(names::INFO_MAP)
         .context("the object has no INFO map")?;
@@ -238,6 +257,11 @@ fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode) -> Result<()> {
             ifindex,
             mode: mode as u32,
             attached_at_unix,
+            flow_table_size: match flows {
+                Flows::Off => 0,
+                Flows::Track { table_size } => table_size,
+            },
+            _reserved: 0,
         },
         0,
     )?;
@@ -338,7 +362,7 @@ pub struct ScopedAttachment {
 }
 
 impl ScopedAttachment {
-    pub fn new(iface: &str, request: ModeRequest, log: KernelLog) -> Result<Self> {
+    pub fn new(iface: &str, request: ModeRequest, options: program::Options) -> Result<Self> {
         preflight::require_privileges()?;
         let ifindex = preflight::ifindex(iface)?;
         if PinDir::new(iface).is_attached() {
@@ -348,10 +372,10 @@ impl ScopedAttachment {
             );
         }
         make_way(iface, ifindex, false)?;
-        let mut ebpf = program::load(None, log)?;
+        let mut ebpf = program::load(None, options)?;
         let program = program::xdp_program(&mut ebpf)?;
         let (_link, mode) = attach_to(program, iface, ifindex, request)?;
-        write_info(&mut ebpf, ifindex, mode)?;
+        write_info(&mut ebpf, ifindex, mode, options.flows)?;
         Ok(Self { ebpf, mode })
     }
 }

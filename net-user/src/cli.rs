@@ -4,7 +4,10 @@ use std::{net::SocketAddr, num::NonZeroU64, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use net_common::rule::{Action, Fragments, PortRange, Prefix};
+use net_common::{
+    flow::DEFAULT_FLOW_TABLE_SIZE,
+    rule::{Action, Fragments, PortRange, Prefix},
+};
 
 use crate::{
     attach::ModeRequest,
@@ -12,6 +15,7 @@ use crate::{
         DEFAULT_PRIORITY,
         spec::{self, Normalised},
     },
+    program::Flows,
 };
 
 #[derive(Debug, Parser)]
@@ -64,6 +68,8 @@ pub enum Command {
         /// xdp off` would remove it).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        flows: FlowArgs,
     },
 
     /// Detach from an interface and remove its pins, counters and rules.
@@ -78,6 +84,28 @@ pub enum Command {
         /// Keep the rule set (and its counters) pinned for the next attach.
         #[arg(long)]
         keep_rules: bool,
+    },
+
+    /// One snapshot of the flow table: each flow's packets, bytes, rate and last verdict.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp flows eth0\n  \
+        sudo netxdp flows eth0 --sort packets --limit 20\n  \
+        sudo netxdp flows eth0 --json | jq '.flows[] | select(.verdict == \"drop\")'\n\n\
+        A flow is one direction of a conversation as the interface receives it: LOCAL is the \
+        destination, PEER the source, as ss shows them. The table holds the most recently \
+        seen flows (`netxdp attach --flow-table-size`).")]
+    Flows {
+        /// The interface, as `ip link` names it.
+        iface: String,
+        /// Order of the rows.
+        #[arg(long, value_enum, default_value_t = FlowSort::Bytes)]
+        sort: FlowSort,
+        /// Show at most this many flows.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// One JSON document (schema netxdp.flows/v1, see the README).
+        #[arg(long)]
+        json: bool,
     },
 
     /// Add, delete and list filter rules.
@@ -196,6 +224,43 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
     },
+}
+
+/// Flow tracking, at attach.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FlowArgs {
+    /// Count no flows (`netxdp flows` then has nothing to show); spares the per-packet cost
+    /// of the flow table (see the README's benchmarks).
+    #[arg(long)]
+    pub no_flows: bool,
+    /// Flows the flow table holds; the least recently seen is evicted when it is full.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOW_TABLE_SIZE,
+          value_parser = clap::value_parser!(u32).range(64..=(1 << 24)), conflicts_with = "no_flows")]
+    pub flow_table_size: u32,
+}
+
+impl FlowArgs {
+    pub fn flows(&self) -> Flows {
+        if self.no_flows {
+            Flows::Off
+        } else {
+            Flows::Track {
+                table_size: self.flow_table_size,
+            }
+        }
+    }
+}
+
+/// How `flows` orders its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowSort {
+    /// Most bytes first.
+    #[default]
+    Bytes,
+    /// Most packets first.
+    Packets,
+    /// Highest average rate (bits per second between the first and last packet) first.
+    Rate,
 }
 
 /// `netxdp rule ...`
@@ -354,7 +419,7 @@ mod tests {
     fn attach_defaults_to_auto_mode() {
         let cli = parse(&["attach", "eth0"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Attach { ref iface, mode: ModeRequest::Auto, force: false } if iface == "eth0")
+            matches!(cli.command, Command::Attach { ref iface, mode: ModeRequest::Auto, force: false, .. } if iface == "eth0")
         );
         let cli = parse(&["attach", "eth0", "--mode", "skb"]).unwrap();
         assert!(matches!(

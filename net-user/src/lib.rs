@@ -6,6 +6,7 @@
 //! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
 //! - [`attach`]: attach, detach and inspect pinned attachments.
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
+//! - [`flows`]: the flow table read back, and how `flows` shows it.
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod counters;
 pub mod filter;
+pub mod flows;
 pub mod iflink;
 pub mod netns;
 pub mod pins;

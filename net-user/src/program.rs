@@ -11,7 +11,7 @@ use aya::{
     maps::{MapData, ProgramArray},
     programs::Xdp,
 };
-use net_common::names;
+use net_common::{flow::DEFAULT_FLOW_TABLE_SIZE, names};
 
 use crate::pins::BPFFS;
 
@@ -19,10 +19,11 @@ use crate::pins::BPFFS;
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NETXDP_EBPF_OBJECT"));
 
 /// Which kernel-side log records the program emits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelLog {
     /// None: the right choice when nothing will read the log ring (a pinned attach that
     /// outlives the CLI). The verifier then removes the log calls as dead code.
+    #[default]
     Off,
     /// Up to debug level, for `-v` on a command that drains the ring while it runs.
     Debug,
@@ -37,14 +38,39 @@ impl KernelLog {
     }
 }
 
+/// Whether the program counts flows, and how many its table holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flows {
+    Off,
+    /// The least recently seen flow is evicted when the table is full.
+    Track {
+        table_size: u32,
+    },
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows::Track {
+            table_size: DEFAULT_FLOW_TABLE_SIZE,
+        }
+    }
+}
+
+/// How to load the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub log: KernelLog,
+    pub flows: Flows,
+}
+
 /// Loads the object and the XDP program into the kernel (not attached yet).
 ///
 /// With `pin_dir`, the maps declared as pinned are reused from that directory when they are
 /// there, and created and pinned there when they are not. Without, the maps are private to
 /// the returned object.
-pub fn load(pin_dir: Option<&Path>, log: KernelLog) -> Result<Ebpf> {
+pub fn load(pin_dir: Option<&Path>, options: Options) -> Result<Ebpf> {
     match pin_dir {
-        Some(dir) => load_pinned(dir, log),
+        Some(dir) => load_pinned(dir, options),
         None => {
             // aya pins every map the object declares pinned, under /sys/fs/bpf when given no
             // directory. A fresh directory, removed once loaded, keeps these maps private:
@@ -55,7 +81,7 @@ pub fn load(pin_dir: Option<&Path>, log: KernelLog) -> Result<Ebpf> {
                 std::process::id(),
                 LOADS.fetch_add(1, Ordering::Relaxed)
             ));
-            let loaded = load_pinned(&dir, log);
+            let loaded = load_pinned(&dir, options);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing {}", dir.display()))?;
@@ -65,10 +91,17 @@ pub fn load(pin_dir: Option<&Path>, log: KernelLog) -> Result<Ebpf> {
     }
 }
 
-fn load_pinned(dir: &Path, log: KernelLog) -> Result<Ebpf> {
+fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
-    let level = log.level();
+    let level = options.log.level();
     loader.override_global(aya_log::LEVEL, &level, false);
+    let (flows_enabled, table_size) = match options.flows {
+        Flows::Off => (0u8, 1),
+        Flows::Track { table_size } => (1u8, table_size),
+    };
+    // Off, the verifier drops the tracking as dead code, and the table is a token one.
+    loader.override_global(names::FLOWS_ENABLED, &flows_enabled, true);
+    loader.map_max_entries(names::FLOWS_MAP, table_size);
     loader.default_map_pin_directory(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ebpf = loader

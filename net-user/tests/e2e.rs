@@ -1126,3 +1126,98 @@ fn stats_of_two_interfaces_shows_each_and_their_total() {
     assert_eq!(records[2]["total"]["packets"], 17);
     assert_eq!(packets(&records[2], "l4", "udp"), 17);
 }
+
+#[test]
+fn flows_lists_exactly_the_flows_sent_with_their_counts_and_verdicts() {
+    let test = "flows_lists_exactly_the_flows_sent_with_their_counts_and_verdicts";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 23;
+    let net = VethNet::create("flw", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&[
+        "attach",
+        &iface,
+        "--mode",
+        "skb",
+        "--flow-table-size",
+        "1024",
+    ]);
+    let id: u64 = ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "10",
+    ])
+    .trim()
+    .parse()
+    .expect("id");
+    let (host_v4, host_v6) = (VethNet::host_v4(subnet), VethNet::host_v6(subnet));
+    // Two sources (the peer's IPv4 and IPv6 addresses), three flows: each burst comes from
+    // a socket of its own, so from a port of its own.
+    net.run_in_namespace(move || {
+        traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 9), 11, &[1; 30])?;
+        traffic::udp_burst(SocketAddr::new(IpAddr::V4(host_v4), 10), 7, &[2; 30])?;
+        traffic::udp_burst(SocketAddr::new(IpAddr::V6(host_v6), 9), 5, &[3; 30])
+    })
+    .expect("traffic");
+
+    let record: Value =
+        serde_json::from_str(&ok(&["flows", &iface, "--json", "--sort", "packets"])).expect("JSON");
+    assert_eq!(record["schema"], "netxdp.flows/v1");
+    assert_eq!(record["table_size"], 1024);
+    let flows = record["flows"].as_array().expect("flows");
+    assert_eq!(flows.len(), 3, "exactly the three flows sent: {record}");
+    let peer_v4 = VethNet::peer_v4(subnet).to_string();
+    let peer_v6 = VethNet::peer_v6(subnet).to_string();
+    let expected = [
+        (
+            host_v4.to_string(),
+            9,
+            &peer_v4,
+            11,
+            11 * 72,
+            "pass",
+            Value::Null,
+        ),
+        (
+            host_v4.to_string(),
+            10,
+            &peer_v4,
+            7,
+            7 * 72,
+            "drop",
+            serde_json::json!(id),
+        ),
+        (
+            host_v6.to_string(),
+            9,
+            &peer_v6,
+            5,
+            5 * 92,
+            "pass",
+            Value::Null,
+        ),
+    ];
+    for (flow, (local, port, peer, packets, bytes, verdict, rule)) in flows.iter().zip(expected) {
+        assert_eq!(flow["proto"], "udp", "{flow}");
+        assert_eq!(flow["local"], local.as_str(), "{flow}");
+        assert_eq!(flow["local_port"], port, "{flow}");
+        assert_eq!(flow["peer"], peer.as_str(), "{flow}");
+        assert!(flow["peer_port"].as_u64().is_some_and(|p| p > 0), "{flow}");
+        assert_eq!(flow["packets"], packets, "{flow}");
+        assert_eq!(flow["bytes"], bytes, "{flow}");
+        assert_eq!(flow["verdict"], verdict, "{flow}");
+        assert_eq!(flow["rule"], rule, "{flow}");
+    }
+    let top: Value = serde_json::from_str(&ok(&[
+        "flows", &iface, "--json", "--sort", "bytes", "--limit", "1",
+    ]))
+    .expect("JSON");
+    assert_eq!(top["flows"].as_array().map(Vec::len), Some(1));
+    assert_eq!(top["flows"][0]["bytes"], 11 * 72, "the most bytes first");
+    let text = ok(&["flows", &iface]);
+    assert!(
+        text.contains(&format!("{host_v4}:10")) && text.contains("drop"),
+        "{text}"
+    );
+}

@@ -23,7 +23,7 @@ use net_common::{
 use netxdp::{
     counters::CounterMap,
     filter::{DEFAULT_PRIORITY, FilterMaps, NewRule, RuleSet},
-    program::{self, KernelLog},
+    program,
 };
 use support::{hex, kernel_available, run_counted};
 
@@ -37,7 +37,8 @@ struct Filter {
 
 impl Filter {
     fn load() -> Self {
-        let mut ebpf = program::load(None, KernelLog::Off).expect("load the XDP program");
+        let mut ebpf =
+            program::load(None, program::Options::default()).expect("load the XDP program");
         let counters = CounterMap::take_from(&mut ebpf).expect("STATS map");
         let maps = FilterMaps::take_from(&mut ebpf).expect("filter maps");
         Self {

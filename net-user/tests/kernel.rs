@@ -11,10 +11,7 @@ use net_common::{
     stats::{Counter, Stats},
     testing::{Case, FrameGenerator, catalogue},
 };
-use netxdp::{
-    counters::CounterMap,
-    program::{self, KernelLog},
-};
+use netxdp::{counters::CounterMap, program};
 use support::{hex, kernel_available, run_counted};
 
 const XDP_PASS: u32 = 2;
@@ -27,7 +24,8 @@ struct Kernel {
 
 impl Kernel {
     fn load() -> Self {
-        let mut ebpf = program::load(None, KernelLog::Off).expect("load the XDP program");
+        let mut ebpf =
+            program::load(None, program::Options::default()).expect("load the XDP program");
         let counters = CounterMap::take_from(&mut ebpf).expect("STATS map");
         Self { ebpf, counters }
     }

@@ -1,6 +1,7 @@
 //! What each command does, over the library's pieces.
 
 mod filter;
+mod flows;
 
 use std::{
     io::{self, Write as _},
@@ -27,7 +28,7 @@ use crate::{
     netns::VethNet,
     pins::PinDir,
     preflight,
-    program::KernelLog,
+    program::{self, KernelLog},
     report::{Scope, StatsRecord, StatusRecord},
     traffic,
 };
@@ -39,8 +40,13 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         KernelLog::Off
     };
     match command {
-        Command::Attach { iface, mode, force } => {
-            match attach::attach_pinned(&iface, mode, force)? {
+        Command::Attach {
+            iface,
+            mode,
+            force,
+            flows,
+        } => {
+            match attach::attach_pinned(&iface, mode, force, flows.flows())? {
                 Outcome::Attached { mode, program_id } => println!(
                     "attached to {iface} in {} mode (program id {program_id}); pinned under {}",
                     mode.as_str(),
@@ -62,6 +68,12 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             }
             Ok(())
         }
+        Command::Flows {
+            iface,
+            sort,
+            limit,
+            json,
+        } => flows::show(&iface, sort, limit, json),
         Command::Rule(command) => filter::rule(command),
         Command::Policy {
             iface,
@@ -256,7 +268,11 @@ async fn watch(
     json: bool,
     kernel_log: KernelLog,
 ) -> Result<()> {
-    let mut attachment = ScopedAttachment::new(iface, mode, kernel_log)?;
+    let options = program::Options {
+        log: kernel_log,
+        ..Default::default()
+    };
+    let mut attachment = ScopedAttachment::new(iface, mode, options)?;
     eprintln!(
         "watching {iface} in {} mode; Ctrl-C detaches",
         attachment.mode.as_str()
@@ -289,7 +305,11 @@ async fn demo(duration: Duration, mode: ModeRequest, kernel_log: KernelLog) -> R
         net.peer_if(),
         duration.as_secs()
     );
-    let mut attachment = ScopedAttachment::new(net.host_if(), mode, kernel_log)?;
+    let options = program::Options {
+        log: kernel_log,
+        ..Default::default()
+    };
+    let mut attachment = ScopedAttachment::new(net.host_if(), mode, options)?;
     eprintln!(
         "demo: attached to {} in {} mode",
         net.host_if(),

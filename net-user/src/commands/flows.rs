@@ -1,0 +1,40 @@
+//! `netxdp flows`: one snapshot of an interface's flow table.
+
+use anyhow::{Result, bail};
+
+use super::emit;
+use crate::{
+    attach::read_info,
+    cli::FlowSort,
+    flows::{FlowRecord, FlowTable, FlowsRecord},
+    pins::PinDir,
+    preflight,
+};
+
+pub fn show(iface: &str, sort: FlowSort, limit: Option<usize>, json: bool) -> Result<()> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    let pins = PinDir::new(iface);
+    if !pins.is_attached() {
+        bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
+    }
+    let table_size = read_info(&pins)?.flow_table_size;
+    if table_size == 0 {
+        bail!(
+            "netxdp counts no flows on {iface}: it was attached with --no-flows \
+             (`netxdp detach {iface} --keep-rules` and attach again without it)"
+        );
+    }
+    let flows = FlowTable::from_pin(&pins)?.read()?;
+    let key = match sort {
+        FlowSort::Bytes => |flow: &FlowRecord| flow.bytes as f64,
+        FlowSort::Packets => |flow: &FlowRecord| flow.packets as f64,
+        FlowSort::Rate => |flow: &FlowRecord| flow.bps.unwrap_or(0.0),
+    };
+    let record = FlowsRecord::new(iface, table_size, flows, key, limit);
+    if json {
+        emit(&serde_json::to_string(&record)?)
+    } else {
+        emit(record.to_text().trim_end())
+    }
+}

@@ -1,0 +1,250 @@
+//! The flow table, read back: each flow's counters summed over CPUs, and how `netxdp flows`
+//! shows them (a table like ss's, and a JSON document with a versioned schema).
+
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    maps::{Map, MapData, PerCpuHashMap},
+};
+use net_common::{
+    flow::{FlowKey, FlowStats},
+    names,
+    parse::{L3, L4},
+    stats::XDP_ACTIONS,
+};
+use serde::Serialize;
+
+use crate::{filter::maps::monotonic_ns, pins::PinDir, report::rfc3339};
+
+pub const FLOWS_SCHEMA: &str = "netxdp.flows/v1";
+
+/// The `FLOWS` map, pinned or owned by a loaded object.
+pub struct FlowTable {
+    map: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+}
+
+impl FlowTable {
+    pub fn from_pin(pins: &PinDir) -> Result<Self> {
+        let path = pins.dir().join(names::FLOWS_MAP);
+        let data = MapData::from_pin(&path).with_context(|| {
+            format!(
+                "opening {} (is netxdp attached to {}?)",
+                path.display(),
+                pins.iface()
+            )
+        })?;
+        Ok(Self {
+            map: PerCpuHashMap::try_from(Map::PerCpuLruHashMap(data))?,
+        })
+    }
+
+    pub fn take_from(ebpf: &mut Ebpf) -> Result<Self> {
+        let map = ebpf
+            .take_map(names::FLOWS_MAP)
+            .context("the object has no FLOWS map")?;
+        Ok(Self {
+            map: PerCpuHashMap::try_from(map)?,
+        })
+    }
+
+    /// Every flow, its counters summed over CPUs.
+    pub fn read(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
+        let mut flows = Vec::new();
+        for entry in self.map.iter() {
+            // A flow evicted between listing its key and reading it is simply gone.
+            let Ok((key, per_cpu)) = entry else { continue };
+            let mut total = FlowStats::default();
+            for cpu in per_cpu.iter() {
+                total.merge(cpu);
+            }
+            if total.packets > 0 {
+                flows.push((key, total));
+            }
+        }
+        Ok(flows)
+    }
+}
+
+/// `netxdp flows --json`.
+#[derive(Debug, Serialize)]
+pub struct FlowsRecord {
+    pub schema: &'static str,
+    pub iface: String,
+    /// Flows the table holds at most.
+    pub table_size: u32,
+    /// In the order asked for.
+    pub flows: Vec<FlowRecord>,
+}
+
+/// One flow, as the interface received it: `peer` sent to `local`.
+#[derive(Debug, Serialize)]
+pub struct FlowRecord {
+    /// tcp, udp, icmp, icmpv6, an IP protocol number, arp or other.
+    pub proto: String,
+    /// The destination address (`null` for non-IP) and port (`null` without ports).
+    pub local: Option<IpAddr>,
+    pub local_port: Option<u16>,
+    pub peer: Option<IpAddr>,
+    pub peer_port: Option<u16>,
+    /// The outer VLAN id, `null` untagged.
+    pub vlan: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Bits per second between the first and the last packet; `null` for a single packet.
+    pub bps: Option<f64>,
+    /// RFC 3339, UTC.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// TCP flags seen, as ss and tcpdump name them (`S`, `A`, `F`, `R`, `P`, `U`, `E`, `C`).
+    pub tcp_flags: String,
+    /// The last packet's verdict, and the rule that gave it (`null` for a default).
+    pub verdict: &'static str,
+    pub rule: Option<u32>,
+}
+
+impl FlowRecord {
+    fn new(key: &FlowKey, flow: &FlowStats, now_ns: u64, now: SystemTime) -> Self {
+        let address = |bytes: &[u8; 16]| match key.l3() {
+            L3::Ipv4 => Some(IpAddr::V4(Ipv4Addr::new(
+                bytes[0], bytes[1], bytes[2], bytes[3],
+            ))),
+            L3::Ipv6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+            _ => None,
+        };
+        let ports = (key.sport != 0 || key.dport != 0).then_some((key.sport, key.dport));
+        let wall = |ns: u64| {
+            let ago = Duration::from_nanos(now_ns.saturating_sub(ns));
+            rfc3339(now.checked_sub(ago).unwrap_or(now))
+        };
+        let seconds = (flow.last_seen_ns.saturating_sub(flow.first_seen_ns)) as f64 / 1e9;
+        Self {
+            proto: proto_name(key),
+            local: address(&key.dst),
+            local_port: ports.map(|(_, dport)| dport),
+            peer: address(&key.src),
+            peer_port: ports.map(|(sport, _)| sport),
+            vlan: (key.vlan_id != 0).then_some(key.vlan_id),
+            packets: flow.packets,
+            bytes: flow.bytes,
+            bps: (flow.packets > 1 && seconds > 0.0).then(|| flow.bytes as f64 * 8.0 / seconds),
+            first_seen: wall(flow.first_seen_ns),
+            last_seen: wall(flow.last_seen_ns),
+            tcp_flags: tcp_flags(flow.tcp_flags),
+            verdict: XDP_ACTIONS
+                .get(flow.action as usize)
+                .copied()
+                .unwrap_or("unknown"),
+            rule: (flow.rule_id != 0).then_some(flow.rule_id),
+        }
+    }
+}
+
+fn proto_name(key: &FlowKey) -> String {
+    match key.l3() {
+        L3::Ipv4 | L3::Ipv6 => match L4::from_ip_proto(key.ip_proto) {
+            L4::Other => key.ip_proto.to_string(),
+            l4 => l4.as_str().to_owned(),
+        },
+        l3 => l3.as_str().to_owned(),
+    }
+}
+
+fn tcp_flags(flags: u8) -> String {
+    const NAMES: [(u8, char); 8] = [
+        (0x02, 'S'),
+        (0x10, 'A'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'C'),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+impl FlowsRecord {
+    /// The flows of `iface`, ordered by `sort` (descending), at most `limit` of them.
+    pub fn new(
+        iface: &str,
+        table_size: u32,
+        mut flows: Vec<(FlowKey, FlowStats)>,
+        sort: impl Fn(&FlowRecord) -> f64,
+        limit: Option<usize>,
+    ) -> Self {
+        let now_ns = monotonic_ns();
+        let now = SystemTime::now();
+        let mut records: Vec<FlowRecord> = flows
+            .drain(..)
+            .map(|(key, flow)| FlowRecord::new(&key, &flow, now_ns, now))
+            .collect();
+        records.sort_by(|a, b| sort(b).total_cmp(&sort(a)));
+        records.truncate(limit.unwrap_or(usize::MAX));
+        Self {
+            schema: FLOWS_SCHEMA,
+            iface: iface.to_owned(),
+            table_size,
+            flows: records,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let endpoint = |addr: Option<IpAddr>, port: Option<u16>| match (addr, port) {
+            (Some(IpAddr::V6(addr)), Some(port)) => format!("[{addr}]:{port}"),
+            (Some(addr), Some(port)) => format!("{addr}:{port}"),
+            (Some(addr), None) => addr.to_string(),
+            (None, _) => "*".to_owned(),
+        };
+        let mut out = format!(
+            "{}: {} flow{} (table holds {})\n",
+            self.iface,
+            self.flows.len(),
+            if self.flows.len() == 1 { "" } else { "s" },
+            self.table_size
+        );
+        let _ = writeln!(
+            out,
+            "{:<7} {:<42} {:<42} {:>10} {:>12} {:>14} {:<6} {:>6} {:<5}",
+            "PROTO", "LOCAL", "PEER", "PACKETS", "BYTES", "RATE", "VERDICT", "RULE", "FLAGS"
+        );
+        for flow in &self.flows {
+            let _ = writeln!(
+                out,
+                "{:<7} {:<42} {:<42} {:>10} {:>12} {:>14} {:<6} {:>6} {:<5}",
+                flow.proto,
+                endpoint(flow.local, flow.local_port),
+                endpoint(flow.peer, flow.peer_port),
+                flow.packets,
+                crate::report::human_bytes(flow.bytes),
+                flow.bps
+                    .map_or("-".to_owned(), crate::report::human_bits_per_sec),
+                flow.verdict,
+                flow.rule.map_or("-".to_owned(), |id| id.to_string()),
+                flow.tcp_flags,
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_flags_are_named_as_tcpdump_names_them() {
+        assert_eq!(tcp_flags(0x12), "SA");
+        assert_eq!(tcp_flags(0), "");
+        assert_eq!(tcp_flags(0x11), "AF");
+    }
+}
