@@ -150,8 +150,6 @@ pub struct Packet {
     /// The IP protocol (IPv4) or final next-header (IPv6); 0 for non-IP.
     pub ip_proto: u8,
     pub fragment: Fragment,
-    /// The outer VLAN tag's VLAN id; 0 untagged.
-    pub vlan_id: u16,
 }
 
 /// [`Transport`] as plain fields, every one always written: the XDP program keeps the packet
@@ -185,7 +183,6 @@ impl Packet {
             vlan_tags: 0,
             ip_proto: 0,
             fragment: Fragment::None,
-            vlan_id: 0,
             src: [0; 16],
             dst: [0; 16],
             l4_header: L4Header {
@@ -213,7 +210,6 @@ impl Packet {
         self.vlan_tags = 0;
         self.ip_proto = 0;
         self.fragment = Fragment::None;
-        self.vlan_id = 0;
     }
 
     /// The transport header fields the parser extracted.
@@ -314,9 +310,6 @@ pub fn parse_into<F: Frame>(frame: &F, packet: &mut Packet) {
         let Some(tag) = frame.bytes::<4>(offset) else {
             return packet.set_malformed();
         };
-        if packet.vlan_tags == 0 {
-            packet.vlan_id = be16(tag[0], tag[1]) & 0x0fff;
-        }
         packet.vlan_tags += 1;
         ethertype = be16(tag[2], tag[3]);
         offset += 4;

@@ -3,11 +3,12 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::LruPerCpuHashMap, programs::XdpContext};
 use net_common::{
-    flow::{DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowStats},
+    flow::{DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowStats, outer_vlan_id},
+    frame::Frame,
     parse::Packet,
 };
 
-use crate::{clock, filter::Decision};
+use crate::{clock, filter::Decision, frame::XdpFrame};
 
 /// 1 to track flows; set by the loader. A read-only global: when it is 0 the verifier proves
 /// the tracking dead and removes it.
@@ -31,7 +32,10 @@ pub fn track(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
     }
     // SAFETY: the context the kernel passed.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let key = FlowKey::of(packet, ifindex);
+    let vlan_id = XdpFrame::new(ctx)
+        .bytes::<16>(0)
+        .map_or(0, |header| outer_vlan_id(&header));
+    let key = FlowKey::of(packet, ifindex, vlan_id);
     let now = clock::coarse_now_ns();
     match FLOWS.get_ptr_mut(&key) {
         // SAFETY: this CPU's own copy; XDP does not preempt itself.
