@@ -6,6 +6,7 @@
 //! | `prog`  | the program, for `bpftool prog run/profile pinned ...`          |
 //! | `STATS` | the per-CPU counters ([`net_common::stats::Stats`])             |
 //! | `INFO`  | the attach record ([`net_common::info::AttachInfo`])            |
+//! | `FLOWS` | the flow table ([`net_common::flow`])                            |
 //! | `RULES`, `FILTER_*`, ... | the filter's rule set and counters ([`net_common::names::FILTER_MAPS`]) |
 
 use std::path::{Path, PathBuf};
