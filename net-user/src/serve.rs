@@ -4,9 +4,9 @@
 //! appear or go.
 //!
 //! A scrape reads a [`Snapshot`] (plain data, one [`IfaceMetrics`] per attached interface),
-//! then encodes it through prometheus-client's [`Collector`]. A new source (the flow table's
-//! fill, ring-buffer losses) is a field of [`IfaceMetrics`], read in [`IfaceMetrics::read`],
-//! and a family written in [`Snapshot::encode`].
+//! then encodes it through prometheus-client's [`Collector`]. A new source (ring-buffer
+//! losses, say) is a field of [`IfaceMetrics`], read in [`IfaceMetrics::read`], and a family
+//! written in [`Snapshot::encode`].
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -39,7 +39,9 @@ use prometheus_client::{
 };
 use tracing::{debug, warn};
 
-use crate::{counters::CounterMap, filter::FilterMaps, pins::PinDir};
+use crate::{
+    attach::read_info, counters::CounterMap, filter::FilterMaps, flows::FlowTable, pins::PinDir,
+};
 
 /// Where `serve` listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
@@ -62,6 +64,8 @@ pub struct IfaceMetrics {
     /// The program's run time and runs, as the kernel counts them; `None` when the pinned
     /// program cannot be read.
     pub program: Option<ProgramRuns>,
+    /// Flows in the table, and how many it holds; `None` when flow tracking is off.
+    pub flows: Option<(u64, u32)>,
 }
 
 /// The rule set in force on an interface.
@@ -113,11 +117,26 @@ impl IfaceMetrics {
                 None
             }
         };
+        let flows = match read_info(pins).map(|info| info.flow_table_size) {
+            Ok(0) => None,
+            Ok(size) => match FlowTable::from_pin(pins) {
+                Ok(table) => Some((table.count() as u64, size)),
+                Err(error) => {
+                    warn!("{}: flow table not exported: {error:#}", pins.iface());
+                    None
+                }
+            },
+            Err(error) => {
+                debug!("{}: attach record unreadable: {error:#}", pins.iface());
+                None
+            }
+        };
         Ok(Self {
             iface: pins.iface().to_owned(),
             stats,
             filter,
             program,
+            flows,
         })
     }
 }
@@ -366,6 +385,23 @@ impl Collector for Snapshot {
         let help = "What packets no rule matches get (the label; the value is 1).";
         gauges(&mut encoder, "netxdp_policy", help, samples)?;
 
+        let tables: Vec<(&str, (u64, u32))> = ifaces
+            .iter()
+            .filter_map(|i| Some((i.iface.as_str(), i.flows?)))
+            .collect();
+        let samples = tables
+            .iter()
+            .map(|(iface, (entries, _))| (labels(iface, &[]), *entries as i64))
+            .collect();
+        let help = "Flows in the flow table (the least recently seen are evicted when full).";
+        gauges(&mut encoder, "netxdp_flows", help, samples)?;
+        let samples = tables
+            .iter()
+            .map(|(iface, (_, size))| (labels(iface, &[]), i64::from(*size)))
+            .collect();
+        let help = "Flows the flow table holds at most.";
+        gauges(&mut encoder, "netxdp_flow_table_size", help, samples)?;
+
         let programs: Vec<(&str, ProgramRuns)> = ifaces
             .iter()
             .filter_map(|i| Some((i.iface.as_str(), i.program?)))
@@ -526,6 +562,7 @@ mod tests {
                     run_time: Duration::from_micros(1500),
                     run_count: 42,
                 }),
+                flows: Some((3, 65_536)),
             }],
             bpf_stats_enabled: Some(true),
         }
@@ -543,6 +580,8 @@ mod tests {
             r#"netxdp_l3_packets_total{iface="eth\"0",l3="ipv4"} 42"#,
             r#"netxdp_l4_bytes_total{iface="eth\"0",l4="other"} 0"#,
             r#"netxdp_matched_packets_total{iface="eth\"0"} 30"#,
+            r#"netxdp_flows{iface="eth\"0"} 3"#,
+            r#"netxdp_flow_table_size{iface="eth\"0"} 65536"#,
             r#"netxdp_matched_bytes_total{iface="eth\"0"} 3000"#,
             r#"netxdp_searched_packets_total{iface="eth\"0"} 0"#,
             r#"netxdp_rule_packets_total{iface="eth\"0",rule="7",action="drop"} 30"#,

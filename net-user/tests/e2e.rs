@@ -999,6 +999,9 @@ fn serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm() {
         };
 
     let first = scrape();
+    // Two flows: each burst came from a socket, and so a source port, of its own.
+    assert_eq!(value(&first, "netxdp_flows", &[]), 2);
+    assert_eq!(value(&first, "netxdp_flow_table_size", &[]), 65_536);
     let record = stats_snapshot(&iface);
     let rules = rules_json(&iface);
     let id_label = id.to_string();
