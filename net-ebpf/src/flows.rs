@@ -17,10 +17,10 @@ static FLOWS_ENABLED: u8 = 1;
 
 /// Sized by the loader (`--flow-table-size`).
 #[map(name = "FLOWS")]
-static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::pinned(
-    DEFAULT_FLOW_TABLE_SIZE,
-    aya_ebpf::bindings::BPF_F_NO_COMMON_LRU,
-);
+/// One LRU list for all CPUs: with a list per CPU (BPF_F_NO_COMMON_LRU), each CPU would hold
+/// only its share of the table, and flows arriving on one CPU would fill half of it.
+static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> =
+    LruPerCpuHashMap::pinned(DEFAULT_FLOW_TABLE_SIZE, 0);
 
 /// Counts `packet`, decided as `decision`, to its flow.
 #[inline(always)]

@@ -177,6 +177,33 @@ pub enum Command {
         json: bool,
     },
 
+    /// A full-screen live view: rates by verdict and protocol, top sources, flows and rules.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp top                      # every attached interface\n  \
+        sudo netxdp top eth0 -i 2            # one interface, a sample every 2 s\n  \
+        sudo netxdp top eth0 -c 3 | less     # not a terminal: plain tables, 3 samples\n\n\
+        Keys:\n  \
+        Tab, Shift-Tab, 1 2 3   switch panes: 1 sources, 2 flows, 3 rules\n  \
+        s                       cycle the sort: packets, bytes, rate (over the last interval)\n  \
+        /                       type a filter (rows containing the text); Enter applies it\n  \
+        Esc                     clear the filter\n  \
+        p, space                pause and resume sampling\n  \
+        Up Down PgUp PgDn Home  scroll\n  \
+        q, Ctrl-C               quit (the terminal is restored; SIGTERM does the same)\n\n\
+        The header shows packets and bits per second by verdict and by protocol, with a \
+        sparkline of the last 120 samples. Sources are the flows summed by peer (source) \
+        address; flows are as `netxdp flows` shows them, their rate over the last interval; \
+        rules are as `netxdp rule list` shows them, with hits per second. The maps are read \
+        on a thread of their own, so the keys stay responsive with a full 65,536-flow table \
+        (reading one takes a fraction of a second). When stdout is not a terminal, top prints \
+        the counters (as `stats`) and the top 20 flows by bytes (as `flows`) each interval.")]
+    Top {
+        /// Interfaces to show (default: every attached interface).
+        ifaces: Vec<String>,
+        #[command(flatten)]
+        sampling: Sampling,
+    },
+
     /// Attach for as long as this command runs, show live stats, detach on Ctrl-C or SIGTERM.
     #[command(after_help = "Example:\n  sudo netxdp watch eth0 --interval 2")]
     Watch {
@@ -484,6 +511,25 @@ mod tests {
             let error = parse(&["serve", "--listen", bad]).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn top_takes_interfaces_and_sampling() {
+        let Command::Top { ifaces, sampling } = parse(&["top"]).unwrap().command else {
+            panic!()
+        };
+        assert!(ifaces.is_empty());
+        assert_eq!(sampling.interval, Duration::from_secs(1));
+        let Command::Top { ifaces, sampling } =
+            parse(&["top", "eth0", "eth1", "-i", "0.5", "-c", "2"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(ifaces, ["eth0", "eth1"]);
+        assert_eq!(sampling.interval, Duration::from_millis(500));
+        assert_eq!(sampling.count.map(NonZeroU64::get), Some(2));
     }
 
     #[test]

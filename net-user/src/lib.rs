@@ -10,6 +10,7 @@
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
+//! - [`top`]: the live full-screen view of `netxdp top`.
 //! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
 //! - [`cli`] and [`commands`]: the command line.
 
@@ -26,4 +27,5 @@ pub mod preflight;
 pub mod program;
 pub mod report;
 pub mod serve;
+pub mod top;
 pub mod traffic;

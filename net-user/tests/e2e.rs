@@ -1224,3 +1224,135 @@ fn flows_lists_exactly_the_flows_sent_with_their_counts_and_verdicts() {
         "{text}"
     );
 }
+
+#[test]
+fn top_runs_in_a_pseudo_terminal_sorts_on_s_and_restores_the_terminal_on_q() {
+    let test = "top_runs_in_a_pseudo_terminal_sorts_on_s_and_restores_the_terminal_on_q";
+    if !kernel_available(test) {
+        return;
+    }
+    let subnet = 24;
+    let net = VethNet::create("top", subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let host = IpAddr::V4(VethNet::host_v4(subnet));
+    net.run_in_namespace(move || traffic::udp_burst(SocketAddr::new(host, 9), 25, &[7; 40]))
+        .expect("traffic");
+    let peer = VethNet::peer_v4(subnet).to_string();
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netxdp"));
+    command.args(["top", &iface, "--interval", "0.2"]);
+    let mut session = expectrl::Session::spawn(command).expect("spawn in a pty");
+    session
+        .get_process_mut()
+        .set_window_size(140, 40)
+        .expect("window size");
+    // The screen as a terminal would show it, from everything netxdp wrote.
+    let size = |n: u16| std::num::NonZeroU16::new(n).expect("non-zero");
+    let mut screen = vt100::Parser::new(size(40), size(140), 0);
+    let mut output = Vec::new();
+    let mut pump = |session: &mut expectrl::session::OsSession,
+                    screen: &mut vt100::Parser,
+                    until: &dyn Fn(&vt100::Screen) -> bool,
+                    within: Duration|
+     -> bool {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 8192];
+        loop {
+            match session.try_read(&mut buf) {
+                Ok(0) => return until(screen.screen()),
+                Ok(n) => {
+                    screen.process(&buf[..n]);
+                    output.extend_from_slice(&buf[..n]);
+                    continue;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                // EIO: the child is gone and the pty drained.
+                Err(_) => return until(screen.screen()),
+            }
+            if until(screen.screen()) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let shows = |text: String| move |screen: &vt100::Screen| screen.contents().contains(&text);
+
+    assert!(
+        pump(
+            &mut session,
+            &mut screen,
+            &shows(format!("{peer}:")),
+            Duration::from_secs(10)
+        ),
+        "the flow from {peer} never showed:\n{}",
+        screen.screen().contents()
+    );
+    assert!(
+        screen.screen().alternate_screen(),
+        "top uses the alternate screen"
+    );
+    assert!(screen.screen().hide_cursor(), "top hides the cursor");
+    let contents = screen.screen().contents();
+    assert!(contents.contains("sort: packets"), "{contents}");
+    assert!(contents.contains(&format!("{host}:9")), "{contents}");
+    assert!(contents.contains("udp"), "{contents}");
+
+    std::io::Write::write_all(&mut session, b"s").expect("press s");
+    assert!(
+        pump(
+            &mut session,
+            &mut screen,
+            &shows("sort: bytes".into()),
+            Duration::from_secs(5)
+        ),
+        "s did not change the sort:\n{}",
+        screen.screen().contents()
+    );
+
+    std::io::Write::write_all(&mut session, b"q").expect("press q");
+    let exited = pump(
+        &mut session,
+        &mut screen,
+        &|screen: &vt100::Screen| !screen.alternate_screen(),
+        Duration::from_secs(5),
+    );
+    assert!(exited, "q did not leave the alternate screen");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match session.get_process().status() {
+            Ok(expectrl::process::unix::WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    // Whatever was still in flight.
+    pump(
+        &mut session,
+        &mut screen,
+        &|_: &vt100::Screen| false,
+        Duration::from_millis(200),
+    );
+    assert!(
+        matches!(
+            status,
+            Ok(expectrl::process::unix::WaitStatus::Exited(_, 0))
+        ),
+        "top did not exit 0 within 5 s of q: {status:?}"
+    );
+    assert!(!screen.screen().hide_cursor(), "the cursor is shown again");
+    let text = String::from_utf8_lossy(&output);
+    let left = text
+        .rfind("\x1b[?1049l")
+        .expect("leaves the alternate screen");
+    let rest = &text[left + "\x1b[?1049l".len()..];
+    assert!(
+        rest.starts_with("\x1b[?25h") && rest.replace("\x1b[?25h", "").trim().is_empty(),
+        "the output ends by leaving the alternate screen and showing the cursor: {rest:?}"
+    );
+}

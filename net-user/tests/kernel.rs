@@ -168,3 +168,35 @@ fn kernel_agrees_with_reference_on_100k_random_and_mutated_frames() {
     assert!(total.malformed.packets > 5000, "{:?}", total.malformed);
     assert_eq!(total.total().packets, frames);
 }
+
+#[test]
+fn the_flow_table_counts_every_flow_and_reads_back_in_batches() {
+    if !kernel_available("the_flow_table_counts_every_flow_and_reads_back_in_batches") {
+        return;
+    }
+    let mut kernel = Kernel::load();
+    let flows = netxdp::flows::FlowTable::take_from(&mut kernel.ebpf).expect("FLOWS map");
+    // More flows than one batch reads (4,096): 5,000 source ports, each sent 1 to 3 times.
+    let mut sent = 0;
+    for port in 0..5_000u16 {
+        let frame = net_common::testing::FrameSpec::ipv4_udp(10_000 + port, 53, 10).build();
+        for _ in 0..=(port % 3) {
+            kernel.run(&frame);
+            sent += 1;
+        }
+    }
+    assert_eq!(flows.count(), 5_000);
+    let read = flows.read().expect("read the flow table");
+    assert_eq!(read.len(), 5_000);
+    let packets: u64 = read.iter().map(|(_, flow)| flow.packets).sum();
+    assert_eq!(packets, sent);
+    for (key, flow) in &read {
+        assert_eq!(
+            flow.packets,
+            u64::from((key.sport - 10_000) % 3) + 1,
+            "{key:?}"
+        );
+        assert_eq!(key.dport, 53);
+        assert_eq!(flow.action, XDP_PASS as u8);
+    }
+}

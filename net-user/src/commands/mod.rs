@@ -99,6 +99,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             sampling,
             json,
         } => stats(ifaces, sampling, json).await,
+        Command::Top { ifaces, sampling } => crate::top::run(ifaces, sampling).await,
         Command::Watch {
             iface,
             mode,
@@ -119,7 +120,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
 
 /// Writes one line to stdout. A closed pipe (`| head`) is a normal way to stop reading, so
 /// it ends the command quietly, as it does for tcpdump.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
@@ -207,20 +208,20 @@ async fn sample_loop(
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM.
-struct Shutdown {
+pub(crate) struct Shutdown {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
         })
     }
 
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}

@@ -1,0 +1,106 @@
+//! Userspace cost of reading a full flow table once a second, as `netxdp flows` (and the
+//! refresh of a live view) does: the CPU time and peak memory of the real binary, on a real
+//! attachment whose table holds 65,536 flows.
+
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use net_common::{flow::DEFAULT_FLOW_TABLE_SIZE, testing::FrameSpec};
+use netxdp::{netns::VethNet, traffic};
+
+/// The subnet of the bench's veth pair (the xdp-filter peer uses 213).
+const SUBNET: u8 = 214;
+
+/// What refreshing once a second for `seconds` cost.
+pub struct Refresh {
+    pub flows: usize,
+    pub seconds: u32,
+    /// CPU time (user + system) of all the refreshes.
+    pub cpu: Duration,
+    /// The largest resident set of any refresh.
+    pub peak_rss_kib: i64,
+    pub slowest: Duration,
+}
+
+/// Attaches `netxdp` to a veth pair, fills its flow table from the namespace, then runs
+/// `netxdp flows IFACE --json` once a second for `seconds`.
+pub fn flows_refresh(seconds: u32) -> Result<Refresh> {
+    let net = VethNet::create("ub", SUBNET).context("creating the bench's veth pair")?;
+    let iface = net.host_if().to_owned();
+    let netxdp = env!("CARGO_BIN_EXE_netxdp");
+    let _detach = Detach(netxdp, iface.clone());
+    let status = Command::new(netxdp)
+        .args(["attach", &iface, "--mode", "skb"])
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "netxdp attach {iface} failed");
+
+    // One flow per source port, sent raw from the namespace.
+    let flows = DEFAULT_FLOW_TABLE_SIZE as usize;
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|index| FrameSpec::ipv4_udp(index as u16, 9, 0).build())
+        .collect();
+    let peer = net.peer_if().to_owned();
+    net.run_in_namespace(move || traffic::send_frames(&peer, &frames))
+        .context("sending the frames")?;
+
+    let mut cpu = Duration::ZERO;
+    let mut slowest = Duration::ZERO;
+    let before = children_usage();
+    let started = Instant::now();
+    let mut listed = 0;
+    for second in 0..seconds {
+        let begun = Instant::now();
+        let output = Command::new(netxdp)
+            .args(["flows", &iface, "--json"])
+            .output()?;
+        ensure!(output.status.success(), "netxdp flows failed");
+        if second == 0 {
+            let record: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            listed = record["flows"].as_array().map_or(0, Vec::len);
+        }
+        slowest = slowest.max(begun.elapsed());
+        let next = started + Duration::from_secs(u64::from(second) + 1);
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let after = children_usage();
+    cpu += after.0.saturating_sub(before.0);
+    ensure!(
+        listed >= flows * 99 / 100,
+        "only {listed} of {flows} flows listed"
+    );
+    Ok(Refresh {
+        flows: listed,
+        seconds,
+        cpu,
+        peak_rss_kib: after.1,
+        slowest,
+    })
+}
+
+/// CPU time and peak RSS (KiB) of the children waited for so far.
+fn children_usage() -> (Duration, i64) {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    (time(usage.ru_utime) + time(usage.ru_stime), usage.ru_maxrss)
+}
+
+/// Detaches on drop, before the veth pair goes.
+struct Detach(&'static str, String);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = Command::new(self.0)
+            .args(["detach", &self.1])
+            .stdout(Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,484 @@
+//! How `netxdp top` draws its state, with ratatui on crossterm, and the terminal it owns
+//! while it runs.
+
+use std::{
+    io::{self, Stdout},
+    sync::{
+        Once,
+        atomic::{AtomicBool, Ordering},
+        mpsc::Receiver,
+    },
+    time::Duration,
+};
+
+use anyhow::Result;
+use ratatui::{
+    Frame as Canvas, Terminal,
+    backend::CrosstermBackend,
+    crossterm::{
+        cursor::{Hide, Show},
+        event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
+        execute,
+        terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
+    },
+    layout::{Constraint, Layout, Rect},
+    style::{Modifier, Style, Stylize as _},
+    text::{Line, Span},
+    widgets::{Block, Cell, Row, Table},
+};
+
+use super::{App, ClassRow, Frame, Key, Pane, SortBy, endpoint, sparkline};
+use crate::{
+    cli::Sampling,
+    report::{human_bits_per_sec, human_bytes, rfc3339},
+};
+
+/// The terminal in raw mode on the alternate screen, cursor hidden, for as long as this
+/// lives: dropping it (on return, on error, or unwinding from a panic) restores the terminal,
+/// and a panic hook does so before the panic message is printed.
+struct Screen {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> Result<Self> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore();
+                previous(info);
+            }));
+        });
+        enable_raw_mode()?;
+        if let Err(error) = execute!(io::stdout(), EnterAlternateScreen, Hide) {
+            restore();
+            return Err(error.into());
+        }
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(terminal) => Ok(Self { terminal }),
+            Err(error) => {
+                restore();
+                Err(error.into())
+            }
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Raw mode off, the main screen back, the cursor shown: what the shell expects.
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
+}
+
+fn key_of(event: KeyEvent) -> Option<Key> {
+    if event.kind != KeyEventKind::Press {
+        return None;
+    }
+    let ctrl = event.modifiers.contains(KeyModifiers::CONTROL);
+    Some(match event.code {
+        KeyCode::Char('c') if ctrl => Key::Interrupt,
+        KeyCode::Char(c) if !ctrl => Key::Char(c),
+        KeyCode::Tab => Key::Tab,
+        KeyCode::BackTab => Key::BackTab,
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Backspace => Key::Backspace,
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::PageUp => Key::PageUp,
+        KeyCode::PageDown => Key::PageDown,
+        KeyCode::Home => Key::Home,
+        _ => return None,
+    })
+}
+
+/// Draws the last frame received and handles keys until `q`, Ctrl-C, `stop`, or the
+/// sample count; the terminal is restored on every way out.
+pub(super) fn run_ui(
+    frames: &Receiver<Frame>,
+    stop: &AtomicBool,
+    paused: &AtomicBool,
+    sampling: Sampling,
+) -> Result<()> {
+    let mut screen = Screen::enter()?;
+    let mut app = App::default();
+    let mut dirty = true;
+    while !stop.load(Ordering::Relaxed) && !app.quit {
+        while let Ok(frame) = frames.try_recv() {
+            app.ingest(frame);
+            dirty = true;
+        }
+        if dirty {
+            screen
+                .terminal
+                .draw(|canvas| draw(canvas, &mut app, sampling))?;
+            dirty = false;
+        }
+        if sampling
+            .count
+            .is_some_and(|count| app.frames >= count.get())
+        {
+            break;
+        }
+        if event::poll(Duration::from_millis(50))? {
+            match event::read()? {
+                Event::Key(key) => {
+                    if let Some(key) = key_of(key) {
+                        app.on_key(key);
+                        paused.store(app.paused, Ordering::Relaxed);
+                        dirty = true;
+                    }
+                }
+                Event::Resize(..) => dirty = true,
+                _ => {}
+            }
+        }
+    }
+    drop(screen);
+    Ok(())
+}
+
+fn rate_text(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or("-".to_owned(), format)
+}
+
+fn pps_text(pps: Option<f64>) -> String {
+    rate_text(pps, |v| format!("{v:.1}"))
+}
+
+fn bps_text(bps: Option<f64>) -> String {
+    rate_text(bps, human_bits_per_sec)
+}
+
+fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
+    let [title, header, tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(8),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(canvas.area());
+
+    let (ifaces, when) = match &app.frame {
+        Some(frame) => (frame.ifaces.join(", "), rfc3339(frame.wall)),
+        None => (String::new(), "reading...".to_owned()),
+    };
+    let mut title_line = vec![
+        Span::styled("netxdp top", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(
+            "  {ifaces}  {when}  every {:.1} s",
+            sampling.interval.as_secs_f64()
+        )),
+    ];
+    if app.paused {
+        title_line.push(Span::styled("  PAUSED", Style::new().reversed()));
+    }
+    canvas.render_widget(Line::from(title_line), title);
+
+    draw_header(canvas, app, header);
+
+    let mut tab_spans = Vec::new();
+    for (i, pane) in Pane::ALL.iter().enumerate() {
+        let text = format!(" {} {} ", i + 1, pane.title());
+        let style = if *pane == app.pane {
+            Style::new().reversed().add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        tab_spans.push(Span::styled(text, style));
+        tab_spans.push(Span::raw(" "));
+    }
+    tab_spans.push(Span::raw(format!("  sort: {}", app.sort.as_str())));
+    if !app.filter.is_empty() {
+        tab_spans.push(Span::raw(format!("  filter: {}", app.filter)));
+    }
+    canvas.render_widget(Line::from(tab_spans), tabs);
+
+    match app.pane {
+        Pane::Flows => draw_flows(canvas, app, body),
+        Pane::Sources => draw_sources(canvas, app, body),
+        Pane::Rules => draw_rules(canvas, app, body),
+    }
+
+    let status_line = if let Some(text) = &app.editing {
+        Line::from(vec![
+            Span::styled("filter: ", Style::new().bold()),
+            Span::raw(format!("{text}_")),
+            Span::raw("   Enter applies, Esc clears"),
+        ])
+    } else if let Some(error) = app.frame.as_ref().and_then(|f| f.errors.first()) {
+        Line::from(Span::styled(error.clone(), Style::new().reversed()))
+    } else {
+        let read = app.frame.as_ref().map_or(String::new(), |frame| {
+            format!("   read in {} ms", frame.read_time.as_millis())
+        });
+        Line::from(format!(
+            "q quit  Tab/1-3 pane  s sort  / filter  Esc clear  p pause  ↑↓ scroll{read}"
+        ))
+    };
+    canvas.render_widget(status_line, status);
+}
+
+fn draw_header(canvas: &mut Canvas, app: &App, area: Rect) {
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let Some(frame) = &app.frame else {
+        canvas.render_widget(Block::bordered().title(" by verdict "), left);
+        canvas.render_widget(Block::bordered().title(" by protocol "), right);
+        return;
+    };
+    let table = |rows: Vec<&ClassRow>, title: &'static str| {
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|class| {
+                let history = app
+                    .history
+                    .get(&class.name)
+                    .map(|values| sparkline(values, 60))
+                    .unwrap_or_default();
+                Row::new(vec![
+                    Cell::from(class.name.clone()),
+                    Cell::from(pps_text(class.rate.pps)),
+                    Cell::from(bps_text(class.rate.bps)),
+                    Cell::from(history),
+                ])
+            })
+            .collect();
+        Table::new(
+            rows,
+            [
+                Constraint::Length(8),
+                Constraint::Length(10),
+                Constraint::Length(15),
+                Constraint::Min(5),
+            ],
+        )
+        .header(Row::new(vec!["", "pps", "bps", "pps history"]).bold())
+        .block(Block::bordered().title(title))
+    };
+    // Total, pass and drop always; the rarer verdicts when they happen.
+    let verdicts: Vec<&ClassRow> = std::iter::once(&frame.total)
+        .chain(
+            frame
+                .actions
+                .iter()
+                .filter(|a| matches!(a.name.as_str(), "pass" | "drop") || a.packets > 0),
+        )
+        .take(6)
+        .collect();
+    canvas.render_widget(table(verdicts, " by verdict "), left);
+    let protocols: Vec<&ClassRow> = frame
+        .protocols
+        .iter()
+        .chain(frame.layers.iter().filter(|l| l.name != "other"))
+        .filter(|c| c.packets > 0 || c.name != "other")
+        .take(6)
+        .collect();
+    canvas.render_widget(table(protocols, " by protocol "), right);
+}
+
+/// The sort column's header, marked.
+fn heading(name: &'static str, sort: SortBy, this: Option<SortBy>) -> Cell<'static> {
+    if this == Some(sort) {
+        Cell::from(format!("{name}▼")).bold().underlined()
+    } else {
+        Cell::from(name).bold()
+    }
+}
+
+/// The rows of `total` that fit `area` from the scroll position (clamped), and a title.
+fn visible(app: &mut App, total: usize, area: Rect) -> (usize, usize) {
+    let height = area.height.saturating_sub(3) as usize;
+    app.scroll = app.scroll.min(total.saturating_sub(1));
+    (app.scroll, height)
+}
+
+fn pane_block(app: &App, name: &str, shown: usize, of: usize, extra: &str) -> Block<'static> {
+    let filtered = if app.filter.is_empty() {
+        String::new()
+    } else {
+        format!(" matching {:?}", app.filter)
+    };
+    Block::bordered().title(format!(
+        " {name}: {shown} of {of}{filtered}, sort: {}{extra} ",
+        app.sort.as_str()
+    ))
+}
+
+fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
+    let (all, flowless, many) = match &app.frame {
+        Some(frame) => (
+            frame.flows.len(),
+            frame.flowless.clone(),
+            frame.ifaces.len() > 1,
+        ),
+        None => (0, Vec::new(), false),
+    };
+    let total = app.flows().len();
+    let (from, height) = visible(app, total, area);
+    let sort = app.sort;
+    let rows: Vec<Row> = app
+        .flows()
+        .into_iter()
+        .skip(from)
+        .take(height)
+        .map(|flow| {
+            let r = &flow.record;
+            let mut cells = Vec::new();
+            if many {
+                cells.push(Cell::from(flow.iface.to_string()));
+            }
+            cells.extend([
+                Cell::from(r.proto.clone()),
+                Cell::from(endpoint(r.local, r.local_port)),
+                Cell::from(endpoint(r.peer, r.peer_port)),
+                Cell::from(r.packets.to_string()),
+                Cell::from(human_bytes(r.bytes)),
+                Cell::from(bps_text(flow.rate.bps)),
+                Cell::from(r.verdict),
+                Cell::from(r.rule.map_or("-".to_owned(), |id| id.to_string())),
+            ]);
+            Row::new(cells)
+        })
+        .collect();
+    let mut header = Vec::new();
+    let mut widths = Vec::new();
+    if many {
+        header.push(Cell::from("IFACE").bold());
+        widths.push(Constraint::Length(12));
+    }
+    header.extend([
+        Cell::from("PROTO").bold(),
+        Cell::from("LOCAL").bold(),
+        Cell::from("PEER").bold(),
+        heading("PACKETS", sort, Some(SortBy::Packets)),
+        heading("BYTES", sort, Some(SortBy::Bytes)),
+        heading("RATE", sort, Some(SortBy::Rate)),
+        Cell::from("VERDICT").bold(),
+        Cell::from("RULE").bold(),
+    ]);
+    widths.extend([
+        Constraint::Length(7),
+        Constraint::Min(21),
+        Constraint::Min(21),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(14),
+        Constraint::Length(8),
+        Constraint::Length(6),
+    ]);
+    let extra = if flowless.is_empty() {
+        String::new()
+    } else {
+        format!(" (no flow table on {})", flowless.join(", "))
+    };
+    let table = Table::new(rows, widths)
+        .header(Row::new(header))
+        .block(pane_block(app, "flows", total, all, &extra));
+    canvas.render_widget(table, area);
+}
+
+fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
+    let all = app.frame.as_ref().map_or(0, |f| f.sources.len());
+    let total = app.sources().len();
+    let (from, height) = visible(app, total, area);
+    let sort = app.sort;
+    let rows: Vec<Row> = app
+        .sources()
+        .into_iter()
+        .skip(from)
+        .take(height)
+        .map(|source| {
+            Row::new(vec![
+                Cell::from(endpoint(source.peer, None)),
+                Cell::from(source.flows.to_string()),
+                Cell::from(source.packets.to_string()),
+                Cell::from(human_bytes(source.bytes)),
+                Cell::from(pps_text(source.rate.pps)),
+                Cell::from(bps_text(source.rate.bps)),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(40),
+            Constraint::Length(7),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(14),
+        ],
+    )
+    .header(Row::new(vec![
+        Cell::from("SOURCE").bold(),
+        Cell::from("FLOWS").bold(),
+        heading("PACKETS", sort, Some(SortBy::Packets)),
+        heading("BYTES", sort, Some(SortBy::Bytes)),
+        Cell::from("PPS").bold(),
+        heading("RATE", sort, Some(SortBy::Rate)),
+    ]))
+    .block(pane_block(app, "sources", total, all, ""));
+    canvas.render_widget(table, area);
+}
+
+fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
+    let all = app.frame.as_ref().map_or(0, |f| f.rules.len());
+    let total = app.rules().len();
+    let (from, height) = visible(app, total, area);
+    let sort = app.sort;
+    let rows: Vec<Row> = app
+        .rules()
+        .into_iter()
+        .skip(from)
+        .take(height)
+        .map(|rule| {
+            Row::new(vec![
+                Cell::from(rule.iface.to_string()),
+                Cell::from(rule.id.to_string()),
+                Cell::from(rule.priority.to_string()),
+                Cell::from(rule.action),
+                Cell::from(rule.matches.clone()),
+                Cell::from(rule.packets.to_string()),
+                Cell::from(human_bytes(rule.bytes)),
+                Cell::from(pps_text(rule.rate.pps)),
+                Cell::from(bps_text(rule.rate.bps)),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(7),
+            Constraint::Min(30),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(14),
+        ],
+    )
+    .header(Row::new(vec![
+        Cell::from("IFACE").bold(),
+        Cell::from("ID").bold(),
+        Cell::from("PRIO").bold(),
+        Cell::from("ACTION").bold(),
+        Cell::from("MATCH").bold(),
+        heading("PACKETS", sort, Some(SortBy::Packets)),
+        heading("BYTES", sort, Some(SortBy::Bytes)),
+        Cell::from("HITS/S").bold(),
+        heading("RATE", sort, Some(SortBy::Rate)),
+    ]))
+    .block(pane_block(app, "rules", total, all, ""));
+    canvas.render_widget(table, area);
+}
