@@ -207,17 +207,20 @@ fn main() -> Result<()> {
     drop(xdp_filter);
     println!();
     let seconds = 30;
-    let refresh = userspace::flows_refresh(seconds).context("measuring flows refreshes")?;
-    println!(
-        "userspace: `netxdp flows IFACE --json` once a second for {} s, {} flows in the table: \
-         {:.2} s CPU in all, {:.2}% of one core; slowest refresh {} ms; peak RSS {} MiB",
-        refresh.seconds,
-        thousands(refresh.flows),
-        refresh.cpu.as_secs_f64(),
-        refresh.cpu.as_secs_f64() * 100.0 / f64::from(refresh.seconds),
-        refresh.slowest.as_millis(),
-        refresh.peak_rss_kib / 1024
-    );
+    let refreshes = userspace::flows_refresh(seconds).context("measuring flows refreshes")?;
+    for refresh in refreshes {
+        println!(
+            "userspace: {} for {} s, {} flows in the table: {:.2} s CPU in all, {:.2}% of one \
+             core; {} ms per refresh at most; peak RSS {} MiB",
+            refresh.command,
+            refresh.seconds,
+            thousands(refresh.flows),
+            refresh.cpu.as_secs_f64(),
+            refresh.cpu.as_secs_f64() * 100.0 / f64::from(refresh.seconds),
+            refresh.slowest.as_millis(),
+            refresh.peak_rss_kib / 1024
+        );
+    }
     println!(
         "bench wall time: {:.1} s ({} (program, frame) pairs x {ROUNDS} rounds, xdp-filter's \
          CLI, {} applies, setup and cleanup)",

@@ -17,6 +17,8 @@ const SUBNET: u8 = 214;
 
 /// What refreshing once a second for `seconds` cost.
 pub struct Refresh {
+    /// What refreshed.
+    pub command: String,
     pub flows: usize,
     pub seconds: u32,
     /// CPU time (user + system) of all the refreshes.
@@ -26,9 +28,10 @@ pub struct Refresh {
     pub slowest: Duration,
 }
 
-/// Attaches `netxdp` to a veth pair, fills its flow table from the namespace, then runs
-/// `netxdp flows IFACE --json` once a second for `seconds`.
-pub fn flows_refresh(seconds: u32) -> Result<Refresh> {
+/// Attaches `netxdp` to a veth pair, fills its flow table from the namespace, then refreshes
+/// once a second for `seconds`: `netxdp flows IFACE --json` as a new process each time, and
+/// `netxdp top` as one process.
+pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
     let net = VethNet::create("ub", SUBNET).context("creating the bench's veth pair")?;
     let iface = net.host_if().to_owned();
     let netxdp = env!("CARGO_BIN_EXE_netxdp");
@@ -48,7 +51,29 @@ pub fn flows_refresh(seconds: u32) -> Result<Refresh> {
     net.run_in_namespace(move || traffic::send_frames(&peer, &frames))
         .context("sending the frames")?;
 
-    let mut cpu = Duration::ZERO;
+    let mut refreshes = vec![snapshots(netxdp, &iface, seconds, flows)?];
+    // The live view, in its plain mode (stdout is not a terminal): one long-running process.
+    let seconds_arg = seconds.to_string();
+    let begun = Instant::now();
+    let child = Command::new(netxdp)
+        .args(["top", &iface, "-i", "1", "-c", &seconds_arg])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let (status, cpu, peak_rss_kib) = wait_with_usage(child.id())?;
+    ensure!(status == 0, "netxdp top failed (wait status {status})");
+    refreshes.push(Refresh {
+        command: format!("netxdp top {iface} -i 1 -c {seconds} (plain mode)"),
+        flows,
+        seconds,
+        cpu,
+        peak_rss_kib,
+        slowest: begun.elapsed() / seconds.max(1),
+    });
+    Ok(refreshes)
+}
+
+/// `netxdp flows IFACE --json` once a second for `seconds`: a new process each time.
+fn snapshots(netxdp: &'static str, iface: &str, seconds: u32, flows: usize) -> Result<Refresh> {
     let mut slowest = Duration::ZERO;
     let before = children_usage();
     let started = Instant::now();
@@ -56,7 +81,7 @@ pub fn flows_refresh(seconds: u32) -> Result<Refresh> {
     for second in 0..seconds {
         let begun = Instant::now();
         let output = Command::new(netxdp)
-            .args(["flows", &iface, "--json"])
+            .args(["flows", iface, "--json"])
             .output()?;
         ensure!(output.status.success(), "netxdp flows failed");
         if second == 0 {
@@ -68,18 +93,39 @@ pub fn flows_refresh(seconds: u32) -> Result<Refresh> {
         thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let after = children_usage();
-    cpu += after.0.saturating_sub(before.0);
     ensure!(
         listed >= flows * 99 / 100,
         "only {listed} of {flows} flows listed"
     );
     Ok(Refresh {
+        command: format!("netxdp flows {iface} --json, once a second"),
         flows: listed,
         seconds,
-        cpu,
+        cpu: after.0.saturating_sub(before.0),
         peak_rss_kib: after.1,
         slowest,
     })
+}
+
+/// Waits for the child `pid`: its wait status, CPU time and peak RSS (KiB), its own alone.
+fn wait_with_usage(pid: u32) -> Result<(i32, Duration, i64)> {
+    let mut status = 0;
+    // SAFETY: wait4 writes the status and the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    ensure!(
+        waited == pid as i32,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok((
+        status,
+        time(usage.ru_utime) + time(usage.ru_stime),
+        usage.ru_maxrss,
+    ))
 }
 
 /// CPU time and peak RSS (KiB) of the children waited for so far.
