@@ -528,47 +528,44 @@ impl App {
 
     /// The flows shown, in order (filtered and sorted).
     pub fn flows(&self) -> Vec<&FlowRow> {
-        let Some(frame) = &self.frame else {
-            return Vec::new();
-        };
-        let mut rows: Vec<&FlowRow> = frame
-            .flows
-            .iter()
-            .filter(|row| self.keep(&row.haystack))
-            .collect();
-        sort_rows(&mut rows, self.sort, |row| {
-            (row.record.packets, row.record.bytes, row.rate.bps)
-        });
-        rows
+        self.shown(
+            |frame| &frame.flows,
+            |row| &row.haystack,
+            |row| (row.record.packets, row.record.bytes, row.rate.bps),
+        )
     }
 
     pub fn sources(&self) -> Vec<&SourceRow> {
-        let Some(frame) = &self.frame else {
-            return Vec::new();
-        };
-        let mut rows: Vec<&SourceRow> = frame
-            .sources
-            .iter()
-            .filter(|row| self.keep(&row.haystack))
-            .collect();
-        sort_rows(&mut rows, self.sort, |row| {
-            (row.packets, row.bytes, row.rate.bps)
-        });
-        rows
+        self.shown(
+            |frame| &frame.sources,
+            |row| &row.haystack,
+            |row| (row.packets, row.bytes, row.rate.bps),
+        )
     }
 
     pub fn rules(&self) -> Vec<&RuleRow> {
+        self.shown(
+            |frame| &frame.rules,
+            |row| &row.haystack,
+            |row| (row.packets, row.bytes, row.rate.bps),
+        )
+    }
+
+    /// The rows of one pane that pass the filter, in the chosen order.
+    fn shown<'a, T>(
+        &'a self,
+        pane: impl Fn(&'a Frame) -> &'a [T],
+        haystack: impl Fn(&T) -> &str,
+        key: impl Fn(&T) -> (u64, u64, Option<f64>),
+    ) -> Vec<&'a T> {
         let Some(frame) = &self.frame else {
             return Vec::new();
         };
-        let mut rows: Vec<&RuleRow> = frame
-            .rules
+        let mut rows: Vec<&T> = pane(frame)
             .iter()
-            .filter(|row| self.keep(&row.haystack))
+            .filter(|row| self.keep(haystack(row)))
             .collect();
-        sort_rows(&mut rows, self.sort, |row| {
-            (row.packets, row.bytes, row.rate.bps)
-        });
+        sort_rows(&mut rows, self.sort, key);
         rows
     }
 }
