@@ -218,19 +218,13 @@ pub struct FlowRecord {
 impl FlowRecord {
     /// One flow as read, as of `now_ns` (CLOCK_MONOTONIC, [`monotonic_ns`]) and `now`.
     pub fn new(key: &FlowKey, flow: &FlowStats, now_ns: u64, now: SystemTime) -> Self {
-        let address = |bytes: &[u8; 16]| match key.l3() {
-            L3::Ipv4 => Some(IpAddr::V4(Ipv4Addr::new(
-                bytes[0], bytes[1], bytes[2], bytes[3],
-            ))),
-            L3::Ipv6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
-            _ => None,
-        };
+        let address = |bytes: &[u8; 16]| address(key, bytes);
         let ports = (key.sport != 0 || key.dport != 0).then_some((key.sport, key.dport));
         let wall = |ns: u64| {
             let ago = Duration::from_nanos(now_ns.saturating_sub(ns));
             rfc3339(now.checked_sub(ago).unwrap_or(now))
         };
-        let seconds = (flow.last_seen_ns.saturating_sub(flow.first_seen_ns)) as f64 / 1e9;
+
         Self {
             proto: proto_name(key),
             local: address(&key.dst),
@@ -240,7 +234,7 @@ impl FlowRecord {
             vlan: (key.vlan_id != 0).then_some(key.vlan_id),
             packets: flow.packets,
             bytes: flow.bytes,
-            bps: (flow.packets > 1 && seconds > 0.0).then(|| flow.bytes as f64 * 8.0 / seconds),
+            bps: average_bps(flow),
             first_seen: wall(flow.first_seen_ns),
             last_seen: wall(flow.last_seen_ns),
             tcp_flags: tcp_flags(flow.tcp_flags),
@@ -250,6 +244,27 @@ impl FlowRecord {
                 .unwrap_or("unknown"),
             rule: (flow.rule_id != 0).then_some(flow.rule_id),
         }
+    }
+}
+
+/// Bits per second between a flow's first and last packet; `None` for a single packet.
+pub fn average_bps(flow: &FlowStats) -> Option<f64> {
+    let seconds = flow.last_seen_ns.saturating_sub(flow.first_seen_ns) as f64 / 1e9;
+    (flow.packets > 1 && seconds > 0.0).then(|| flow.bytes as f64 * 8.0 / seconds)
+}
+
+/// The flow's source (the peer), as an address; `None` for non-IP.
+pub fn peer(key: &FlowKey) -> Option<IpAddr> {
+    address(key, &key.src)
+}
+
+fn address(key: &FlowKey, bytes: &[u8; 16]) -> Option<IpAddr> {
+    match key.l3() {
+        L3::Ipv4 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        L3::Ipv6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+        _ => None,
     }
 }
 
@@ -282,22 +297,23 @@ fn tcp_flags(flags: u8) -> String {
 }
 
 impl FlowsRecord {
-    /// The flows of `iface`, ordered by `sort` (descending), at most `limit` of them.
+    /// The flows of `iface`, ordered by `sort` (descending), at most `limit` of them. Rows
+    /// are made for the flows kept only: a full table holds 65,536.
     pub fn new(
         iface: &str,
         table_size: u32,
         mut flows: Vec<(FlowKey, FlowStats)>,
-        sort: impl Fn(&FlowRecord) -> f64,
+        sort: impl Fn(&FlowStats) -> f64,
         limit: Option<usize>,
     ) -> Self {
         let now_ns = monotonic_ns();
         let now = SystemTime::now();
-        let mut records: Vec<FlowRecord> = flows
-            .drain(..)
-            .map(|(key, flow)| FlowRecord::new(&key, &flow, now_ns, now))
+        flows.sort_by(|(_, a), (_, b)| sort(b).total_cmp(&sort(a)));
+        flows.truncate(limit.unwrap_or(usize::MAX));
+        let records = flows
+            .iter()
+            .map(|(key, flow)| FlowRecord::new(key, flow, now_ns, now))
             .collect();
-        records.sort_by(|a, b| sort(b).total_cmp(&sort(a)));
-        records.truncate(limit.unwrap_or(usize::MAX));
         Self {
             schema: FLOWS_SCHEMA,
             iface: iface.to_owned(),

@@ -1,12 +1,13 @@
 //! `netxdp flows`: one snapshot of an interface's flow table.
 
 use anyhow::{Result, bail};
+use net_common::flow::FlowStats;
 
 use super::emit;
 use crate::{
     attach::read_info,
     cli::FlowSort,
-    flows::{FlowRecord, FlowTable, FlowsRecord},
+    flows::{FlowTable, FlowsRecord, average_bps},
     pins::PinDir,
     preflight,
 };
@@ -27,9 +28,9 @@ pub fn show(iface: &str, sort: FlowSort, limit: Option<usize>, json: bool) -> Re
     }
     let flows = FlowTable::from_pin(&pins)?.read()?;
     let key = match sort {
-        FlowSort::Bytes => |flow: &FlowRecord| flow.bytes as f64,
-        FlowSort::Packets => |flow: &FlowRecord| flow.packets as f64,
-        FlowSort::Rate => |flow: &FlowRecord| flow.bps.unwrap_or(0.0),
+        FlowSort::Bytes => |flow: &FlowStats| flow.bytes as f64,
+        FlowSort::Packets => |flow: &FlowStats| flow.packets as f64,
+        FlowSort::Rate => |flow: &FlowStats| average_bps(flow).unwrap_or(0.0),
     };
     let record = FlowsRecord::new(iface, table_size, flows, key, limit);
     if json {

@@ -166,14 +166,30 @@ pub struct ClassRow {
     pub rate: Rate,
 }
 
-/// One flow, with its rate over the last interval.
+/// One flow, with its rate over the last interval. Kept as read: the text of a row is made
+/// only for the rows shown (and for all only while a text filter is set), since a full table
+/// has 65,536 flows and a screen some forty rows.
 #[derive(Debug)]
 pub struct FlowRow {
     pub iface: Arc<str>,
-    pub record: FlowRecord,
+    pub key: FlowKey,
+    pub stats: FlowStats,
     pub rate: Rate,
+    /// When the sample was read, for the record's times.
+    now_ns: u64,
+    wall: SystemTime,
+}
+
+impl FlowRow {
+    /// The flow as `netxdp flows` shows it.
+    pub fn record(&self) -> FlowRecord {
+        FlowRecord::new(&self.key, &self.stats, self.now_ns, self.wall)
+    }
+
     /// What the text filter searches, lower case.
-    pub haystack: String,
+    fn haystack(&self) -> String {
+        flow_haystack(&self.iface, &self.record())
+    }
 }
 
 /// One source address: the sum of its flows.
@@ -290,12 +306,13 @@ impl Rates {
                 let before =
                     (!first).then(|| self.flows.get(&(index, *key)).copied().unwrap_or((0, 0)));
                 flows_now.insert((index, *key), now);
-                let record = FlowRecord::new(key, stats, sample.now_ns, sample.wall);
                 flows.push(FlowRow {
-                    haystack: flow_haystack(&name, &record),
                     iface: Arc::clone(&name),
+                    key: *key,
+                    stats: *stats,
                     rate: Rate::between(now, before, seconds),
-                    record,
+                    now_ns: sample.now_ns,
+                    wall: sample.wall,
                 });
             }
             for (rule, counter) in &iface.rules {
@@ -366,19 +383,18 @@ pub fn endpoint(addr: Option<IpAddr>, port: Option<u16>) -> String {
 pub fn sources_of(flows: &[FlowRow]) -> Vec<SourceRow> {
     let mut by_peer: HashMap<Option<IpAddr>, SourceRow> = HashMap::new();
     for flow in flows {
-        let row = by_peer
-            .entry(flow.record.peer)
-            .or_insert_with(|| SourceRow {
-                peer: flow.record.peer,
-                flows: 0,
-                packets: 0,
-                bytes: 0,
-                rate: Rate::default(),
-                haystack: endpoint(flow.record.peer, None).to_lowercase(),
-            });
+        let peer = crate::flows::peer(&flow.key);
+        let row = by_peer.entry(peer).or_insert_with(|| SourceRow {
+            peer,
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+            rate: Rate::default(),
+            haystack: endpoint(peer, None).to_lowercase(),
+        });
         row.flows += 1;
-        row.packets += flow.record.packets;
-        row.bytes += flow.record.bytes;
+        row.packets += flow.stats.packets;
+        row.bytes += flow.stats.bytes;
         let add = |sum: Option<f64>, more: Option<f64>| match (sum, more) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -530,15 +546,15 @@ impl App {
     pub fn flows(&self) -> Vec<&FlowRow> {
         self.shown(
             |frame| &frame.flows,
-            |row| &row.haystack,
-            |row| (row.record.packets, row.record.bytes, row.rate.bps),
+            |row| self.keep(&row.haystack()),
+            |row| (row.stats.packets, row.stats.bytes, row.rate.bps),
         )
     }
 
     pub fn sources(&self) -> Vec<&SourceRow> {
         self.shown(
             |frame| &frame.sources,
-            |row| &row.haystack,
+            |row| self.keep(&row.haystack),
             |row| (row.packets, row.bytes, row.rate.bps),
         )
     }
@@ -546,7 +562,7 @@ impl App {
     pub fn rules(&self) -> Vec<&RuleRow> {
         self.shown(
             |frame| &frame.rules,
-            |row| &row.haystack,
+            |row| self.keep(&row.haystack),
             |row| (row.packets, row.bytes, row.rate.bps),
         )
     }
@@ -555,7 +571,7 @@ impl App {
     fn shown<'a, T>(
         &'a self,
         pane: impl Fn(&'a Frame) -> &'a [T],
-        haystack: impl Fn(&T) -> &str,
+        passes: impl Fn(&T) -> bool,
         key: impl Fn(&T) -> (u64, u64, Option<f64>),
     ) -> Vec<&'a T> {
         let Some(frame) = &self.frame else {
@@ -563,7 +579,7 @@ impl App {
         };
         let mut rows: Vec<&T> = pane(frame)
             .iter()
-            .filter(|row| self.keep(haystack(row)))
+            .filter(|row| self.filter.is_empty() || passes(row))
             .collect();
         sort_rows(&mut rows, self.sort, key);
         rows
@@ -746,7 +762,7 @@ async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
                     &iface.iface,
                     source.table_size,
                     iface.flows,
-                    |flow: &FlowRecord| flow.bytes as f64,
+                    |flow: &FlowStats| flow.bytes as f64,
                     Some(PLAIN_FLOWS),
                 );
                 text.push_str(&flows.to_text());
@@ -912,7 +928,7 @@ mod tests {
             second
                 .flows
                 .iter()
-                .find(|row| row.record.peer_port == Some(key.sport))
+                .find(|row| row.record().peer_port == Some(key.sport))
                 .map(|row| row.rate)
                 .expect("flow")
         };
@@ -957,7 +973,7 @@ mod tests {
         let ports = |app: &App| -> Vec<u16> {
             app.flows()
                 .iter()
-                .map(|row| row.record.peer_port.unwrap())
+                .map(|row| row.record().peer_port.unwrap())
                 .collect()
         };
         assert_eq!(app.pane, Pane::Flows);
@@ -997,7 +1013,7 @@ mod tests {
         assert_eq!(app.filter, ":53");
         let shown = app.flows();
         assert_eq!(shown.len(), 1);
-        assert_eq!(shown[0].record.local_port, Some(53));
+        assert_eq!(shown[0].record().local_port, Some(53));
         assert_eq!(app.sources().len(), 0, "no source address contains :53");
         app.on_key(Key::Char('/'));
         app.on_key(Key::Esc);

@@ -331,7 +331,7 @@ fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
         .skip(from)
         .take(height)
         .map(|flow| {
-            let r = &flow.record;
+            let r = flow.record();
             let mut cells = Vec::new();
             if many {
                 cells.push(Cell::from(flow.iface.to_string()));
