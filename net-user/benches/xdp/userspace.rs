@@ -75,24 +75,30 @@ pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
 /// `netxdp flows IFACE --json` once a second for `seconds`: a new process each time.
 fn snapshots(netxdp: &'static str, iface: &str, seconds: u32, flows: usize) -> Result<Refresh> {
     let mut slowest = Duration::ZERO;
-    let before = children_usage();
+    let mut cpu = Duration::ZERO;
+    let mut peak_rss_kib = 0;
     let started = Instant::now();
+    let listing = std::env::temp_dir().join(format!("netxdp-bench-flows-{}", std::process::id()));
     let mut listed = 0;
     for second in 0..seconds {
         let begun = Instant::now();
-        let output = Command::new(netxdp)
+        let child = Command::new(netxdp)
             .args(["flows", iface, "--json"])
-            .output()?;
-        ensure!(output.status.success(), "netxdp flows failed");
+            .stdout(std::fs::File::create(&listing)?)
+            .spawn()?;
+        let (status, used, rss) = wait_with_usage(child.id())?;
+        ensure!(status == 0, "netxdp flows failed (wait status {status})");
+        cpu += used;
+        peak_rss_kib = peak_rss_kib.max(rss);
         if second == 0 {
-            let record: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&listing)?)?;
             listed = record["flows"].as_array().map_or(0, Vec::len);
         }
         slowest = slowest.max(begun.elapsed());
         let next = started + Duration::from_secs(u64::from(second) + 1);
         thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    let after = children_usage();
+    let _ = std::fs::remove_file(&listing);
     ensure!(
         listed >= flows * 99 / 100,
         "only {listed} of {flows} flows listed"
@@ -101,42 +107,44 @@ fn snapshots(netxdp: &'static str, iface: &str, seconds: u32, flows: usize) -> R
         command: format!("netxdp flows {iface} --json, once a second"),
         flows: listed,
         seconds,
-        cpu: after.0.saturating_sub(before.0),
-        peak_rss_kib: after.1,
+        cpu,
+        peak_rss_kib,
         slowest,
     })
 }
 
-/// Waits for the child `pid`: its wait status, CPU time and peak RSS (KiB), its own alone.
+/// Waits for the child `pid`: its wait status, CPU time, and peak RSS (KiB) of the program it
+/// runs. The peak is VmHWM, polled from /proc: `ru_maxrss` would include the bench's own
+/// memory, which the child shares until it executes `netxdp`.
 fn wait_with_usage(pid: u32) -> Result<(i32, Duration, i64)> {
+    let status_file = format!("/proc/{pid}/status");
+    let mut peak_rss_kib = 0;
     let mut status = 0;
     // SAFETY: wait4 writes the status and the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
-    ensure!(
-        waited == pid as i32,
-        "wait4: {}",
-        std::io::Error::last_os_error()
-    );
+    loop {
+        let hwm = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches(" kB").parse::<i64>().ok())
+        });
+        peak_rss_kib = peak_rss_kib.max(hwm.unwrap_or(0));
+        // SAFETY: as above; WNOHANG returns at once.
+        let waited = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
+        ensure!(waited >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if waited == pid as i32 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     Ok((
         status,
         time(usage.ru_utime) + time(usage.ru_stime),
-        usage.ru_maxrss,
+        peak_rss_kib,
     ))
-}
-
-/// CPU time and peak RSS (KiB) of the children waited for so far.
-fn children_usage() -> (Duration, i64) {
-    // SAFETY: getrusage writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    (time(usage.ru_utime) + time(usage.ru_stime), usage.ru_maxrss)
 }
 
 /// Detaches on drop, before the veth pair goes.
