@@ -308,8 +308,17 @@ impl FlowsRecord {
     ) -> Self {
         let now_ns = monotonic_ns();
         let now = SystemTime::now();
-        flows.sort_by(|(_, a), (_, b)| sort(b).total_cmp(&sort(a)));
-        flows.truncate(limit.unwrap_or(usize::MAX));
+        let order = |(_, a): &(FlowKey, FlowStats), (_, b): &(FlowKey, FlowStats)| {
+            sort(b).total_cmp(&sort(a))
+        };
+        // The first `limit` alone, then ordered: a live view shows 20 of 65,536.
+        if let Some(limit) = limit.filter(|limit| *limit < flows.len()) {
+            if limit > 0 {
+                flows.select_nth_unstable_by(limit - 1, order);
+            }
+            flows.truncate(limit);
+        }
+        flows.sort_by(order);
         let records = flows
             .iter()
             .map(|(key, flow)| FlowRecord::new(key, flow, now_ns, now))
