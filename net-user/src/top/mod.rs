@@ -7,11 +7,12 @@
 //! the view ([`App`]: pane, sort, filter, pause, history for the sparklines). [`view`] draws
 //! it with ratatui; [`run`] wires the two to a sampling thread and the keyboard.
 //!
-//! Cost: aya 0.14 reads the flow table entry by entry (two system calls per flow, unless the
-//! kernel's batch lookup is available to [`FlowTable::read`]), so a full 65,536-flow table
-//! takes a noticeable fraction of a second to read. The maps are therefore read on a blocking
-//! thread, and the view always draws the last complete snapshot: keys stay responsive
-//! however large the table is.
+//! Cost: the kernel copies a full 65,536-flow table out in about 25 ms (BPF_MAP_LOOKUP_BATCH,
+//! some 0.4 µs per flow, nearly all of it system time), and everything else a refresh does
+//! costs a few milliseconds. So the flow table is read on every sample only while that stays
+//! within [`FLOW_READ_BUDGET`] of a core, and every few samples when it would not ([`Sampler`]);
+//! counters and rules are read on every sample. Reading happens on a blocking thread, and the
+//! view always draws the last complete snapshot: keys stay responsive however large the table.
 
 mod view;
 
@@ -26,6 +27,8 @@ use std::{
     },
     time::{Duration, Instant, SystemTime},
 };
+
+use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 use net_common::{
@@ -50,6 +53,8 @@ use crate::{
 pub const HISTORY: usize = 120;
 /// Flows printed per interface each interval on a non-terminal stdout.
 pub const PLAIN_FLOWS: usize = 20;
+/// The share of one core that reading flow tables may take.
+pub const FLOW_READ_BUDGET: f64 = 0.01;
 
 /// The panes, in the order Tab visits them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +134,10 @@ pub struct RawSample {
     pub ifaces: Vec<IfaceSample>,
     /// How long reading took.
     pub read_time: Duration,
+    /// How long reading the flow tables took; `None` when they were not read this time.
+    pub flows_read: Option<Duration>,
+    /// Seconds from one flow-table read to the next.
+    pub flows_period: f64,
 }
 
 /// A packet and bit rate; `None` before a second sample.
@@ -230,8 +239,11 @@ pub struct Frame {
     pub protocols: Vec<ClassRow>,
     /// By network layer (ipv4, ipv6, arp, other).
     pub layers: Vec<ClassRow>,
-    pub flows: Vec<FlowRow>,
-    pub sources: Vec<SourceRow>,
+    /// The flows and sources of the last sample that read the flow tables.
+    pub flows: Arc<[FlowRow]>,
+    pub sources: Arc<[SourceRow]>,
+    /// Seconds from one flow-table read to the next.
+    pub flows_period: f64,
     pub rules: Vec<RuleRow>,
     pub errors: Vec<String>,
     pub read_time: Duration,
@@ -244,7 +256,12 @@ pub struct Frame {
 pub struct Rates {
     previous_at: Option<Instant>,
     stats: Option<Stats>,
+    /// When the flows were last read, and their counters then.
+    flows_at: Option<Instant>,
     flows: HashMap<(usize, FlowKey), (u64, u64)>,
+    /// The rows made then, shown again until the next read.
+    flow_rows: Arc<[FlowRow]>,
+    sources: Arc<[SourceRow]>,
     rules: HashMap<(usize, u32), (u64, u64)>,
 }
 
@@ -286,9 +303,10 @@ impl Rates {
             .map(|(i, l3)| class(l3.as_str(), &stats.l3[i], before.map(|b| &b.l3[i])))
             .collect();
 
-        let mut flows_now = HashMap::with_capacity(self.flows.len());
+        if sample.flows_read.is_some() {
+            self.read_flows(&sample);
+        }
         let mut rules_now = HashMap::new();
-        let mut flows = Vec::new();
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         let mut flowless = Vec::new();
@@ -299,21 +317,6 @@ impl Rates {
             }
             if iface.table_size == 0 {
                 flowless.push(iface.iface.clone());
-            }
-            for (key, stats) in &iface.flows {
-                let now = (stats.packets, stats.bytes);
-                // A flow new since the last sample counts from zero.
-                let before =
-                    (!first).then(|| self.flows.get(&(index, *key)).copied().unwrap_or((0, 0)));
-                flows_now.insert((index, *key), now);
-                flows.push(FlowRow {
-                    iface: Arc::clone(&name),
-                    key: *key,
-                    stats: *stats,
-                    rate: Rate::between(now, before, seconds),
-                    now_ns: sample.now_ns,
-                    wall: sample.wall,
-                });
             }
             for (rule, counter) in &iface.rules {
                 let now = (counter.packets, counter.bytes);
@@ -335,10 +338,8 @@ impl Rates {
                 });
             }
         }
-        let sources = sources_of(&flows);
         self.previous_at = Some(sample.at);
         self.stats = Some(stats);
-        self.flows = flows_now;
         self.rules = rules_now;
         Frame {
             wall: sample.wall,
@@ -348,13 +349,46 @@ impl Rates {
             actions,
             protocols,
             layers,
-            flows,
-            sources,
+            flows: Arc::clone(&self.flow_rows),
+            sources: Arc::clone(&self.sources),
+            flows_period: sample.flows_period,
             rules,
             errors,
             read_time: sample.read_time,
             flowless,
         }
+    }
+
+    /// Rows for the flows of `sample`, with rates since the last sample that read them.
+    fn read_flows(&mut self, sample: &RawSample) {
+        let since = self
+            .flows_at
+            .map(|at| sample.at.duration_since(at).as_secs_f64());
+        let mut counts = HashMap::with_capacity(self.flows.len());
+        let mut rows = Vec::new();
+        for (index, iface) in sample.ifaces.iter().enumerate() {
+            let name: Arc<str> = Arc::from(iface.iface.as_str());
+            for (key, stats) in &iface.flows {
+                let now = (stats.packets, stats.bytes);
+                // A flow new since the last read counts from zero.
+                let before = since
+                    .is_some()
+                    .then(|| self.flows.get(&(index, *key)).copied().unwrap_or((0, 0)));
+                counts.insert((index, *key), now);
+                rows.push(FlowRow {
+                    iface: Arc::clone(&name),
+                    key: *key,
+                    stats: *stats,
+                    rate: Rate::between(now, before, since),
+                    now_ns: sample.now_ns,
+                    wall: sample.wall,
+                });
+            }
+        }
+        self.sources = sources_of(&rows).into();
+        self.flow_rows = rows.into();
+        self.flows = counts;
+        self.flows_at = Some(sample.at);
     }
 }
 
@@ -667,6 +701,7 @@ impl Sources {
     /// meanwhile shows as an error line).
     fn read(&self, with_flows: bool) -> RawSample {
         let started = Instant::now();
+        let mut flows_read = None;
         let ifaces = self
             .ifaces
             .iter()
@@ -688,10 +723,12 @@ impl Sources {
                     Err(error) => fail(error),
                 }
                 if let (true, Some(table)) = (with_flows, &source.flows) {
+                    let reading = Instant::now();
                     match table.read() {
                         Ok(flows) => sample.flows = flows,
                         Err(error) => fail(error),
                     }
+                    *flows_read.get_or_insert(Duration::ZERO) += reading.elapsed();
                 }
                 sample
             })
@@ -702,8 +739,60 @@ impl Sources {
             now_ns: monotonic_ns(),
             ifaces,
             read_time: started.elapsed(),
+            flows_read,
+            flows_period: 0.0,
         }
     }
+}
+
+/// Samples the interfaces every interval, and their flow tables as often as
+/// [`FLOW_READ_BUDGET`] allows: every sample while a read is cheap, every few samples when a
+/// full table makes it expensive (rates stay right, being taken over the time between reads).
+struct Sampler {
+    sources: Sources,
+    interval: Duration,
+    /// Samples from one flow-table read to the next.
+    flows_every: u32,
+    since_flows: u32,
+}
+
+impl Sampler {
+    fn new(sources: Sources, interval: Duration) -> Self {
+        Self {
+            sources,
+            interval,
+            flows_every: 1,
+            since_flows: 0,
+        }
+    }
+
+    fn sample(&mut self) -> RawSample {
+        let with_flows = self.since_flows + 1 >= self.flows_every;
+        let mut sample = self.sources.read(with_flows);
+        match sample.flows_read {
+            Some(took) => {
+                self.flows_every = flows_every(took, self.interval);
+                self.since_flows = 0;
+            }
+            None => self.since_flows += 1,
+        }
+        sample.flows_period = self.flows_period();
+        sample
+    }
+
+    /// Seconds from one flow-table read to the next.
+    fn flows_period(&self) -> f64 {
+        self.interval.as_secs_f64() * f64::from(self.flows_every)
+    }
+}
+
+/// Samples between flow-table reads that take `took` each, for reads to stay within
+/// [`FLOW_READ_BUDGET`] at one sample per `interval`.
+fn flows_every(took: Duration, interval: Duration) -> u32 {
+    let budget = interval.as_secs_f64() * FLOW_READ_BUDGET;
+    (took.as_secs_f64() / budget)
+        .ceil()
+        .clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
 fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
@@ -728,23 +817,28 @@ pub async fn run(ifaces: Vec<String>, sampling: Sampling) -> Result<()> {
 }
 
 /// Plain tables each interval: the counters as `stats` shows them, then the top flows by
-/// bytes as `flows` shows them.
+/// bytes as `flows` shows them, whenever the flow tables were read.
 async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
     let mut shutdown = crate::commands::Shutdown::new()?;
     let mut ticker = tokio::time::interval(sampling.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let sources = Arc::new(sources);
-    let mut previous: Vec<Option<Sample>> = vec![None; sources.ifaces.len()];
+    let table_sizes: Vec<u32> = sources.ifaces.iter().map(|s| s.table_size).collect();
+    let mut sampler = Sampler::new(sources, sampling.interval);
+    let mut previous: Vec<Option<Sample>> = vec![None; table_sizes.len()];
     let mut round = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.recv() => return Ok(()),
         }
-        let reader = Arc::clone(&sources);
-        let sample = tokio::task::spawn_blocking(move || reader.read(true)).await?;
-        for ((source, iface), previous) in
-            sources.ifaces.iter().zip(sample.ifaces).zip(&mut previous)
+        let sample;
+        (sampler, sample) = tokio::task::spawn_blocking(move || {
+            let sample = sampler.sample();
+            (sampler, sample)
+        })
+        .await?;
+        for ((table_size, iface), previous) in
+            table_sizes.iter().zip(sample.ifaces).zip(&mut previous)
         {
             if let Some(error) = iface.error {
                 bail!("{}: {error}", iface.iface);
@@ -757,15 +851,25 @@ async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
             let scope = Scope::Interface(iface.iface.clone());
             let mut text = StatsRecord::new(scope, &current, previous.as_ref()).to_text();
             *previous = Some(current);
-            if source.table_size > 0 {
+            if *table_size == 0 {
+                // Attached with --no-flows: nothing to show.
+            } else if let Some(took) = sample.flows_read {
                 let flows = FlowsRecord::new(
                     &iface.iface,
-                    source.table_size,
+                    *table_size,
                     iface.flows,
                     |flow: &FlowStats| flow.bytes as f64,
                     Some(PLAIN_FLOWS),
                 );
                 text.push_str(&flows.to_text());
+                if sample.flows_period > sampling.interval.as_secs_f64() {
+                    let _ = writeln!(
+                        text,
+                        "(flows are read every {:.0} s: reading the table took {} ms)",
+                        sample.flows_period,
+                        took.as_millis()
+                    );
+                }
             }
             crate::commands::emit(text.trim_end())?;
             crate::commands::emit("")?;
@@ -784,7 +888,8 @@ async fn interactive(sources: Sources, sampling: Sampling) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
     let (frames, received) = mpsc::sync_channel::<Frame>(1);
-    let sampler = {
+    let mut sampler = Sampler::new(sources, sampling.interval);
+    let sampling_thread = {
         let (stop, paused) = (Arc::clone(&stop), Arc::clone(&paused));
         tokio::task::spawn_blocking(move || {
             let mut rates = Rates::default();
@@ -799,7 +904,7 @@ async fn interactive(sources: Sources, sampling: Sampling) -> Result<()> {
                 if paused.load(Ordering::Relaxed) {
                     continue;
                 }
-                let frame = rates.frame(sources.read(true));
+                let frame = rates.frame(sampler.sample());
                 if frames.send(frame).is_err() {
                     return;
                 }
@@ -819,7 +924,7 @@ async fn interactive(sources: Sources, sampling: Sampling) -> Result<()> {
         }
     };
     stop.store(true, Ordering::Relaxed);
-    let _ = sampler.await;
+    let _ = sampling_thread.await;
     result?
 }
 
@@ -877,6 +982,8 @@ mod tests {
                 error: None,
             }],
             read_time: Duration::ZERO,
+            flows_read: Some(Duration::ZERO),
+            flows_period: 1.0,
         }
     }
 
@@ -889,6 +996,41 @@ mod tests {
         stats.action[2] = stats.l4[1];
         stats.l3[0] = stats.l4[1];
         stats
+    }
+
+    #[test]
+    fn flow_tables_are_read_as_often_as_the_budget_allows() {
+        let second = Duration::from_secs(1);
+        assert_eq!(flows_every(Duration::from_millis(3), second), 1);
+        assert_eq!(flows_every(Duration::from_millis(10), second), 1);
+        assert_eq!(flows_every(Duration::from_millis(25), second), 3);
+        assert_eq!(flows_every(Duration::from_millis(25), second * 5), 1);
+        assert_eq!(flows_every(Duration::ZERO, second), 1);
+    }
+
+    #[test]
+    fn flows_not_read_this_time_keep_their_last_rows_and_rates_span_the_reads() {
+        let t0 = Instant::now();
+        let a = flow_key([10, 0, 0, 1], 1000, 9);
+        let mut rates = Rates::default();
+        rates.frame(sample(t0, vec![(a, flow(10, 1000))], stats(10)));
+        let mut skipped = sample(t0 + Duration::from_secs(1), Vec::new(), stats(20));
+        skipped.flows_read = None;
+        let kept = rates.frame(skipped);
+        assert_eq!(kept.flows.len(), 1, "the last rows stay");
+        assert_eq!(kept.flows[0].stats.packets, 10);
+        assert_eq!(
+            kept.total.rate.pps,
+            Some(10.0),
+            "counters are read every time"
+        );
+        let read = rates.frame(sample(
+            t0 + Duration::from_secs(3),
+            vec![(a, flow(40, 4000))],
+            stats(40),
+        ));
+        assert_eq!(read.flows[0].rate.pps, Some(10.0), "30 packets over 3 s");
+        assert_eq!(read.sources[0].packets, 40);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! while it runs.
 
 use std::{
+    fmt::Write as _,
     io::{self, Stdout},
     sync::{
         Once,
@@ -218,7 +219,11 @@ fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
         Line::from(Span::styled(error.clone(), Style::new().reversed()))
     } else {
         let read = app.frame.as_ref().map_or(String::new(), |frame| {
-            format!("   read in {} ms", frame.read_time.as_millis())
+            let mut read = format!("   read in {} ms", frame.read_time.as_millis());
+            if frame.flows_period > sampling.interval.as_secs_f64() {
+                let _ = write!(read, ", flows every {:.0} s", frame.flows_period);
+            }
+            read
         });
         Line::from(format!(
             "q quit  Tab/1-3 pane  s sort  / filter  Esc clear  p pause  ↑↓ scroll{read}"
@@ -295,10 +300,10 @@ fn heading(name: &'static str, sort: SortBy, this: Option<SortBy>) -> Cell<'stat
 }
 
 /// The rows of `total` that fit `area` from the scroll position (clamped), and a title.
-fn visible(app: &mut App, total: usize, area: Rect) -> (usize, usize) {
+/// The first row shown (the scroll position, kept within the rows) and how many fit.
+fn visible(scroll: usize, total: usize, area: Rect) -> (usize, usize) {
     let height = area.height.saturating_sub(3) as usize;
-    app.scroll = app.scroll.min(total.saturating_sub(1));
-    (app.scroll, height)
+    (scroll.min(total.saturating_sub(1)), height)
 }
 
 fn pane_block(app: &App, name: &str, shown: usize, of: usize, extra: &str) -> Block<'static> {
@@ -322,11 +327,12 @@ fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
         ),
         None => (0, Vec::new(), false),
     };
-    let total = app.flows().len();
-    let (from, height) = visible(app, total, area);
+    // Filtered and sorted once per draw: a full flow table has 65,536 rows.
+    let shown = app.flows();
+    let total = shown.len();
+    let (from, height) = visible(app.scroll, total, area);
     let sort = app.sort;
-    let rows: Vec<Row> = app
-        .flows()
+    let rows: Vec<Row> = shown
         .into_iter()
         .skip(from)
         .take(height)
@@ -349,6 +355,7 @@ fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
             Row::new(cells)
         })
         .collect();
+    app.scroll = from;
     let mut header = Vec::new();
     let mut widths = Vec::new();
     if many {
@@ -388,11 +395,12 @@ fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
 
 fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
     let all = app.frame.as_ref().map_or(0, |f| f.sources.len());
-    let total = app.sources().len();
-    let (from, height) = visible(app, total, area);
+    // Filtered and sorted once per draw: a full flow table has 65,536 rows.
+    let shown = app.sources();
+    let total = shown.len();
+    let (from, height) = visible(app.scroll, total, area);
     let sort = app.sort;
-    let rows: Vec<Row> = app
-        .sources()
+    let rows: Vec<Row> = shown
         .into_iter()
         .skip(from)
         .take(height)
@@ -407,6 +415,7 @@ fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
             ])
         })
         .collect();
+    app.scroll = from;
     let table = Table::new(
         rows,
         [
@@ -432,11 +441,12 @@ fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
 
 fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
     let all = app.frame.as_ref().map_or(0, |f| f.rules.len());
-    let total = app.rules().len();
-    let (from, height) = visible(app, total, area);
+    // Filtered and sorted once per draw: a full flow table has 65,536 rows.
+    let shown = app.rules();
+    let total = shown.len();
+    let (from, height) = visible(app.scroll, total, area);
     let sort = app.sort;
-    let rows: Vec<Row> = app
-        .rules()
+    let rows: Vec<Row> = shown
         .into_iter()
         .skip(from)
         .take(height)
@@ -454,6 +464,7 @@ fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
             ])
         })
         .collect();
+    app.scroll = from;
     let table = Table::new(
         rows,
         [
