@@ -98,7 +98,11 @@ fn main() -> Result<()> {
                 test.arg("--").args(&args);
             }
             run(&mut test)?;
-            if args.is_empty() {
+            if args.is_empty() && !is_root() && !in_ci() {
+                // As the kernel tests do without root: loudly, and only outside CI.
+                eprintln!("SKIPPED the package check: dpkg needs root (under CI=true this fails)");
+                Ok(())
+            } else if args.is_empty() {
                 package::check(&root).context("the package check (`cargo xtask deb --check`)")
             } else {
                 eprintln!(
@@ -162,6 +166,10 @@ fn host_cargo(root: &Path, object: &Path) -> Command {
     let mut command = Command::new(cargo);
     command.current_dir(root).env("NETXDP_EBPF_OBJECT", object);
     command
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false")
 }
 
 fn is_root() -> bool {

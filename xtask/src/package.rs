@@ -202,7 +202,7 @@ fn ensure_cargo_deb() -> Result<PathBuf> {
 pub fn check(root: &Path) -> Result<()> {
     ensure!(
         is_root(),
-        "the package check installs a .deb: run it as root (sudo -E cargo xtask deb --check)"
+        "the package check installs a .deb: run `cargo xtask deb --check` as root"
     );
     ensure!(
         !toolchain::package_installed(PACKAGE),
