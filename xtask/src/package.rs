@@ -219,7 +219,7 @@ pub fn check(root: &Path) -> Result<()> {
         .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
         .collect();
 
-    check_version()?;
+    check_version(root)?;
     check_man_pages(&files)?;
     check_completions(&files)?;
     check_unit()?;
@@ -311,9 +311,14 @@ fn output_of(command: &mut Command) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-fn check_version() -> Result<()> {
+fn check_version(root: &Path) -> Result<()> {
     let version = output_of(Command::new("/usr/sbin/netxdp").arg("--version"))?;
-    let commit = output_of(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]))?;
+    let commit =
+        output_of(
+            Command::new("git")
+                .current_dir(root)
+                .args(["rev-parse", "--short=12", "HEAD"]),
+        )?;
     let expected = format!("netxdp {} ({})", env!("CARGO_PKG_VERSION"), commit.trim());
     ensure!(
         version.trim() == expected,
