@@ -109,7 +109,16 @@ pub enum Command {
     },
 
     /// Add, delete and list filter rules.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        sudo netxdp rule add eth0 --action drop --src 203.0.113.0/24\n  \
+        sudo netxdp rule list eth0\n  \
+        sudo netxdp rule del eth0 7\n\n\
+        Each command changes the rule set in force at once. To keep rules across reboots, \
+        save them with `netxdp rule list IFACE --toml > /etc/netxdp/IFACE.toml` and enable \
+        `netxdp@IFACE.service`."
+    )]
     Rule(RuleCommand),
 
     /// Show or set what packets that no rule matches get (and fragments without L4 headers).
@@ -149,6 +158,10 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+
+    /// Man pages and shell completions, for packaging (see `cargo xtask install`).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
 
     /// Show every interface netxdp is attached to: mode, program id, since when, totals.
     #[command(after_help = "Examples:\n  \
@@ -250,6 +263,18 @@ pub enum Command {
         /// XDP mode for the demo's veth end.
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
+    },
+}
+
+/// `netxdp generate ...`: what packaging installs beside the binary.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Write one man page per command (netxdp.8, netxdp-attach.8, ...) into DIR.
+    Man { dir: PathBuf },
+    /// Print the completion script for SHELL.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 

@@ -12,7 +12,7 @@
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
 //! - [`top`]: the live full-screen view of `netxdp top`.
 //! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
-//! - [`cli`] and [`commands`]: the command line.
+//! - [`cli`] and [`commands`]: the command line; [`generate`]: its man pages and completions.
 
 pub mod attach;
 pub mod cli;
@@ -20,6 +20,7 @@ pub mod commands;
 pub mod counters;
 pub mod filter;
 pub mod flows;
+pub mod generate;
 pub mod iflink;
 pub mod netns;
 pub mod pins;

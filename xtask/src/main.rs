@@ -1,9 +1,11 @@
-//! `cargo xtask`: set up the toolchain, build the XDP object and the CLI, run, test, bench.
+//! `cargo xtask`: set up the toolchain, build the XDP object and the CLI, run, test, bench,
+//! install and package.
 //!
 //! The eBPF crate is built for bpfel-unknown-none by a toolchain that has a `core` for that
 //! target (see [`toolchain`]), then the host crates are built embedding the object.
 
 mod build;
+mod package;
 mod toolchain;
 
 use std::{
@@ -52,6 +54,22 @@ enum Task {
     Bench,
     /// `cargo fmt --check` and `cargo clippy -D warnings` over every crate, eBPF included.
     Lint,
+    /// Build release, then install netxdp (PREFIX/sbin), a man page per command
+    /// (PREFIX/share/man/man8) and bash, zsh and fish completions; idempotent.
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Stage the install under this directory (DESTDIR/PREFIX/...), for packagers.
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+    },
+    /// Build the Debian package (cargo-deb) into target/debian/: binary, man pages,
+    /// completions, netxdp@.service and /etc/netxdp/.
+    Deb {
+        /// Then install it into this machine with dpkg, check it works, and purge it (root).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -79,7 +97,20 @@ fn main() -> Result<()> {
             if !args.is_empty() {
                 test.arg("--").args(&args);
             }
-            run(&mut test)
+            run(&mut test)?;
+            if args.is_empty() && !is_root() && !in_ci() {
+                // As the kernel tests do without root: loudly, and only outside CI.
+                eprintln!("SKIPPED the package check: dpkg needs root (under CI=true this fails)");
+                Ok(())
+            } else if args.is_empty() {
+                package::check(&root).context("the package check (`cargo xtask deb --check`)")
+            } else {
+                eprintln!(
+                    "xtask test: the package check runs with the whole suite, or alone as \
+                     `cargo xtask deb --check`"
+                );
+                Ok(())
+            }
         }
         Task::Bench => {
             let object = build::ebpf(&root)?;
@@ -94,6 +125,9 @@ fn main() -> Result<()> {
             let object = build::ebpf(&root)?;
             lint(&root, &object)
         }
+        Task::Install { prefix, destdir } => package::install(&root, &prefix, destdir.as_deref()),
+        Task::Deb { check: true } => package::check(&root),
+        Task::Deb { check: false } => package::deb(&root).map(|_| ()),
     }
 }
 
@@ -132,6 +166,10 @@ fn host_cargo(root: &Path, object: &Path) -> Command {
     let mut command = Command::new(cargo);
     command.current_dir(root).env("NETXDP_EBPF_OBJECT", object);
     command
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false")
 }
 
 fn is_root() -> bool {

@@ -36,6 +36,18 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "xdp-tools",
         "xdp-filter, the peer the benchmark compares against",
     ),
+    (
+        "man-db",
+        "man, which the package check asks where the pages went",
+    ),
+    (
+        "bash-completion",
+        "the loader the package check completes netxdp with",
+    ),
+    (
+        "systemd",
+        "systemd-analyze, which the package check verifies the unit with",
+    ),
 ];
 
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
@@ -106,7 +118,7 @@ fn nightly_with_rust_src() -> bool {
             .exists()
 }
 
-fn package_installed(package: &str) -> bool {
+pub fn package_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
@@ -136,11 +148,7 @@ fn install_missing_debian_packages() -> Result<()> {
 
 /// bpf-linker built on Debian's LLVM 22, in a cache shared by every checkout.
 fn ensure_bpf_linker() -> Result<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?;
-    let root = cache.join(format!("netxdp/bpf-linker-{BPF_LINKER_VERSION}-llvm22"));
+    let root = cache_dir()?.join(format!("bpf-linker-{BPF_LINKER_VERSION}-llvm22"));
     let bin = root.join("bin");
     let linker = bin.join("bpf-linker");
     if Command::new(&linker)
@@ -171,6 +179,15 @@ fn ensure_bpf_linker() -> Result<PathBuf> {
         .env_remove("RUSTUP_TOOLCHAIN"))
     .context("building bpf-linker")?;
     Ok(bin)
+}
+
+/// Where tools built for netxdp live, shared by every checkout: ~/.cache/netxdp.
+pub fn cache_dir() -> Result<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(cache.join("netxdp"))
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -120,8 +120,20 @@ fn describe_policy(iface: &str, set: &RuleSet) -> String {
 }
 
 pub fn apply(iface: &str, path: &Path, dry_run: bool) -> Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the rules file {}", path.display()))?;
+    // Before the file is read: without root, an unreadable file would hide the real problem.
+    preflight::require_privileges()?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                " (`netxdp rule list {iface} --toml > {}` writes one from the rules in force)",
+                path.display()
+            )
+        } else {
+            String::new()
+        };
+        anyhow::Error::new(error)
+            .context(format!("reading the rules file {}{hint}", path.display()))
+    })?;
     let wanted = parse_rules_file(&text).with_context(|| format!("in {}", path.display()))?;
     for note in &wanted.notes {
         eprintln!("note: {}: {note}", path.display());

@@ -85,6 +85,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             file,
             dry_run,
         } => filter::apply(&iface, &file, dry_run),
+        Command::Generate(command) => crate::generate::run(command),
         Command::Status { json } => {
             let status = StatusRecord::new(&attach::list_pinned()?);
             if json {
