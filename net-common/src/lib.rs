@@ -8,6 +8,7 @@
 //! - [`rule`]: filter rules, and the reference classifier that says what a rule set means.
 //! - [`filter`]: the layout of a rule set in the kernel's maps (bitmaps, generations).
 //! - [`flow`]: the flow table's key and per-CPU counters.
+//! - [`capture`]: what a capture selects, and the records it copies out.
 //! - [`info`]: the `#[repr(C)]` record of how an interface was attached.
 //!
 //! ```
@@ -32,6 +33,7 @@
 #[cfg(feature = "testing")]
 extern crate alloc;
 
+pub mod capture;
 pub mod checksum;
 pub mod filter;
 pub mod flow;
@@ -59,6 +61,12 @@ pub mod names {
     pub const SEARCH_MAP: &str = "SEARCH";
     /// A program that only returns XDP_PASS: the benchmarks' floor.
     pub const PASS_FLOOR: &str = "pass_floor";
+    /// The running capture's selection ([`crate::capture::CaptureConfig`]).
+    pub const CAPTURE_MAP: &str = "CAPTURE";
+    /// Per-CPU capture counters ([`crate::capture::CaptureCounters`]).
+    pub const CAPTURE_STATS_MAP: &str = "CAPTURE_STATS";
+    /// The ring buffer captured packets are copied to.
+    pub const CAPTURE_RING_MAP: &str = "CAPTURE_RING";
     /// The per-CPU counter block ([`crate::stats::Stats`]).
     pub const STATS_MAP: &str = "STATS";
     /// The attach record ([`crate::info::AttachInfo`]).

@@ -1,7 +1,7 @@
 //! The filter: the active generation's tables, and the bit-vector search over them (see
 //! `net_common::filter` for the design, and `net_common::rule` for what it must decide).
 
-use crate::clock;
+use crate::{clock, opaque};
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     cty::c_void,
@@ -366,15 +366,6 @@ fn lowest_rank_in_word<const N: usize>(
         word &= bitmap.words[word_index];
     }
     (word != 0).then(|| (word_index * 64) as u32 + word.trailing_zeros())
-}
-
-/// `value`, hidden from the optimiser. LLVM knows `trailing_zeros` of a non-zero word is below
-/// 64 and drops the bound check that follows; the verifier does not know it (LLVM computes it
-/// through a table) and needs that check.
-#[inline(always)]
-fn opaque(value: usize) -> usize {
-    // SAFETY: reads a live local.
-    unsafe { core::ptr::read_volatile(&value) }
 }
 
 /// How addresses are looked up.

@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod capture;
 mod clock;
 mod filter;
 mod flows;
@@ -101,7 +102,18 @@ fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 
         unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched()) };
     }
     flows::track(ctx, packet, decision);
+    capture::offer(ctx, packet, decision);
     decision.action
+}
+
+/// `value`, hidden from the optimiser, so that a bound check after it stays as written. LLVM
+/// may know a bound the verifier cannot see (that `trailing_zeros` of a non-zero word is below
+/// 64, which it computes through a table; that a `min` is below its operand) and drop a check
+/// the verifier needs.
+#[inline(always)]
+pub(crate) fn opaque<T: Copy>(value: T) -> T {
+    // SAFETY: reads a live local.
+    unsafe { core::ptr::read_volatile(&value) }
 }
 
 /// Returns XDP_PASS and nothing else: the floor that `cargo xtask bench` measures beside

@@ -7,6 +7,7 @@
 //! - [`attach`]: attach, detach and inspect pinned attachments.
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`flows`]: the flow table read back, and how `flows` shows it.
+//! - [`capture`]: copying selected packets out of the kernel, and writing them as pcap(ng).
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
@@ -15,6 +16,7 @@
 //! - [`cli`] and [`commands`]: the command line; [`generate`]: its man pages and completions.
 
 pub mod attach;
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod counters;

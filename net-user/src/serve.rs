@@ -40,7 +40,8 @@ use prometheus_client::{
 use tracing::{debug, warn};
 
 use crate::{
-    attach::read_info, counters::CounterMap, filter::FilterMaps, flows::FlowTable, pins::PinDir,
+    attach::read_info, capture, counters::CounterMap, filter::FilterMaps, flows::FlowTable,
+    pins::PinDir,
 };
 
 /// Where `serve` listens unless told otherwise: loopback only.
@@ -66,6 +67,8 @@ pub struct IfaceMetrics {
     pub program: Option<ProgramRuns>,
     /// Flows in the table, and how many it holds; `None` when flow tracking is off.
     pub flows: Option<(u64, u32)>,
+    /// Capture counters since attach; `None` when the capture maps cannot be read.
+    pub capture: Option<capture::Counters>,
 }
 
 /// The rule set in force on an interface.
@@ -131,12 +134,20 @@ impl IfaceMetrics {
                 None
             }
         };
+        let capture = match capture::CounterMap::from_pin(pins).and_then(|map| map.read()) {
+            Ok(counters) => Some(counters),
+            Err(error) => {
+                debug!("{}: capture counters not exported: {error:#}", pins.iface());
+                None
+            }
+        };
         Ok(Self {
             iface: pins.iface().to_owned(),
             stats,
             filter,
             program,
             flows,
+            capture,
         })
     }
 }
@@ -402,6 +413,38 @@ impl Collector for Snapshot {
         let help = "Flows the flow table holds at most.";
         gauges(&mut encoder, "netxdp_flow_table_size", help, samples)?;
 
+        let captures: Vec<(&str, capture::Counters)> = ifaces
+            .iter()
+            .filter_map(|i| Some((i.iface.as_str(), i.capture?)))
+            .collect();
+        type CaptureCount = fn(&capture::Counters) -> u64;
+        let capture_families: [(&str, CaptureCount, &str); 3] = [
+            (
+                "netxdp_capture_selected_packets",
+                |c| c.selected,
+                "Packets a running `netxdp capture` selected (by action and rule, before \
+                 sampling).",
+            ),
+            (
+                "netxdp_capture_packets",
+                |c| c.captured,
+                "Packets copied to the capture ring buffer.",
+            ),
+            (
+                "netxdp_capture_lost_packets",
+                |c| c.lost,
+                "Packets a capture chose that found its ring buffer full (the reader was too \
+                 slow): copies dropped by the kernel, not the packets.",
+            ),
+        ];
+        for (name, count, help) in capture_families {
+            let samples = captures
+                .iter()
+                .map(|(iface, counters)| (labels(iface, &[]), count(counters)))
+                .collect();
+            counters(&mut encoder, name, help, None, samples)?;
+        }
+
         let programs: Vec<(&str, ProgramRuns)> = ifaces
             .iter()
             .filter_map(|i| Some((i.iface.as_str(), i.program?)))
@@ -563,6 +606,11 @@ mod tests {
                     run_count: 42,
                 }),
                 flows: Some((3, 65_536)),
+                capture: Some(capture::Counters {
+                    selected: 9,
+                    captured: 5,
+                    lost: 4,
+                }),
             }],
             bpf_stats_enabled: Some(true),
         }
@@ -582,6 +630,9 @@ mod tests {
             r#"netxdp_matched_packets_total{iface="eth\"0"} 30"#,
             r#"netxdp_flows{iface="eth\"0"} 3"#,
             r#"netxdp_flow_table_size{iface="eth\"0"} 65536"#,
+            r#"netxdp_capture_selected_packets_total{iface="eth\"0"} 9"#,
+            r#"netxdp_capture_packets_total{iface="eth\"0"} 5"#,
+            r#"netxdp_capture_lost_packets_total{iface="eth\"0"} 4"#,
             r#"netxdp_matched_bytes_total{iface="eth\"0"} 3000"#,
             r#"netxdp_searched_packets_total{iface="eth\"0"} 0"#,
             r#"netxdp_rule_packets_total{iface="eth\"0",rule="7",action="drop"} 30"#,

@@ -1,11 +1,13 @@
 //! What each command does, over the library's pieces.
 
+mod capture;
 mod filter;
 mod flows;
 
 use std::{
     io::{self, Write as _},
     net::{IpAddr, SocketAddr},
+    num::{NonZeroU32, NonZeroU64},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -74,6 +76,34 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             limit,
             json,
         } => flows::show(&iface, sort, limit, json),
+        Command::Capture {
+            iface,
+            action,
+            rule,
+            snaplen,
+            sample,
+            count,
+            duration,
+            write,
+            pcap,
+        } => {
+            capture::capture(capture::Request {
+                iface,
+                action,
+                rule: rule.map(NonZeroU32::get),
+                snaplen: snaplen.get(),
+                sample: sample.get(),
+                count: count.map(NonZeroU64::get),
+                duration,
+                write,
+                format: if pcap {
+                    crate::capture::file::Format::Pcap
+                } else {
+                    crate::capture::file::Format::PcapNg
+                },
+            })
+            .await
+        }
         Command::Rule(command) => filter::rule(command),
         Command::Policy {
             iface,

@@ -36,7 +36,7 @@ use net_common::{
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
 };
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::{
     RuleSet,
@@ -89,16 +89,7 @@ impl FilterMaps {
                 iface = pins.iface()
             );
         }
-        let lock = if lock {
-            let dir = File::open(pins.dir())
-                .with_context(|| format!("opening {}", pins.dir().display()))?;
-            let lock = Flock::lock(dir, FlockArg::LockExclusive)
-                .map_err(|(_, errno)| errno)
-                .with_context(|| format!("locking {}", pins.dir().display()))?;
-            Some(lock)
-        } else {
-            None
-        };
+        let lock = lock.then(|| pins.lock()).transpose()?;
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
             let path = pins.dir().join(name);
             let data = MapData::from_pin(&path).with_context(|| {

@@ -1,0 +1,94 @@
+//! Packet capture: copies the packets a running `netxdp capture` selects to a ring buffer.
+//! With no capture running, the cost is one array lookup and one compare per packet.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use net_common::{
+    capture::{
+        CaptureConfig, CaptureCounters, CaptureHeader, CaptureRecord, MAX_SNAPLEN, RING_BYTES,
+    },
+    parse::Packet,
+};
+
+use crate::{filter::Decision, opaque};
+
+/// The running capture's selection; `active` 0 when none runs.
+#[map(name = "CAPTURE")]
+static CAPTURE: Array<CaptureConfig> = Array::pinned(1, 0);
+
+#[map(name = "CAPTURE_STATS")]
+static CAPTURE_STATS: PerCpuArray<CaptureCounters> = PerCpuArray::pinned(1, 0);
+
+#[map(name = "CAPTURE_RING")]
+static CAPTURE_RING: RingBuf = RingBuf::pinned(RING_BYTES, 0);
+
+/// Where a record is put together before it is copied to the ring in one piece.
+#[map(name = "CAPTURE_SCRATCH")]
+static CAPTURE_SCRATCH: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Copies `packet` to the ring buffer if a running capture selects it.
+#[inline(always)]
+pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
+    let Some(config) = CAPTURE.get(0) else {
+        return;
+    };
+    if config.active == 0 {
+        return;
+    }
+    copy(ctx, packet, decision, config);
+}
+
+/// The capture path proper, out of line: the hot path only pays for the test above.
+#[inline(never)]
+fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &CaptureConfig) {
+    if !config.selects(decision.action, decision.rule_id) {
+        return;
+    }
+    let Some(counters) = CAPTURE_STATS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own copy; XDP does not preempt itself.
+    let counters = unsafe { &mut *counters };
+    if !counters.sample(config.active, config.sample) {
+        return;
+    }
+    let Some(record) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let original_len = packet.len;
+    let mut len = original_len.min(config.snaplen);
+    // Bounds the verifier can see: 1..=MAX_SNAPLEN.
+    len = opaque(len);
+    if len == 0 || len > MAX_SNAPLEN {
+        return;
+    }
+    // SAFETY: this CPU's own scratch record; XDP does not preempt itself. The helper writes
+    // `len` bytes, at most the size of `data`.
+    let loaded = unsafe {
+        (*record).header = CaptureHeader {
+            timestamp_ns: bpf_ktime_get_ns(),
+            ifindex: (*ctx.ctx).ingress_ifindex,
+            original_len,
+            captured_len: len,
+            action: decision.action,
+            rule_id: decision.rule_id,
+            _pad: 0,
+        };
+        bpf_xdp_load_bytes(ctx.ctx, 0, (*record).data.as_mut_ptr().cast(), len)
+    };
+    if loaded != 0 {
+        return;
+    }
+    let size = size_of::<CaptureHeader>() + len as usize;
+    // SAFETY: `record` holds a header and `len` <= MAX_SNAPLEN bytes of data, `size` in all.
+    let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), size) };
+    if CAPTURE_RING.output::<[u8]>(bytes, 0).is_ok() {
+        counters.captured += 1;
+    } else {
+        counters.lost += 1;
+    }
+}

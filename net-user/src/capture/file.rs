@@ -1,0 +1,282 @@
+//! Captured packets as a file every network tool reads: pcapng (the default: an interface
+//! block for the interface, and each packet's action and rule in its comment) or classic pcap
+//! (nanosecond timestamps).
+//!
+//! Whole packets reach the output: packets are encoded into a buffer and written out in
+//! whole blocks. If a write fails (a full disk), a regular file is cut back to the end of the
+//! last packet written, so it stays valid up to there; on a pipe, the reader is gone anyway.
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    io::{self, Write},
+    path::Path,
+    time::Duration,
+};
+
+use byteorder_slice::LittleEndian;
+use net_common::{
+    capture::CaptureHeader,
+    rule::{XDP_DROP, XDP_PASS},
+    stats::XDP_ACTIONS,
+};
+use pcap_file::{
+    DataLink, Endianness, PcapError, TsResolution,
+    pcap::{PcapHeader, PcapPacket},
+    pcapng::{
+        PcapNgBlock as _,
+        blocks::{
+            enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption},
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+            interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption},
+            section_header::{SectionHeaderBlock, SectionHeaderOption},
+        },
+    },
+};
+
+use super::Counters;
+
+/// The file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    PcapNg,
+    Pcap,
+}
+
+/// Where the file goes.
+pub enum Output {
+    File(File),
+    Stdout(io::Stdout),
+}
+
+impl Output {
+    /// `-` is standard output; anything else a file, created or truncated.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        if path == Path::new("-") {
+            Ok(Output::Stdout(io::stdout()))
+        } else {
+            File::create(path).map(Output::File)
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Output::File(file) => file.write_all(bytes),
+            Output::Stdout(stdout) => {
+                let mut stdout = stdout.lock();
+                stdout.write_all(bytes)?;
+                stdout.flush()
+            }
+        }
+    }
+}
+
+/// What the capture is of, for the file's headers.
+pub struct Described<'a> {
+    pub iface: &'a str,
+    /// What the capture selects, in words ("action drop, rule 7").
+    pub selection: &'a str,
+    pub snaplen: u32,
+    /// Add this to the kernel's CLOCK_MONOTONIC timestamps for the time since the epoch.
+    pub realtime_offset_ns: i128,
+}
+
+/// A capture file being written.
+pub struct CaptureFile {
+    output: Output,
+    format: Format,
+    snaplen: u32,
+    offset_ns: i128,
+    /// Encoded blocks not yet written out.
+    pending: Vec<u8>,
+    pending_packets: u64,
+    /// Bytes and packets known to be in the output, whole.
+    written_bytes: u64,
+    written_packets: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+/// A write that failed; what is in the output is whole up to `packets` packets.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the reader closed the pipe")]
+    Closed,
+    #[error("writing the capture: {0}")]
+    Io(#[from] io::Error),
+    #[error("encoding the capture: {0}")]
+    Encode(#[from] PcapError),
+}
+
+impl CaptureFile {
+    /// Starts the file: its header (pcapng: section and interface blocks).
+    pub fn new(output: Output, format: Format, what: &Described) -> Result<Self, WriteError> {
+        let mut file = Self {
+            output,
+            format,
+            snaplen: what.snaplen,
+            offset_ns: what.realtime_offset_ns,
+            pending: Vec::with_capacity(1 << 16),
+            pending_packets: 0,
+            written_bytes: 0,
+            written_packets: 0,
+            first_ns: None,
+            last_ns: 0,
+        };
+        match format {
+            Format::PcapNg => {
+                let section = SectionHeaderBlock {
+                    endianness: Endianness::Little,
+                    options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                        "netxdp {}",
+                        env!("CARGO_PKG_VERSION")
+                    )))],
+                    ..SectionHeaderBlock::default()
+                };
+                let interface = InterfaceDescriptionBlock {
+                    linktype: DataLink::ETHERNET,
+                    snaplen: what.snaplen,
+                    options: vec![
+                        InterfaceDescriptionOption::IfName(Cow::Borrowed(what.iface)),
+                        InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
+                            "netxdp XDP capture: {}",
+                            what.selection
+                        ))),
+                        // Nanoseconds, as the kernel stamps them.
+                        InterfaceDescriptionOption::IfTsResol(9),
+                    ],
+                };
+                file.encode_block(section.into_block())?;
+                file.encode_block(interface.into_block())?;
+            }
+            Format::Pcap => {
+                let header = PcapHeader {
+                    snaplen: what.snaplen,
+                    datalink: DataLink::ETHERNET,
+                    ts_resolution: TsResolution::NanoSecond,
+                    endianness: Endianness::Little,
+                    ..PcapHeader::default()
+                };
+                header.write_to(&mut file.pending)?;
+            }
+        }
+        file.flush()?;
+        Ok(file)
+    }
+
+    /// Adds one captured packet (written out at the next [`CaptureFile::flush`]).
+    pub fn push(&mut self, header: &CaptureHeader, data: &[u8]) -> Result<(), WriteError> {
+        self.first_ns.get_or_insert(header.timestamp_ns);
+        self.last_ns = self.last_ns.max(header.timestamp_ns);
+        let timestamp = self.wall_time(header.timestamp_ns);
+        match self.format {
+            Format::PcapNg => {
+                let packet = EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp,
+                    original_len: header.original_len,
+                    data: Cow::Borrowed(data),
+                    options: vec![
+                        EnhancedPacketOption::Comment(Cow::Owned(comment(header))),
+                        // Inbound: XDP sees only what arrives.
+                        EnhancedPacketOption::Flags(0b01),
+                    ],
+                };
+                self.encode_block(packet.into_block())?;
+            }
+            Format::Pcap => {
+                let packet = PcapPacket::new(timestamp, header.original_len, data);
+                packet.write_to::<_, LittleEndian>(
+                    &mut self.pending,
+                    TsResolution::NanoSecond,
+                    self.snaplen,
+                )?;
+            }
+        }
+        self.pending_packets += 1;
+        Ok(())
+    }
+
+    /// Writes out what was pushed. On failure a regular file is cut back to its last whole
+    /// packet.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.output.write_all(&self.pending) {
+            if let Output::File(file) = &self.output {
+                // Best effort: the file's length is what a partial write left otherwise.
+                let _ = file.set_len(self.written_bytes);
+            }
+            self.pending.clear();
+            self.pending_packets = 0;
+            return Err(match error.kind() {
+                io::ErrorKind::BrokenPipe => WriteError::Closed,
+                _ => WriteError::Io(error),
+            });
+        }
+        self.written_bytes += self.pending.len() as u64;
+        self.written_packets += self.pending_packets;
+        self.pending.clear();
+        self.pending_packets = 0;
+        Ok(())
+    }
+
+    /// Packets in the output, whole.
+    pub fn packets_written(&self) -> u64 {
+        self.written_packets
+    }
+
+    /// Ends the file: pcapng gets an interface statistics block with the capture's counters
+    /// (what the selection took, what the kernel dropped, what was written).
+    pub fn finish(mut self, counters: &Counters) -> Result<u64, WriteError> {
+        self.flush()?;
+        if self.format == Format::PcapNg {
+            let delivered = self.written_packets;
+            let to_units = |ns: u64| self.wall_time(ns).as_nanos() as u64;
+            let end = to_units(self.last_ns);
+            let mut options = vec![
+                InterfaceStatisticsOption::IsbFilterAccept(counters.selected),
+                InterfaceStatisticsOption::IsbOsDrop(counters.lost),
+                InterfaceStatisticsOption::IsbUsrDeliv(delivered),
+            ];
+            if let Some(first) = self.first_ns {
+                options.insert(0, InterfaceStatisticsOption::IsbStartTime(to_units(first)));
+                options.insert(1, InterfaceStatisticsOption::IsbEndTime(end));
+            }
+            let statistics = InterfaceStatisticsBlock {
+                interface_id: 0,
+                timestamp: end,
+                options,
+            };
+            self.encode_block(statistics.into_block())?;
+            self.flush()?;
+        }
+        Ok(self.written_packets)
+    }
+
+    fn encode_block(&mut self, block: pcap_file::pcapng::Block) -> Result<(), WriteError> {
+        block.write_to::<LittleEndian, _>(&mut self.pending)?;
+        Ok(())
+    }
+
+    /// The time since the epoch of a kernel CLOCK_MONOTONIC timestamp.
+    fn wall_time(&self, monotonic_ns: u64) -> Duration {
+        let ns = (i128::from(monotonic_ns) + self.offset_ns).max(0);
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+/// The packet comment: what netxdp did with it and why.
+pub fn comment(header: &CaptureHeader) -> String {
+    let action = XDP_ACTIONS
+        .get(header.action as usize)
+        .copied()
+        .unwrap_or("unknown");
+    let why = match (header.rule_id, header.action) {
+        (0, XDP_DROP | XDP_PASS) => "by the policy".to_owned(),
+        (0, _) => "by the program".to_owned(),
+        (rule, _) => format!("by rule {rule}"),
+    };
+    format!("netxdp: {action} {why}")
+}

@@ -1,0 +1,254 @@
+//! Capture: turning the XDP program's copy of selected packets on and off, and reading the
+//! copies back from its ring buffer.
+//!
+//! A [`Session`] owns the capture of one attachment while it lives: it writes the selection
+//! to the pinned `CAPTURE` map, opens the ring buffer the records arrive in, and switches the
+//! copying off again when dropped. One capture runs per interface at a time; a capture whose process was killed
+//! is noticed (its owner is gone) and replaced.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use netxdp::capture::{Selection, Session};
+//! use netxdp::pins::PinDir;
+//!
+//! let selection = Selection::drops();
+//! let (session, mut ring) = Session::start(&PinDir::new("eth0"), &selection)?;
+//! while let Some(record) = ring.next() {
+//!     println!("{} bytes", record.len());
+//! }
+//! println!("{:?}", session.counters()?);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod file;
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use net_common::{
+    capture::{CaptureConfig, CaptureCounters, MAX_SNAPLEN},
+    names,
+    rule::{XDP_DROP, XDP_PASS},
+};
+
+use crate::pins::PinDir;
+
+/// Which packets a capture copies, and how much of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// XDP actions, as a bit set (bit `action`).
+    pub actions: u32,
+    /// Only packets this rule decided; `None` for any.
+    pub rule: Option<u32>,
+    /// Bytes of each packet; at most [`MAX_SNAPLEN`] are copied.
+    pub snaplen: u32,
+    /// One selected packet in `sample`.
+    pub sample: u32,
+}
+
+impl Selection {
+    /// Every dropped packet, whole.
+    pub fn drops() -> Self {
+        Self {
+            actions: 1 << XDP_DROP,
+            rule: None,
+            snaplen: MAX_SNAPLEN,
+            sample: 1,
+        }
+    }
+
+    /// Every passed packet, whole.
+    pub fn passes() -> Self {
+        Self {
+            actions: 1 << XDP_PASS,
+            ..Self::drops()
+        }
+    }
+
+    /// Every packet, whatever its action.
+    pub fn all() -> Self {
+        Self {
+            actions: u32::MAX,
+            ..Self::drops()
+        }
+    }
+
+    /// The bytes copied of each packet: the snaplen asked for, within what the program copies.
+    pub fn effective_snaplen(&self) -> u32 {
+        self.snaplen.clamp(1, MAX_SNAPLEN)
+    }
+}
+
+/// Capture counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets the selection took (before sampling).
+    pub selected: u64,
+    /// Packets copied to the ring buffer.
+    pub captured: u64,
+    /// Packets sampling chose that found the ring buffer full: dropped by the kernel.
+    pub lost: u64,
+}
+
+impl Counters {
+    fn since(self, start: Counters) -> Counters {
+        Counters {
+            selected: self.selected.wrapping_sub(start.selected),
+            captured: self.captured.wrapping_sub(start.captured),
+            lost: self.lost.wrapping_sub(start.lost),
+        }
+    }
+}
+
+/// The capture counters of a pinned attachment, since attach (for `netxdp serve`).
+pub struct CounterMap {
+    map: PerCpuArray<MapData, CaptureCounters>,
+}
+
+impl CounterMap {
+    pub fn from_pin(pins: &PinDir) -> Result<Self> {
+        let map = open(pins, names::CAPTURE_STATS_MAP, Map::PerCpuArray)?;
+        Ok(Self {
+            map: PerCpuArray::try_from(map)?,
+        })
+    }
+
+    pub fn read(&self) -> Result<Counters> {
+        let per_cpu = self
+            .map
+            .get(&0, 0)
+            .context("reading the capture counters")?;
+        let total = CaptureCounters::total(per_cpu.iter());
+        Ok(Counters {
+            selected: total.selected,
+            captured: total.captured,
+            lost: total.lost,
+        })
+    }
+}
+
+/// A running capture on one attachment; dropping it stops the copying.
+pub struct Session {
+    pins: PinDir,
+    config: Array<MapData, CaptureConfig>,
+    session: u32,
+    counters: CounterMap,
+    start: Counters,
+    /// Whether an earlier capture whose process is gone was replaced.
+    pub replaced_stale: Option<u32>,
+}
+
+impl Session {
+    /// Starts copying what `selection` selects, to the ring buffer returned beside the
+    /// session: its records are a [`net_common::capture::CaptureHeader`] and the packet's
+    /// bytes. Fails if another live process captures on the interface already.
+    pub fn start(pins: &PinDir, selection: &Selection) -> Result<(Self, RingBuf<MapData>)> {
+        if !pins.is_attached() {
+            bail!(
+                "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
+                iface = pins.iface()
+            );
+        }
+        let mut config: Array<MapData, CaptureConfig> =
+            Array::try_from(open(pins, names::CAPTURE_MAP, Map::Array)?)?;
+        let counters = CounterMap::from_pin(pins)?;
+        let mut ring = RingBuf::try_from(open(pins, names::CAPTURE_RING_MAP, Map::RingBuf)?)?;
+
+        // The same lock as rule changes take, held only while the selection is written, so
+        // that two captures starting at once cannot both think they own the interface.
+        let _lock = pins.lock()?;
+        let running = config.get(&0, 0)?;
+        let mut replaced_stale = None;
+        if running.active != 0 {
+            if process_alive(running.owner_pid) {
+                bail!(
+                    "a capture is already running on {} (netxdp process {}); one capture runs \
+                     per interface at a time",
+                    pins.iface(),
+                    running.owner_pid
+                );
+            }
+            replaced_stale = Some(running.owner_pid);
+        }
+        // What an earlier capture left unread (it was killed, or stopped at its count) is
+        // not this capture's.
+        while ring.next().is_some() {}
+        let start = counters.read()?;
+        // A session number unlike the last capture's restarts every CPU's sampling (and a
+        // clash, one in four billion, only carries a sampling countdown over).
+        let session = match crate::filter::maps::monotonic_ns() as u32 {
+            0 => 1,
+            same if same == running.active => same.wrapping_add(2).max(1),
+            other => other,
+        };
+        let owner_pid = std::process::id();
+        config.set(
+            0,
+            CaptureConfig {
+                active: session,
+                actions: selection.actions,
+                rule_id: selection.rule.unwrap_or(0),
+                snaplen: selection.effective_snaplen(),
+                sample: selection.sample.max(1),
+                owner_pid,
+            },
+            0,
+        )?;
+        let session = Self {
+            pins: pins.clone(),
+            config,
+            session,
+            counters,
+            start,
+            replaced_stale,
+        };
+        Ok((session, ring))
+    }
+
+    /// What the program did for this capture so far.
+    pub fn counters(&self) -> Result<Counters> {
+        Ok(self.counters.read()?.since(self.start))
+    }
+
+    /// Stops the copying; records already in the ring stay readable. Also done on drop.
+    pub fn stop(&mut self) -> Result<()> {
+        let _lock = self.pins.lock()?;
+        // Only if still ours: a detach and attach meanwhile would have replaced the maps.
+        if self.config.get(&0, 0)?.active == self.session {
+            self.config.set(0, CaptureConfig::default(), 0)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            tracing::warn!("stopping the capture on {}: {error:#}", self.pins.iface());
+        }
+    }
+}
+
+fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {
+    let path = pins.dir().join(name);
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "opening {} (attached by a netxdp without capture? `netxdp detach {iface} \
+             --keep-rules` and attach again)",
+            path.display(),
+            iface = pins.iface()
+        )
+    })?;
+    Ok(wrap(data))
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks that the process exists; EPERM means it exists but is not ours.
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}

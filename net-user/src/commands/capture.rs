@@ -1,0 +1,251 @@
+//! `netxdp capture`: selected packets from the kernel's ring buffer to a pcapng or pcap file.
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{MapData, RingBuf};
+use net_common::capture::{CaptureHeader, MAX_SNAPLEN};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::Shutdown;
+use crate::{
+    capture::{
+        Counters, Selection, Session,
+        file::{CaptureFile, Described, Format, Output, WriteError},
+    },
+    cli::CaptureAction,
+    filter::maps::monotonic_ns,
+    pins::PinDir,
+    preflight,
+};
+
+/// What `netxdp capture` was asked for.
+pub struct Request {
+    pub iface: String,
+    pub action: Option<CaptureAction>,
+    pub rule: Option<u32>,
+    pub snaplen: u32,
+    pub sample: u32,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub write: PathBuf,
+    pub format: Format,
+}
+
+impl Request {
+    /// The action asked for; by default a named rule's packets whatever it does with them,
+    /// else the drops.
+    fn action(&self) -> CaptureAction {
+        self.action.unwrap_or(match self.rule {
+            Some(_) => CaptureAction::All,
+            None => CaptureAction::Drop,
+        })
+    }
+
+    fn selection(&self) -> Selection {
+        let base = match self.action() {
+            CaptureAction::Drop => Selection::drops(),
+            CaptureAction::Pass => Selection::passes(),
+            CaptureAction::All => Selection::all(),
+        };
+        Selection {
+            rule: self.rule,
+            snaplen: self.snaplen,
+            sample: self.sample,
+            ..base
+        }
+    }
+
+    /// The selection in words, for the summary and the file's interface description.
+    fn describe(&self, selection: &Selection) -> String {
+        let mut text = match self.action() {
+            CaptureAction::Drop => "dropped packets",
+            CaptureAction::Pass => "passed packets",
+            CaptureAction::All => "all packets",
+        }
+        .to_owned();
+        if let Some(rule) = self.rule {
+            text.push_str(&format!(" decided by rule {rule}"));
+        }
+        if selection.sample > 1 {
+            text.push_str(&format!(", one in {}", selection.sample));
+        }
+        text
+    }
+}
+
+pub async fn capture(request: Request) -> Result<()> {
+    preflight::require_privileges()?;
+    preflight::require_bpffs()?;
+    let to_stdout = request.write.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        bail!(
+            "refusing to write a binary capture to a terminal: pipe it (`-w - | tcpdump -nr -`) \
+             or name a file with -w"
+        );
+    }
+    let selection = request.selection();
+    let mut shutdown = Shutdown::new()?;
+    let pins = PinDir::new(&request.iface);
+    let (mut session, ring) = Session::start(&pins, &selection)?;
+    // SAFETY: the RingBuf owns its map's fd for its whole life and always reports that same
+    // fd; the AsyncFd owns the RingBuf.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|error| error.into_parts().1)
+        .context("watching the capture ring buffer")?;
+    if let Some(pid) = session.replaced_stale {
+        eprintln!(
+            "netxdp: replaced the capture of netxdp process {pid}, which is gone (killed before \
+             it could stop it)"
+        );
+    }
+    let output = Output::create(&request.write)
+        .with_context(|| format!("creating {}", request.write.display()))?;
+    let what = request.describe(&selection);
+    let snaplen = selection.effective_snaplen();
+    let described = Described {
+        iface: &request.iface,
+        selection: &what,
+        snaplen,
+        realtime_offset_ns: realtime_offset_ns(),
+    };
+    let mut file = CaptureFile::new(output, request.format, &described)?;
+    let target = if to_stdout {
+        "standard output".to_owned()
+    } else {
+        request.write.display().to_string()
+    };
+    eprintln!(
+        "netxdp: capturing {what} on {}, snapshot length {snaplen} bytes{}, to {target}",
+        request.iface,
+        if request.snaplen > MAX_SNAPLEN {
+            " (the most the kernel side copies)"
+        } else {
+            ""
+        }
+    );
+
+    let ended = receive(&mut ring, &mut file, &request, &mut shutdown).await;
+    // Stop the copying, then take what the ring still holds, up to the count.
+    session.stop()?;
+    let ended = ended.and_then(|()| drain(ring.get_mut(), &mut file, request.count));
+    let counters = session.counters()?;
+    drop(session);
+    let written = file.packets_written();
+    let (written, ended) = match ended {
+        Ok(()) => match file.finish(&counters) {
+            Ok(written) => (written, Ok(())),
+            Err(error) => (written, Err(error)),
+        },
+        Err(error) => (written, Err(error)),
+    };
+    summary(written, &counters, &selection);
+    match ended {
+        Ok(()) => Ok(()),
+        Err(WriteError::Closed) => {
+            eprintln!("netxdp: the reader closed the pipe; capture ended");
+            Ok(())
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "capture ended: {target} holds the first {written} packets, whole"
+        ))),
+    }
+}
+
+/// Copies records to the file as they come, until Ctrl-C, SIGTERM, --count or --duration.
+async fn receive(
+    ring: &mut AsyncFd<RingBuf<MapData>>,
+    file: &mut CaptureFile,
+    request: &Request,
+    shutdown: &mut Shutdown,
+) -> Result<(), WriteError> {
+    let deadline = request
+        .duration
+        .map(|duration| tokio::time::Instant::now() + duration);
+    let expired = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    loop {
+        if request
+            .count
+            .is_some_and(|count| file.packets_written() >= count)
+        {
+            return Ok(());
+        }
+        tokio::select! {
+            ready = ring.readable_mut() => {
+                let mut guard = ready?;
+                // Cleared before draining: a record that lands meanwhile wakes us again.
+                guard.clear_ready();
+                drain(guard.get_inner_mut(), file, request.count)?;
+            }
+            _ = shutdown.recv() => return Ok(()),
+            _ = &mut expired => return Ok(()),
+        }
+    }
+}
+
+/// Takes every record the ring holds, writing up to `count` packets to the file in all (the
+/// rest are dropped: the ring must be left empty).
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    file: &mut CaptureFile,
+    count: Option<u64>,
+) -> Result<(), WriteError> {
+    let mut pushed = 0u64;
+    let room = count.map(|count| count.saturating_sub(file.packets_written()));
+    while let Some(record) = ring.next() {
+        if room.is_some_and(|room| pushed >= room) {
+            continue;
+        }
+        let Some((header, data)) = CaptureHeader::parse(&record) else {
+            tracing::warn!("skipped a capture record of {} bytes", record.len());
+            continue;
+        };
+        file.push(&header, data)?;
+        pushed += 1;
+    }
+    file.flush()
+}
+
+/// What happened, as tcpdump says it on exit.
+fn summary(written: u64, counters: &Counters, selection: &Selection) {
+    eprintln!("{} captured", packets(written));
+    eprintln!("{} selected by the filter", packets(counters.selected));
+    if selection.sample > 1 {
+        eprintln!(
+            "{} sampled (one in {})",
+            packets(counters.captured + counters.lost),
+            selection.sample
+        );
+    }
+    eprintln!(
+        "{} dropped by kernel (the ring buffer was full)",
+        packets(counters.lost)
+    );
+}
+
+fn packets(count: u64) -> String {
+    match count {
+        1 => "1 packet".to_owned(),
+        _ => format!("{count} packets"),
+    }
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds: what turns the kernel's timestamps
+/// into times since the epoch.
+fn realtime_offset_ns() -> i128 {
+    let monotonic = monotonic_ns();
+    let realtime = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as i128);
+    realtime - i128::from(monotonic)
+}
