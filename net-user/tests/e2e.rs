@@ -7,82 +7,16 @@ mod support;
 use std::{
     net::{IpAddr, SocketAddr},
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use net_common::testing::FrameSpec;
 use netxdp::{netns::VethNet, pins::PinDir, traffic};
 use serde_json::Value;
-use support::kernel_available;
-
-fn netxdp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netxdp"))
-        .args(args)
-        .output()
-        .expect("run netxdp")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// `netxdp ARGS` must succeed; returns its stdout.
-fn ok(args: &[&str]) -> String {
-    let output = netxdp(args);
-    assert!(
-        output.status.success(),
-        "netxdp {args:?} failed: {}{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
-/// `netxdp ARGS` must fail with exit status 1; returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let output = netxdp(args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "netxdp {args:?} should fail: {}{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    stderr(&output)
-}
-
-/// Detaches on drop, so that a failing test leaves no pins behind. Declared after the
-/// VethNet, so that it runs before the interface goes.
-struct DetachOnDrop(String);
-
-impl Drop for DetachOnDrop {
-    fn drop(&mut self) {
-        if PinDir::new(&self.0).dir().exists() {
-            let _ = netxdp(&["detach", &self.0]);
-        }
-    }
-}
-
-/// What `ip -d link show` says about XDP on an interface: "xdp", "xdpgeneric" or "none".
-fn xdp_on_link(iface: &str) -> &'static str {
-    let output = Command::new("ip")
-        .args(["-d", "link", "show", "dev", iface])
-        .output()
-        .expect("ip link show");
-    let text = String::from_utf8_lossy(&output.stdout);
-    if text.contains("xdpgeneric") {
-        "xdpgeneric"
-    } else if text.contains(" xdp ") || text.contains("prog/xdp") {
-        "xdp"
-    } else {
-        "none"
-    }
-}
+use support::{
+    DetachOnDrop, fails, kernel_available, netxdp, ok, rules_json, stderr, stdout, xdp_on_link,
+};
 
 fn stats_snapshot(iface: &str) -> Value {
     let text = ok(&["stats", iface, "--json", "--count", "1"]);
@@ -405,14 +339,6 @@ fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
-}
-
-/// `rule list IFACE --json`, parsed, with its schema checked.
-fn rules_json(iface: &str) -> Value {
-    let record: Value =
-        serde_json::from_str(&ok(&["rule", "list", iface, "--json"])).expect("JSON");
-    assert_eq!(record["schema"], "netxdp.rules/v1");
-    record
 }
 
 /// The `packets` of the rule with `id` in a `rule list --json` record.

@@ -15,7 +15,7 @@ use std::{
 
 use netxdp::{netns::VethNet, pins::PinDir, traffic};
 use serde_json::Value;
-use support::kernel_available;
+use support::{DetachOnDrop, kernel_available, xdp_on_link};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/netxdp@.service");
 const ETC_README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/README");
@@ -103,28 +103,6 @@ impl Drop for RulesFile {
     }
 }
 
-/// Detaches on drop if the test stopped before the unit's ExecStop did.
-struct DetachOnDrop(String);
-
-impl Drop for DetachOnDrop {
-    fn drop(&mut self) {
-        if PinDir::new(&self.0).dir().exists() {
-            let _ = Command::new(env!("CARGO_BIN_EXE_netxdp"))
-                .args(["detach", &self.0])
-                .output();
-        }
-    }
-}
-
-fn has_xdp(iface: &str) -> bool {
-    let output = Command::new("ip")
-        .args(["-d", "link", "show", "dev", iface])
-        .output()
-        .expect("ip link show");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.contains("xdpgeneric") || text.contains(" xdp ") || text.contains("prog/xdp")
-}
-
 fn rules_json(iface: &str) -> Value {
     let text = run_ok(&[
         INSTALLED_BINARY.to_owned(),
@@ -194,7 +172,7 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
     for start in &starts {
         run_ok(start);
     }
-    assert!(has_xdp(&iface), "attached after start");
+    assert_ne!(xdp_on_link(&iface), "none", "attached after start");
     let record = rules_json(&iface);
     let rules = record["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 1, "{record}");
@@ -229,7 +207,7 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
     );
 
     run_ok(&stop);
-    assert!(!has_xdp(&iface), "no XDP program after stop");
+    assert_eq!(xdp_on_link(&iface), "none", "no XDP program after stop");
     assert!(!PinDir::new(&iface).dir().exists(), "no pins after stop");
 }
 

@@ -37,6 +37,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "xdp-filter, the peer the benchmark compares against",
     ),
     (
+        "tcpdump",
+        "reading back what `netxdp capture` writes, in the capture tests",
+    ),
+    (
+        "tshark",
+        "reading back what `netxdp capture` writes, a second opinion",
+    ),
+    (
         "man-db",
         "man, which the package check asks where the pages went",
     ),

@@ -5,8 +5,11 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions},
 };
+use std::process::{Command, Output};
+
 use net_common::stats::Stats;
-use netxdp::{counters::CounterMap, preflight, program};
+use netxdp::{counters::CounterMap, pins::PinDir, preflight, program};
+use serde_json::Value;
 
 /// Whether the kernel tests can run here: root and bpffs. Under CI=true a missing
 /// precondition fails the test; elsewhere the test says loudly that it skipped.
@@ -42,4 +45,81 @@ pub fn run_counted(ebpf: &mut Ebpf, counters: &CounterMap, frame: &[u8]) -> (u32
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e}", hex(frame)));
     let after = counters.read().expect("read counters");
     (result.return_value, after.since(&before))
+}
+
+/// `netxdp ARGS`, as built for this test run.
+pub fn netxdp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netxdp"))
+        .args(args)
+        .output()
+        .expect("run netxdp")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `netxdp ARGS` must succeed; returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let output = netxdp(args);
+    assert!(
+        output.status.success(),
+        "netxdp {args:?} failed: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// `netxdp ARGS` must fail with exit status 1; returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let output = netxdp(args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "netxdp {args:?} should fail: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stderr(&output)
+}
+
+/// Detaches on drop, so that a failing test leaves no pins behind. Declared after the
+/// VethNet, so that it runs before the interface goes.
+pub struct DetachOnDrop(pub String);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if PinDir::new(&self.0).dir().exists() {
+            let _ = netxdp(&["detach", &self.0]);
+        }
+    }
+}
+
+/// What `ip -d link show` says about XDP on an interface: "xdp", "xdpgeneric" or "none".
+pub fn xdp_on_link(iface: &str) -> &'static str {
+    let output = Command::new("ip")
+        .args(["-d", "link", "show", "dev", iface])
+        .output()
+        .expect("ip link show");
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("xdpgeneric") {
+        "xdpgeneric"
+    } else if text.contains(" xdp ") || text.contains("prog/xdp") {
+        "xdp"
+    } else {
+        "none"
+    }
+}
+
+/// `rule list IFACE --json`, parsed, with its schema checked.
+pub fn rules_json(iface: &str) -> Value {
+    let record: Value =
+        serde_json::from_str(&ok(&["rule", "list", iface, "--json"])).expect("JSON");
+    assert_eq!(record["schema"], "netxdp.rules/v1");
+    record
 }

@@ -1,0 +1,464 @@
+//! `netxdp capture` end to end: known frames sent from a namespace through a veth pair, the
+//! real binary capturing on the host end, and the file read back byte for byte, by
+//! pcap-file, tcpdump and tshark.
+
+mod support;
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use net_common::testing::FrameSpec;
+use netxdp::{netns::VethNet, traffic};
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use pcap_file::{
+    pcap::PcapReader,
+    pcapng::{
+        Block, PcapNgReader,
+        blocks::{
+            enhanced_packet::EnhancedPacketOption,
+            interface_description::InterfaceDescriptionOption,
+            interface_statistics::InterfaceStatisticsOption,
+        },
+    },
+};
+use support::{DetachOnDrop, fails, kernel_available, ok};
+
+/// `netxdp capture ARGS`, running, once it said it captures.
+struct Capturing {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    /// What it said before that.
+    preamble: String,
+}
+
+impl Capturing {
+    fn start(args: &[&str]) -> Self {
+        Self::start_with(args, Stdio::null())
+    }
+
+    fn start_with(args: &[&str], stdout: Stdio) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netxdp"))
+            .arg("capture")
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run netxdp capture");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut preamble = String::new();
+        loop {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).expect("read stderr");
+            assert!(read > 0, "capture did not start: {preamble}");
+            if line.starts_with("netxdp: capturing") {
+                break;
+            }
+            preamble.push_str(&line);
+        }
+        Self {
+            child,
+            stderr,
+            preamble,
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal capture");
+    }
+
+    /// Waits (at most 20 s) for the capture to end: its status and the rest of its stderr.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "capture did not end");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).expect("stderr");
+        (status, rest)
+    }
+}
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The number in the summary line that ends with `what` ("captured", "selected by the filter").
+fn summary(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .find(|line| line.contains(what))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no {what:?} line in {stderr}"))
+}
+
+/// UDP frames from the peer to `dport`, each with its index in the last four payload bytes.
+fn frames(count: usize, dport: u16, payload: usize, first: u32) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let mut frame = FrameSpec::ipv4_udp(20_000 + i as u16, dport, payload).build();
+            let len = frame.len();
+            frame[len - 4..].copy_from_slice(&(first + i as u32).to_be_bytes());
+            frame
+        })
+        .collect()
+}
+
+/// Sends `frames` raw from the namespace, from one CPU (so that per-CPU sampling sees them
+/// all), then gives the kernel a moment to run XDP on the last of them.
+fn send(net: &VethNet, frames: Vec<Vec<u8>>) {
+    let peer = net.peer_if().to_owned();
+    net.run_in_namespace(move || {
+        let mut one_cpu = CpuSet::new();
+        one_cpu.set(0).map_err(std::io::Error::from)?;
+        sched_setaffinity(Pid::from_raw(0), &one_cpu).map_err(std::io::Error::from)?;
+        traffic::send_frames(&peer, &frames)
+    })
+    .expect("send frames");
+    thread::sleep(Duration::from_millis(200));
+}
+
+fn rule_id(text: &str) -> String {
+    let id = text.trim().to_owned();
+    assert!(id.parse::<u32>().is_ok(), "rule add printed {text:?}");
+    id
+}
+
+/// A file in the temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("netxdp-{}-{name}", std::process::id())))
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What a pcapng file holds: the interface's name and time resolution, each packet's
+/// (original length, bytes, comment, timestamp), and the statistics block's options.
+struct PcapNg {
+    if_name: Option<String>,
+    ts_resolution: Option<u8>,
+    packets: Vec<(u32, Vec<u8>, String, Duration)>,
+    statistics: Vec<InterfaceStatisticsOption<'static>>,
+}
+
+fn read_pcapng(path: &Path) -> PcapNg {
+    let file = std::fs::File::open(path).expect("open capture");
+    let mut reader = PcapNgReader::new(file).expect("a pcapng section header");
+    let mut read = PcapNg {
+        if_name: None,
+        ts_resolution: None,
+        packets: Vec::new(),
+        statistics: Vec::new(),
+    };
+    while let Some(block) = reader.next_block() {
+        match block.expect("a whole block") {
+            Block::InterfaceDescription(interface) => {
+                for option in interface.options {
+                    match option {
+                        InterfaceDescriptionOption::IfName(name) => {
+                            read.if_name = Some(name.into_owned())
+                        }
+                        InterfaceDescriptionOption::IfTsResol(resolution) => {
+                            read.ts_resolution = Some(resolution)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Block::EnhancedPacket(packet) => {
+                let comment = packet
+                    .options
+                    .iter()
+                    .find_map(|option| match option {
+                        EnhancedPacketOption::Comment(text) => Some(text.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                read.packets.push((
+                    packet.original_len,
+                    packet.data.into_owned(),
+                    comment,
+                    packet.timestamp,
+                ));
+            }
+            Block::InterfaceStatistics(statistics) => {
+                read.statistics = statistics
+                    .options
+                    .into_iter()
+                    .map(|option| option.into_owned())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    read
+}
+
+/// `tool ARGS FILE`'s stdout; the tool must be there under CI (setup installs it).
+fn read_with(tool: &str, args: &[&str], file: &str) -> Option<String> {
+    match Command::new(tool).args(args).arg(file).output() {
+        Ok(output) => {
+            assert!(
+                output.status.success(),
+                "{tool} could not read {file}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Some(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Err(error) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{tool} is missing under CI ({error}): `cargo xtask setup` installs it"
+            );
+            eprintln!("SKIPPED reading with {tool}: {error}");
+            None
+        }
+    }
+}
+
+#[test]
+fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
+    let test = "capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("cap", 26).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let id = rule_id(&ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ]));
+    let file = TempFile::new("drops.pcapng");
+    let before = SystemTime::now();
+    let capture = Capturing::start(&[&iface, "--action", "drop", "-w", file.arg(), "-c", "10"]);
+    // Interleaved: even frames to port 9 (dropped), odd ones to port 10 (passed).
+    let all: Vec<Vec<u8>> = frames(10, 9, 40, 0)
+        .into_iter()
+        .zip(frames(10, 10, 40, 100))
+        .flat_map(|(dropped, passed)| [dropped, passed])
+        .collect();
+    let dropped: Vec<Vec<u8>> = all.iter().step_by(2).cloned().collect();
+    send(&net, all);
+    let (status, stderr) = capture.finish();
+    let after = SystemTime::now();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 10, "{stderr}");
+    assert_eq!(summary(&stderr, "selected by the filter"), 10, "{stderr}");
+    assert_eq!(summary(&stderr, "dropped by kernel"), 0, "{stderr}");
+
+    let read = read_pcapng(&file.0);
+    assert_eq!(read.if_name.as_deref(), Some(iface.as_str()));
+    assert_eq!(read.ts_resolution, Some(9), "nanosecond timestamps");
+    assert_eq!(read.packets.len(), 10);
+    let window = |at: SystemTime| at.duration_since(SystemTime::UNIX_EPOCH).expect("epoch");
+    for ((original_len, data, comment, timestamp), sent) in read.packets.iter().zip(&dropped) {
+        assert_eq!(data, sent, "byte for byte");
+        assert_eq!(*original_len as usize, sent.len());
+        assert_eq!(comment, &format!("netxdp: drop by rule {id}"));
+        assert!(
+            (window(before)..=window(after)).contains(timestamp),
+            "timestamp {timestamp:?} outside the test's run"
+        );
+    }
+    assert!(
+        read.statistics
+            .contains(&InterfaceStatisticsOption::IsbFilterAccept(10)),
+        "{:?}",
+        read.statistics
+    );
+
+    if let Some(text) = read_with("tcpdump", &["-nn", "-r"], file.arg()) {
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(lines.iter().all(|line| line.contains(".9: UDP")), "{text}");
+    }
+    let fields = [
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
+        "-e",
+        "udp.dstport",
+        "-r",
+    ];
+    if let Some(text) = read_with("tshark", &fields, file.arg()) {
+        let expected = format!("netxdp: drop by rule {id}\t9");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(lines.iter().all(|line| *line == expected), "{text}");
+    }
+}
+
+#[test]
+fn snaplen_rule_and_sample_select_what_they_say() {
+    let test = "snaplen_rule_and_sample_select_what_they_say";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("csel", 27).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ]);
+    let rule_10 = rule_id(&ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "10",
+    ]));
+
+    // --rule and --snaplen, as classic pcap; ended by --duration.
+    let file = TempFile::new("rule.pcap");
+    let capture = Capturing::start(&[
+        &iface,
+        "--rule",
+        &rule_10,
+        "--snaplen",
+        "64",
+        "--pcap",
+        "--duration",
+        "1.5",
+        "-w",
+        file.arg(),
+    ]);
+    let to_10 = frames(6, 10, 200, 0);
+    let mixed: Vec<Vec<u8>> = frames(6, 9, 200, 100)
+        .into_iter()
+        .zip(to_10.iter().cloned())
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    send(&net, mixed);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    let mut reader = PcapReader::new(std::fs::File::open(&file.0).expect("open")).expect("pcap");
+    assert_eq!(reader.header().snaplen, 64);
+    let mut packets = Vec::new();
+    // Raw: pcap-file 2.0 rejects orig_len > snaplen when it checks a packet, which is what
+    // a snapshot length is for (tcpdump reads these packets below).
+    while let Some(packet) = reader.next_raw_packet() {
+        let packet = packet.expect("a whole packet");
+        packets.push((packet.orig_len, packet.data.into_owned()));
+    }
+    assert_eq!(packets.len(), 6, "only rule {rule_10}'s packets");
+    for ((original_len, data), sent) in packets.iter().zip(&to_10) {
+        assert_eq!(*original_len as usize, sent.len(), "the length on the wire");
+        assert_eq!(data.as_slice(), &sent[..64], "the first 64 bytes");
+    }
+    if let Some(text) = read_with("tcpdump", &["-nn", "-r"], file.arg()) {
+        assert_eq!(text.lines().count(), 6, "{text}");
+    }
+
+    // --sample 10 of 100 selected packets, ended by SIGINT.
+    let file = TempFile::new("sample.pcapng");
+    let capture = Capturing::start(&[&iface, "--sample", "10", "-w", file.arg()]);
+    send(&net, frames(100, 9, 20, 0));
+    capture.signal(Signal::SIGINT);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "selected by the filter"), 100, "{stderr}");
+    assert_eq!(summary(&stderr, "captured"), 10, "{stderr}");
+    let read = read_pcapng(&file.0);
+    let indexes: Vec<u32> = read
+        .packets
+        .iter()
+        .map(|(_, data, _, _)| u32::from_be_bytes(data[data.len() - 4..].try_into().unwrap()))
+        .collect();
+    assert_eq!(indexes, (0..100).step_by(10).collect::<Vec<u32>>());
+}
+
+#[test]
+fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
+    let test = "a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("cpip", 28).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ]);
+
+    // A reader that reads the file header and goes away.
+    let mut capture = Capturing::start_with(&[&iface, "-w", "-"], Stdio::piped());
+    let mut stdout = capture.child.stdout.take().expect("stdout");
+    let mut header = [0u8; 4];
+    stdout.read_exact(&mut header).expect("the file header");
+    assert_eq!(header, [0x0a, 0x0d, 0x0d, 0x0a], "a pcapng section header");
+    // One capture per interface: a second one is refused while this one lives.
+    let refused = fails(&["capture", &iface, "-w", "/dev/null"]);
+    assert!(refused.contains("already running"), "{refused}");
+    drop(stdout);
+    send(&net, frames(5, 9, 20, 0));
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "a closed pipe is a clean end: {stderr}");
+    assert!(stderr.contains("the reader closed the pipe"), "{stderr}");
+
+    // A killed capture leaves its selection behind; the next one replaces it.
+    let killed = Capturing::start(&[&iface, "-w", "/dev/null"]);
+    killed.signal(Signal::SIGKILL);
+    let (_, _) = killed.finish();
+
+    // A reader stopped while 4,000 full-size frames arrive: the ring holds about 2,700.
+    let file = TempFile::new("overflow.pcapng");
+    let capture = Capturing::start(&[&iface, "-w", file.arg()]);
+    assert!(
+        capture
+            .preamble
+            .contains("replaced the capture of netxdp process"),
+        "{}",
+        capture.preamble
+    );
+    capture.signal(Signal::SIGSTOP);
+    let sent = 4_000;
+    send(&net, frames(sent, 9, 1_400, 0));
+    capture.signal(Signal::SIGCONT);
+    thread::sleep(Duration::from_millis(300));
+    capture.signal(Signal::SIGTERM);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    let (captured, selected, lost) = (
+        summary(&stderr, "captured"),
+        summary(&stderr, "selected by the filter"),
+        summary(&stderr, "dropped by kernel"),
+    );
+    assert_eq!(selected, sent as u64, "{stderr}");
+    assert!(lost > 0, "the ring must have overflowed: {stderr}");
+    assert_eq!(captured + lost, selected, "{stderr}");
+    let read = read_pcapng(&file.0);
+    assert_eq!(read.packets.len() as u64, captured);
+    assert!(
+        read.statistics
+            .contains(&InterfaceStatisticsOption::IsbOsDrop(lost)),
+        "{:?}",
+        read.statistics
+    );
+}
