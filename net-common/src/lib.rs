@@ -61,6 +61,9 @@ pub mod names {
     pub const SEARCH_MAP: &str = "SEARCH";
     /// A program that only returns XDP_PASS: the benchmarks' floor.
     pub const PASS_FLOOR: &str = "pass_floor";
+    /// The read-only global that builds the capture path in (1, the default) or out (0, for
+    /// the benchmarks' "before capture" program).
+    pub const CAPTURE_ENABLED: &str = "CAPTURE_ENABLED";
     /// The running capture's selection ([`crate::capture::CaptureConfig`]).
     pub const CAPTURE_MAP: &str = "CAPTURE";
     /// Per-CPU capture counters ([`crate::capture::CaptureCounters`]).

@@ -16,6 +16,12 @@ use net_common::{
 
 use crate::{filter::Decision, opaque};
 
+/// 1 to build the capture path in; set by the loader. A read-only global: at 0 the verifier
+/// proves the capture check dead and removes it, which gives the benchmarks the program as it
+/// was before capture existed.
+#[unsafe(no_mangle)]
+static CAPTURE_ENABLED: u8 = 1;
+
 /// The running capture's selection; `active` 0 when none runs.
 #[map(name = "CAPTURE")]
 static CAPTURE: Array<CaptureConfig> = Array::pinned(1, 0);
@@ -33,6 +39,11 @@ static CAPTURE_SCRATCH: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entri
 /// Copies `packet` to the ring buffer if a running capture selects it.
 #[inline(always)]
 pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
+    // SAFETY: reads a global the loader set; volatile so that the compiler keeps the read for
+    // the verifier to resolve.
+    if unsafe { core::ptr::read_volatile(&CAPTURE_ENABLED) } == 0 {
+        return;
+    }
     let Some(config) = CAPTURE.get(0) else {
         return;
     };

@@ -24,6 +24,8 @@
 //! `NETXDP_BENCH_RULES_REPEAT` sets those of the rule-set tables alone (about 110
 //! program/frame pairs; 200,000 takes the bench to about 40 seconds, with more noise).
 
+#[path = "xdp/capture.rs"]
+mod capture;
 #[path = "xdp/peer.rs"]
 mod peer;
 #[path = "xdp/userspace.rs"]
@@ -121,6 +123,8 @@ fn main() -> Result<()> {
         print_no_rules(&with_flows);
         println!();
     }
+    print_capture_costs(&capture::path_costs(&floor, repeat)?, repeat);
+    println!();
 
     // The peer first: if it cannot run, say why up front, and measure netxdp anyway.
     let mut xdp_filter = match XdpFilter::start() {
@@ -219,6 +223,27 @@ fn main() -> Result<()> {
             refresh.cpu.as_secs_f64() * 100.0 / f64::from(refresh.seconds),
             refresh.slowest.as_millis(),
             refresh.peak_rss_kib / 1024
+        );
+    }
+    let count = 200_000;
+    println!(
+        "capture: `netxdp capture IFACE --action all -w FILE` (pcapng) while {} frames are \
+         sent from the namespace (AF_PACKET, one thread) to a veth pair in skb mode:",
+        thousands(count)
+    );
+    for rate in capture::capture_rates(count).context("measuring capture rates")? {
+        println!(
+            "  {}-byte frames: {} sent in {:.2} s ({:.0} frames/s); {} written ({:.0}/s, {:.1} \
+             MB/s to the file), {} lost to a full ring ({:.2}%)",
+            rate.frame_bytes,
+            thousands(rate.sent),
+            rate.seconds,
+            rate.sent as f64 / rate.seconds,
+            thousands(rate.written as usize),
+            rate.written as f64 / rate.seconds,
+            rate.file_bytes as f64 / rate.seconds / 1e6,
+            thousands(rate.lost as usize),
+            rate.lost as f64 * 100.0 / rate.sent as f64,
         );
     }
     println!(
@@ -448,6 +473,35 @@ fn print_no_rules(rows: &[NoRulesRow]) {
             row.frame, row.bytes
         );
     }
+}
+
+fn print_capture_costs(costs: &capture::PathCosts, repeat: u32) {
+    let floor = costs.floor.as_nanos().max(1) as f64;
+    let row = |what: &str, cost: Duration| {
+        let ns = cost.as_nanos();
+        println!(
+            "  {what:<52} {ns:>5} ns  {:>5.2}x floor  {:>5.2}x without capture",
+            ns as f64 / floor,
+            ns as f64 / costs.without_capture.as_nanos().max(1) as f64
+        );
+    };
+    println!(
+        "capture, per packet (udp/ipv4, 64 bytes, no rules, no flow tracking; median of \
+         {ROUNDS} x {} repeats; floor {} ns):",
+        thousands(repeat as usize),
+        costs.floor.as_nanos()
+    );
+    row("built without capture (as before capture existed)", costs.without_capture);
+    row("no capture running", costs.idle);
+    let copied = costs.drained_copied + costs.drained_lost;
+    row(
+        &format!(
+            "capturing all, ring drained ({:.0}% copied)",
+            costs.drained_copied as f64 * 100.0 / copied.max(1) as f64
+        ),
+        costs.drained,
+    );
+    row("capturing all, ring full (reader stalled)", costs.ring_full);
 }
 
 /// Replaces the rule set with `rules` and commits it.

@@ -132,6 +132,7 @@ fn attach_and_pin(
     let options = program::Options {
         log: KernelLog::Off,
         flows,
+        ..Default::default()
     };
     let mut ebpf = program::load(Some(pins.dir()), options)?;
     let program = program::xdp_program(&mut ebpf)?;

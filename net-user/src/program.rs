@@ -57,10 +57,23 @@ impl Default for Flows {
 }
 
 /// How to load the program.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub log: KernelLog,
     pub flows: Flows,
+    /// Whether `netxdp capture` can copy packets out. Always, for the CLI; the benchmarks
+    /// load the program without it to show what the idle capture check costs.
+    pub capture: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            log: KernelLog::default(),
+            flows: Flows::default(),
+            capture: true,
+        }
+    }
 }
 
 /// Loads the object and the XDP program into the kernel (not attached yet).
@@ -102,6 +115,8 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     // Off, the verifier drops the tracking as dead code, and the table is a token one.
     loader.override_global(names::FLOWS_ENABLED, &flows_enabled, true);
     loader.map_max_entries(names::FLOWS_MAP, table_size);
+    let capture_enabled = u8::from(options.capture);
+    loader.override_global(names::CAPTURE_ENABLED, &capture_enabled, true);
     loader.default_map_pin_directory(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ebpf = loader

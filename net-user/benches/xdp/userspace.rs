@@ -148,7 +148,7 @@ fn wait_with_usage(pid: u32) -> Result<(i32, Duration, i64)> {
 }
 
 /// Detaches on drop, before the veth pair goes.
-struct Detach(&'static str, String);
+pub struct Detach(pub &'static str, pub String);
 
 impl Drop for Detach {
     fn drop(&mut self) {

@@ -1,0 +1,214 @@
+//! What capture costs: the data path with no capture running beside the program built without
+//! capture (must be equal within noise), and with a capture of every packet running, its
+//! ring drained by a reader or left full; then the sustained rate of `netxdp capture` writing
+//! a file while frames arrive on a veth pair.
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use net_common::{
+    capture::{CaptureConfig, CaptureCounters, MAX_SNAPLEN},
+    names,
+    rule::XDP_PASS,
+    testing::FrameSpec,
+};
+use netxdp::{netns::VethNet, program, traffic};
+
+use super::{Prog, ROUNDS, measure, median};
+use crate::userspace::Detach;
+
+/// The subnet of the capture-rate veth pair (the peer uses 213, the userspace bench 214).
+const SUBNET: u8 = 215;
+
+/// Per-packet costs of one 64-byte UDP/IPv4 frame, median of [`ROUNDS`].
+pub struct PathCosts {
+    pub floor: Duration,
+    /// The program built without capture: as before capture existed.
+    pub without_capture: Duration,
+    /// Capture built in, none running.
+    pub idle: Duration,
+    /// A capture of every packet running, a reader thread draining the ring.
+    pub drained: Duration,
+    /// Of the packets of the drained runs: copied, and lost to a full ring.
+    pub drained_copied: u64,
+    pub drained_lost: u64,
+    /// A capture of every packet running, the ring full (a stalled reader).
+    pub ring_full: Duration,
+}
+
+pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
+    let frame = FrameSpec::ipv4_udp(5353, 53, 22).build();
+    let flows_off = program::Options {
+        flows: program::Flows::Off,
+        ..Default::default()
+    };
+    let before = program::load(
+        None,
+        program::Options {
+            capture: false,
+            ..flows_off
+        },
+    )?;
+    let mut with = program::load(None, flows_off)?;
+    let mut config: Array<MapData, CaptureConfig> = Array::try_from(
+        with.take_map(names::CAPTURE_MAP)
+            .context("no CAPTURE map")?,
+    )?;
+    let stats: PerCpuArray<MapData, CaptureCounters> = PerCpuArray::try_from(
+        with.take_map(names::CAPTURE_STATS_MAP)
+            .context("no CAPTURE_STATS map")?,
+    )?;
+    let ring = RingBuf::try_from(
+        with.take_map(names::CAPTURE_RING_MAP)
+            .context("no CAPTURE_RING map")?,
+    )?;
+    let before_prog = Prog::of(&before, names::PROGRAM)?;
+    let with_prog = Prog::of(&with, names::PROGRAM)?;
+
+    let (mut floor_ns, mut before_ns, mut idle_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        floor_ns.push(measure(floor, &frame, repeat, XDP_PASS)?);
+        before_ns.push(measure(&before_prog, &frame, repeat, XDP_PASS)?);
+        idle_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
+    }
+
+    config.set(
+        0,
+        CaptureConfig {
+            active: 1,
+            actions: u32::MAX,
+            rule_id: 0,
+            snaplen: MAX_SNAPLEN,
+            sample: 1,
+            owner_pid: std::process::id(),
+        },
+        0,
+    )?;
+    let totals = || -> Result<CaptureCounters> {
+        Ok(CaptureCounters::total(stats.get(&0, 0)?.iter()))
+    };
+    // A reader on the other CPU, taking records as fast as it can.
+    let stop = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, taken) = (Arc::clone(&stop), Arc::clone(&taken));
+        thread::spawn(move || {
+            let mut ring = ring;
+            while !stop.load(Ordering::Relaxed) {
+                while ring.next().is_some() {
+                    taken.fetch_add(1, Ordering::Relaxed);
+                }
+                std::hint::spin_loop();
+            }
+            ring
+        })
+    };
+    let start = totals()?;
+    let mut drained_ns = Vec::new();
+    for _ in 0..ROUNDS {
+        drained_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let ring = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the ring reader panicked"))?;
+    let drained = totals()?;
+    // The reader is gone: the first runs fill the ring, the rest find it full.
+    let mut full_ns = Vec::new();
+    for _ in 0..ROUNDS {
+        full_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
+    }
+    let full = totals()?;
+    drop(ring);
+    ensure!(
+        full.lost - drained.lost >= u64::from(repeat) * (ROUNDS as u64 - 1),
+        "the ring should have been full for all but the first round"
+    );
+    Ok(PathCosts {
+        floor: median(floor_ns),
+        without_capture: median(before_ns),
+        idle: median(idle_ns),
+        drained: median(drained_ns),
+        drained_copied: drained.captured - start.captured,
+        drained_lost: drained.lost - start.lost,
+        ring_full: median(full_ns),
+    })
+}
+
+/// What `netxdp capture --action all` kept up with on a veth pair.
+pub struct Rate {
+    pub frame_bytes: usize,
+    pub sent: usize,
+    pub seconds: f64,
+    pub written: u64,
+    pub lost: u64,
+    pub file_bytes: u64,
+}
+
+/// Sends `count` frames of each size from the namespace while `netxdp capture` writes them to
+/// a file, then stops it and reads its summary.
+pub fn capture_rates(count: usize) -> Result<Vec<Rate>> {
+    let net = VethNet::create("cb", SUBNET).context("creating the capture bench's veth pair")?;
+    let iface = net.host_if().to_owned();
+    let netxdp = env!("CARGO_BIN_EXE_netxdp");
+    let _detach = Detach(netxdp, iface.clone());
+    let status = Command::new(netxdp)
+        .args(["attach", &iface, "--mode", "skb", "--no-flows"])
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "netxdp attach {iface} failed");
+    let file = std::env::temp_dir().join(format!("netxdp-bench-{}.pcapng", std::process::id()));
+    let mut rates = Vec::new();
+    for payload in [22, 1_458] {
+        let frames: Vec<Vec<u8>> = (0..count)
+            .map(|i| FrameSpec::ipv4_udp(i as u16, 9, payload).build())
+            .collect();
+        let frame_bytes = frames[0].len();
+        let capture = Command::new(netxdp)
+            .args(["capture", &iface, "--action", "all", "-w"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Give it time to open the ring and write the file header.
+        thread::sleep(Duration::from_millis(300));
+        let peer = net.peer_if().to_owned();
+        let started = Instant::now();
+        let sent = net.run_in_namespace(move || traffic::send_frames(&peer, &frames));
+        let seconds = started.elapsed().as_secs_f64();
+        thread::sleep(Duration::from_millis(300));
+        // Stopped whatever happened to the sending: it must not outlive the bench.
+        // SAFETY: signals a child this process started and has not reaped.
+        unsafe { libc::kill(capture.id() as i32, libc::SIGTERM) };
+        let output = capture.wait_with_output()?;
+        sent.context("sending the frames")?;
+        ensure!(output.status.success(), "netxdp capture failed");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let count_of = |what: &str| -> Result<u64> {
+            stderr
+                .lines()
+                .find(|line| line.contains(what))
+                .and_then(|line| line.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("no {what:?} in capture's summary: {stderr}"))
+        };
+        rates.push(Rate {
+            frame_bytes,
+            sent: count,
+            seconds,
+            written: count_of("captured")?,
+            lost: count_of("dropped by kernel")?,
+            file_bytes: std::fs::metadata(&file).map_or(0, |meta| meta.len()),
+        });
+    }
+    let _ = std::fs::remove_file(&file);
+    Ok(rates)
+}
