@@ -491,7 +491,10 @@ fn print_capture_costs(costs: &capture::PathCosts, repeat: u32) {
         thousands(repeat as usize),
         costs.floor.as_nanos()
     );
-    row("built without capture (as before capture existed)", costs.without_capture);
+    row(
+        "built without capture (as before capture existed)",
+        costs.without_capture,
+    );
     row("no capture running", costs.idle);
     let copied = costs.drained_copied + costs.drained_lost;
     row(

@@ -93,9 +93,8 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         },
         0,
     )?;
-    let totals = || -> Result<CaptureCounters> {
-        Ok(CaptureCounters::total(stats.get(&0, 0)?.iter()))
-    };
+    let totals =
+        || -> Result<CaptureCounters> { Ok(CaptureCounters::total(stats.get(&0, 0)?.iter())) };
     // A reader on the other CPU, taking records as fast as it can.
     let stop = Arc::new(AtomicBool::new(false));
     let taken = Arc::new(AtomicU64::new(0));

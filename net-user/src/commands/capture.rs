@@ -23,6 +23,10 @@ use crate::{
     preflight,
 };
 
+/// How often the ring is looked at when the program has not woken the reader: the longest
+/// a captured packet waits before it is written.
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
 /// What `netxdp capture` was asked for.
 pub struct Request {
     pub iface: String,
@@ -72,7 +76,7 @@ impl Request {
             text.push_str(&format!(" decided by rule {rule}"));
         }
         if selection.sample > 1 {
-            text.push_str(&format!(", one in {}", selection.sample));
+            text.push_str(&format!(" (one in {})", selection.sample));
         }
         text
     }
@@ -173,6 +177,10 @@ async fn receive(
         }
     };
     tokio::pin!(expired);
+    // The program wakes the reader only when the ring is a quarter full: a trickle of
+    // packets is picked up by looking every LOOK_EVERY.
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if request
             .count
@@ -187,6 +195,7 @@ async fn receive(
                 guard.clear_ready();
                 drain(guard.get_inner_mut(), file, request.count)?;
             }
+            _ = look.tick() => drain(ring.get_mut(), file, request.count)?,
             _ = shutdown.recv() => return Ok(()),
             _ = &mut expired => return Ok(()),
         }
