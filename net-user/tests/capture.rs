@@ -318,8 +318,8 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
 }
 
 #[test]
-fn snaplen_rule_and_sample_select_what_they_say() {
-    let test = "snaplen_rule_and_sample_select_what_they_say";
+fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
+    let test = "capture_by_snaplen_rule_and_sample_selects_what_they_say";
     if !kernel_available(test) {
         return;
     }
@@ -461,4 +461,64 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
         "{:?}",
         read.statistics
     );
+}
+
+/// A tmpfs of `kib` KiB, unmounted and removed on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(kib: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!("netxdp-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let disk = Self(dir);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "netxdp-test"])
+            .arg(&disk.0)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a tmpfs");
+        disk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_ends_capture_with_a_file_whole_up_to_its_last_packet() {
+    let test = "a_full_disk_ends_capture_with_a_file_whole_up_to_its_last_packet";
+    if !kernel_available(test) {
+        return;
+    }
+    let net = VethNet::create("cful", 29).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let _detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    let disk = SmallDisk::mount(64);
+    let path = disk.0.join("full.pcapng");
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let capture = Capturing::start(&[&iface, "--action", "pass", "-w", path_arg]);
+    // 200 frames of 1,442 bytes: about 300 KB of pcapng, for 64 KiB of disk.
+    send(&net, frames(200, 9, 1_400, 0));
+    let (status, stderr) = capture.finish();
+    assert_eq!(status.code(), Some(1), "a full disk is an error: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let written = summary(&stderr, "captured");
+    assert!(
+        stderr.contains(&format!("holds the first {written} packets, whole")),
+        "{stderr}"
+    );
+    assert!(written > 0 && written < 200, "{stderr}");
+    // Every block whole, and no partial one after the last: the reader ends cleanly.
+    let read = read_pcapng(&path);
+    assert_eq!(read.packets.len() as u64, written);
+    let sent = frames(200, 9, 1_400, 0);
+    for ((_, data, comment, _), sent) in read.packets.iter().zip(&sent) {
+        assert_eq!(data, sent);
+        assert_eq!(comment, "netxdp: pass by the policy");
+    }
 }

@@ -46,27 +46,38 @@ pub enum Format {
 /// Where the file goes.
 pub enum Output {
     File(File),
-    Stdout(io::Stdout),
+    /// Locked for the capture's life: nothing else is written to it.
+    Stdout(io::StdoutLock<'static>),
 }
 
 impl Output {
     /// `-` is standard output; anything else a file, created or truncated.
     pub fn create(path: &Path) -> io::Result<Self> {
         if path == Path::new("-") {
-            Ok(Output::Stdout(io::stdout()))
+            Ok(Output::Stdout(io::stdout().lock()))
         } else {
             File::create(path).map(Output::File)
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Output::File(file) => file.write_all(bytes),
-            Output::Stdout(stdout) => {
-                let mut stdout = stdout.lock();
-                stdout.write_all(bytes)?;
-                stdout.flush()
+    /// Writes all of `bytes`, or fails saying how many of them were written.
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), (usize, io::Error)> {
+        let total = bytes.len();
+        while !bytes.is_empty() {
+            let written = match self {
+                Output::File(file) => file.write(bytes),
+                Output::Stdout(stdout) => stdout.write(bytes),
+            };
+            match written {
+                Ok(0) => return Err((total - bytes.len(), io::ErrorKind::WriteZero.into())),
+                Ok(n) => bytes = &bytes[n..],
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err((total - bytes.len(), error)),
             }
+        }
+        match self {
+            Output::File(_) => Ok(()),
+            Output::Stdout(stdout) => stdout.flush().map_err(|error| (total, error)),
         }
     }
 }
@@ -87,9 +98,9 @@ pub struct CaptureFile {
     format: Format,
     snaplen: u32,
     offset_ns: i128,
-    /// Encoded blocks not yet written out.
+    /// Encoded blocks not yet written out, and where each packet's block ends in them.
     pending: Vec<u8>,
-    pending_packets: u64,
+    pending_ends: Vec<usize>,
     /// Bytes and packets known to be in the output, whole.
     written_bytes: u64,
     written_packets: u64,
@@ -102,9 +113,9 @@ pub struct CaptureFile {
 pub enum WriteError {
     #[error("the reader closed the pipe")]
     Closed,
-    #[error("writing the capture: {0}")]
+    #[error("writing the capture")]
     Io(#[from] io::Error),
-    #[error("encoding the capture: {0}")]
+    #[error("encoding the capture")]
     Encode(#[from] PcapError),
 }
 
@@ -117,7 +128,7 @@ impl CaptureFile {
             snaplen: what.snaplen,
             offset_ns: what.realtime_offset_ns,
             pending: Vec::with_capacity(1 << 16),
-            pending_packets: 0,
+            pending_ends: Vec::new(),
             written_bytes: 0,
             written_packets: 0,
             first_ns: None,
@@ -193,7 +204,7 @@ impl CaptureFile {
                 )?;
             }
         }
-        self.pending_packets += 1;
+        self.pending_ends.push(self.pending.len());
         Ok(())
     }
 
@@ -203,23 +214,33 @@ impl CaptureFile {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if let Err(error) = self.output.write_all(&self.pending) {
-            if let Output::File(file) = &self.output {
-                // Best effort: the file's length is what a partial write left otherwise.
-                let _ = file.set_len(self.written_bytes);
-            }
-            self.pending.clear();
-            self.pending_packets = 0;
-            return Err(match error.kind() {
-                io::ErrorKind::BrokenPipe => WriteError::Closed,
-                _ => WriteError::Io(error),
-            });
-        }
-        self.written_bytes += self.pending.len() as u64;
-        self.written_packets += self.pending_packets;
+        let result = self.output.write_all(&self.pending);
+        let (written, error) = match result {
+            Ok(()) => (self.pending.len(), None),
+            Err((written, error)) => (written, Some(error)),
+        };
+        // The packets whose blocks made it out whole.
+        let whole = self.pending_ends.partition_point(|end| *end <= written);
+        let whole_bytes = match (whole, &error) {
+            (_, None) => self.pending.len(),
+            (0, Some(_)) => 0,
+            (n, Some(_)) => self.pending_ends[n - 1],
+        };
+        self.written_bytes += whole_bytes as u64;
+        self.written_packets += whole as u64;
         self.pending.clear();
-        self.pending_packets = 0;
-        Ok(())
+        self.pending_ends.clear();
+        let Some(error) = error else {
+            return Ok(());
+        };
+        if let Output::File(file) = &self.output {
+            // Best effort: without it the file ends in a partial block, which readers reject.
+            let _ = file.set_len(self.written_bytes);
+        }
+        Err(match error.kind() {
+            io::ErrorKind::BrokenPipe => WriteError::Closed,
+            _ => WriteError::Io(error),
+        })
     }
 
     /// Packets in the output, whole.
@@ -279,4 +300,22 @@ pub fn comment(header: &CaptureHeader) -> String {
         (rule, _) => format!("by rule {rule}"),
     };
     format!("netxdp: {action} {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_say_the_action_and_what_decided_it() {
+        let header = |action, rule_id| CaptureHeader {
+            action,
+            rule_id,
+            ..CaptureHeader::default()
+        };
+        assert_eq!(comment(&header(XDP_DROP, 7)), "netxdp: drop by rule 7");
+        assert_eq!(comment(&header(XDP_PASS, 0)), "netxdp: pass by the policy");
+        assert_eq!(comment(&header(0, 0)), "netxdp: aborted by the program");
+        assert_eq!(comment(&header(99, 0)), "netxdp: unknown by the program");
+    }
 }
