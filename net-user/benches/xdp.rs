@@ -11,6 +11,9 @@
 //! shown. Every run's verdict is checked: XDP_PASS with no rules, and with rules the verdict of
 //! the reference classifier (`net_common::rule::classify`).
 //!
+//! The no-rules frames are measured without and with flow tracking, then without capture built
+//! in, with none running, and with a capture of every packet running (`xdp/capture.rs`).
+//!
 //! Then the filter, in one run:
 //! - three rule-set shapes (`net_common::rulegen`: exact, blocklist, mixed) at 1, 100, 1,000
 //!   and 10,000 rules, each on a frame that hits the set and one that misses it, IPv4 and IPv6;
@@ -19,7 +22,11 @@
 //! - how the cost grows from 1 to 10,000 rules;
 //! - the time to apply a 10,000-rule set (`RuleSet::replace`, then `FilterMaps::commit`).
 //!
-//! Run with `cargo xtask bench` (as root); about 90 seconds, a sixth of it xdp-filter's CLI.
+//! Last, on veth pairs of their own: the userspace cost of reading a full flow table once a
+//! second (`xdp/userspace.rs`), and the rate `netxdp capture` writes a file at.
+//!
+//! Run with `cargo xtask bench` (as root); about 160 seconds, 30 of them the userspace refresh
+//! and 13 xdp-filter's CLI.
 //! `NETXDP_BENCH_REPEAT` sets the repeats per measurement (default 1,000,000);
 //! `NETXDP_BENCH_RULES_REPEAT` sets those of the rule-set tables alone (about 110
 //! program/frame pairs; 200,000 takes the bench to about 40 seconds, with more noise).
