@@ -122,9 +122,15 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
     }
     let unit = fs::read_to_string(UNIT).expect("read the unit");
     let starts = service_lines(&unit, "ExecStart");
-    let stops = service_lines(&unit, "ExecStop");
+    let stops = service_lines(&unit, "ExecStopPost");
+    let reloads = service_lines(&unit, "ExecReload");
     assert_eq!(starts.len(), 2, "attach, then apply: {starts:?}");
     assert_eq!(stops.len(), 1, "detach: {stops:?}");
+    assert_eq!(reloads.len(), 1, "apply: {reloads:?}");
+    assert!(
+        service_lines(&unit, "ExecStop").is_empty(),
+        "detach runs as ExecStopPost"
+    );
     assert!(service_lines(&unit, "Type") == ["oneshot"]);
     assert!(service_lines(&unit, "RemainAfterExit") == ["yes"]);
 
@@ -137,6 +143,7 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
         .map(|line| command_for(line, &iface))
         .collect();
     let stop = command_for(&stops[0], &iface);
+    let reload = command_for(&reloads[0], &iface);
     assert!(
         starts[1]
             .iter()
@@ -145,8 +152,8 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
         starts[1]
     );
 
-    // Without its rules file the unit fails, naming the file and how to write one, and its
-    // failure leaves the interface as the stop line would.
+    // Without its rules file the unit fails, naming the file and how to write one; systemd
+    // then runs the stop-post line, which leaves nothing behind.
     run_ok(&starts[0]);
     let missing = run(&starts[1]);
     let said = String::from_utf8_lossy(&missing.stderr);
@@ -200,6 +207,29 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
         "port 10 passed"
     );
     let record = rules_json(&iface);
+    assert_eq!(
+        record["rules"][0]["packets"].as_u64(),
+        Some(dropped as u64),
+        "{record}"
+    );
+
+    // Reload: an edited file swapped in whole, counters of the kept rule kept.
+    std::fs::write(
+        format!("{RULES_DIR}/{iface}.toml"),
+        format!(
+            "policy = \"pass\"\n\n\
+             [[rule]]\naction = \"drop\"\nsrc = \"{peer}/32\"\nproto = \"udp\"\ndport = 9\n\n\
+             [[rule]]\naction = \"drop\"\nproto = \"udp\"\ndport = 10\n"
+        ),
+    )
+    .expect("edit the rules file");
+    run_ok(&reload);
+    let record = rules_json(&iface);
+    assert_eq!(
+        record["rules"].as_array().map(Vec::len),
+        Some(2),
+        "{record}"
+    );
     assert_eq!(
         record["rules"][0]["packets"].as_u64(),
         Some(dropped as u64),
