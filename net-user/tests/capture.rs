@@ -334,6 +334,10 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "10",
     ]));
 
+    // A rule that does not exist is refused, naming it.
+    let refused = fails(&["capture", &iface, "--rule", "999", "-w", "/dev/null"]);
+    assert!(refused.contains("has no rule 999"), "{refused}");
+
     // --rule and --snaplen, as classic pcap; ended by --duration.
     let file = TempFile::new("rule.pcap");
     let capture = Capturing::start(&[

@@ -18,7 +18,7 @@ use crate::{
         file::{CaptureFile, Described, Format, Output, WriteError},
     },
     cli::CaptureAction,
-    filter::maps::monotonic_ns,
+    filter::maps::{FilterMaps, monotonic_ns},
     pins::PinDir,
     preflight,
 };
@@ -95,6 +95,9 @@ pub async fn capture(request: Request) -> Result<()> {
     let selection = request.selection();
     let mut shutdown = Shutdown::new()?;
     let pins = PinDir::new(&request.iface);
+    if let Some(rule) = request.rule {
+        require_rule(&pins, rule)?;
+    }
     let (mut session, ring) = Session::start(&pins, &selection)?;
     // SAFETY: the RingBuf owns its map's fd for its whole life and always reports that same
     // fd; the AsyncFd owns the RingBuf.
@@ -158,6 +161,25 @@ pub async fn capture(request: Request) -> Result<()> {
             "capture ended: {target} holds the first {written} packets, whole"
         ))),
     }
+}
+
+/// A capture of a rule that does not exist would wait forever for nothing: refuse it.
+fn require_rule(pins: &PinDir, rule: u32) -> Result<()> {
+    if !pins.is_attached() {
+        bail!(
+            "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
+            iface = pins.iface()
+        );
+    }
+    let set = FilterMaps::read_pins(pins)?.load()?;
+    if !set.rules().iter().any(|candidate| candidate.id == rule) {
+        bail!(
+            "{} has no rule {rule} (`netxdp rule list {}` shows its rules)",
+            pins.iface(),
+            pins.iface()
+        );
+    }
+    Ok(())
 }
 
 /// Copies records to the file as they come, until Ctrl-C, SIGTERM, --count or --duration.
