@@ -30,7 +30,7 @@ use pcap_file::{
         },
     },
 };
-use support::{DetachOnDrop, fails, kernel_available, ok};
+use support::{attached_veth, fails, kernel_available, ok};
 
 /// `netxdp capture ARGS`, running, once it said it captures.
 struct Capturing {
@@ -249,10 +249,7 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("cap", 26).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("cap", 26);
     let id = rule_id(&ok(&[
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
     ]));
@@ -323,10 +320,7 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("csel", 27).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("csel", 27);
     ok(&[
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
     ]);
@@ -403,10 +397,7 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("cpip", 28).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("cpip", 28);
     ok(&[
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
     ]);
@@ -498,10 +489,7 @@ fn a_full_disk_ends_capture_with_a_file_whole_up_to_its_last_packet() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("cful", 29).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("cful", 29);
     let disk = SmallDisk::mount(64);
     let path = disk.0.join("full.pcapng");
     let path_arg = path.to_str().expect("UTF-8 path");

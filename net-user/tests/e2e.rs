@@ -15,7 +15,8 @@ use net_common::testing::FrameSpec;
 use netxdp::{netns::VethNet, pins::PinDir, traffic};
 use serde_json::Value;
 use support::{
-    DetachOnDrop, fails, kernel_available, netxdp, ok, rules_json, stderr, stdout, xdp_on_link,
+    DetachOnDrop, attached_veth, fails, kernel_available, netxdp, ok, rules_json, stderr, stdout,
+    xdp_on_link,
 };
 
 fn stats_snapshot(iface: &str) -> Value {
@@ -359,10 +360,7 @@ fn a_drop_rule_on_a_source_prefix_stops_ping_and_udp_until_deleted() {
         return;
     }
     let subnet = 15;
-    let net = VethNet::create("dny", subnet).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("dny", subnet);
     let host_v4 = VethNet::host_v4(subnet);
     let host_v6 = VethNet::host_v6(subnet);
     let sink = traffic::UdpSink::bind(SocketAddr::new(IpAddr::V4(host_v4), 9)).expect("bind");
@@ -431,10 +429,7 @@ fn an_allow_list_passes_one_flow_and_neighbour_discovery_only() {
         return;
     }
     let subnet = 16;
-    let net = VethNet::create("alw", subnet).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("alw", subnet);
     let (host_v4, host_v6) = (VethNet::host_v4(subnet), VethNet::host_v6(subnet));
     let sink = traffic::UdpSink::bind(SocketAddr::new(IpAddr::V4(host_v4), 9)).expect("bind");
 
@@ -516,10 +511,7 @@ fn bad_rules_fail_clearly_and_change_nothing() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("brl", 17).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (_net, iface, _detach) = attached_veth("brl", 17);
     ok(&[
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "53",
     ]);
@@ -598,10 +590,7 @@ fn apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach() {
         return;
     }
     let subnet = 18;
-    let net = VethNet::create("apl", subnet).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("apl", subnet);
     let host_v4 = VethNet::host_v4(subnet);
     let kept: u64 = ok(&[
         "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
@@ -742,10 +731,7 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     if !kernel_available(test) {
         return;
     }
-    let net = VethNet::create("kil", 19).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (_net, iface, _detach) = attached_veth("kil", 19);
     let dir = tempfile_dir();
     let (old_file, old) = generated_rules_file(&dir, "old.toml", 1, 4_000);
     let (new_file, new) = generated_rules_file(&dir, "new.toml", 2, 4_000);
@@ -833,10 +819,7 @@ fn serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm() {
         return;
     }
     let subnet = 20;
-    let net = VethNet::create("srv", subnet).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("srv", subnet);
     let host_v4 = IpAddr::V4(VethNet::host_v4(subnet));
     let peer = VethNet::peer_v4(subnet).to_string();
     let id: u64 = ok(&[
@@ -1158,10 +1141,7 @@ fn top_runs_in_a_pseudo_terminal_sorts_on_s_and_restores_the_terminal_on_q() {
         return;
     }
     let subnet = 24;
-    let net = VethNet::create("top", subnet).expect("veth pair");
-    let iface = net.host_if().to_owned();
-    let _detach = DetachOnDrop(iface.clone());
-    ok(&["attach", &iface, "--mode", "skb"]);
+    let (net, iface, _detach) = attached_veth("top", subnet);
     let host = IpAddr::V4(VethNet::host_v4(subnet));
     net.run_in_namespace(move || traffic::udp_burst(SocketAddr::new(host, 9), 25, &[7; 40]))
         .expect("traffic");

@@ -172,11 +172,7 @@ pub fn deb(root: &Path) -> Result<PathBuf> {
 fn ensure_cargo_deb() -> Result<PathBuf> {
     let root = toolchain::cache_dir()?.join(format!("cargo-deb-{CARGO_DEB_VERSION}"));
     let binary = root.join("bin/cargo-deb");
-    if Command::new(&binary)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success())
-    {
+    if toolchain::runs(&binary) {
         return Ok(binary);
     }
     eprintln!(

@@ -154,16 +154,21 @@ fn install_missing_debian_packages() -> Result<()> {
     .context("installing the Debian packages above")
 }
 
+/// Whether the program at `path` is there and answers `--version`: a tool built into the
+/// cache before is not built again.
+pub fn runs(path: &Path) -> bool {
+    Command::new(path)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 /// bpf-linker built on Debian's LLVM 22, in a cache shared by every checkout.
 fn ensure_bpf_linker() -> Result<PathBuf> {
     let root = cache_dir()?.join(format!("bpf-linker-{BPF_LINKER_VERSION}-llvm22"));
     let bin = root.join("bin");
     let linker = bin.join("bpf-linker");
-    if Command::new(&linker)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success())
-    {
+    if runs(&linker) {
         return Ok(bin);
     }
     if !Path::new(LLVM_PREFIX).exists() {

@@ -21,10 +21,10 @@ use net_common::{
     rule::XDP_PASS,
     testing::FrameSpec,
 };
-use netxdp::{netns::VethNet, program, traffic};
+use netxdp::{program, traffic};
 
 use super::{Prog, ROUNDS, measure, median};
-use crate::userspace::Detach;
+use crate::userspace::{NETXDP, attached_veth};
 
 /// The subnet of the capture-rate veth pair (the peer uses 213, the userspace bench 214).
 const SUBNET: u8 = 215;
@@ -156,15 +156,7 @@ pub struct Rate {
 /// Sends `count` frames of each size from the namespace while `netxdp capture` writes them to
 /// a file, then stops it and reads its summary.
 pub fn capture_rates(count: usize) -> Result<Vec<Rate>> {
-    let net = VethNet::create("cb", SUBNET).context("creating the capture bench's veth pair")?;
-    let iface = net.host_if().to_owned();
-    let netxdp = env!("CARGO_BIN_EXE_netxdp");
-    let _detach = Detach(netxdp, iface.clone());
-    let status = Command::new(netxdp)
-        .args(["attach", &iface, "--mode", "skb", "--no-flows"])
-        .stdout(Stdio::null())
-        .status()?;
-    ensure!(status.success(), "netxdp attach {iface} failed");
+    let (net, iface, _detach) = attached_veth("cb", SUBNET, &["--no-flows"])?;
     let file = std::env::temp_dir().join(format!("netxdp-bench-{}.pcapng", std::process::id()));
     let mut rates = Vec::new();
     for payload in [22, 1_458] {
@@ -172,7 +164,7 @@ pub fn capture_rates(count: usize) -> Result<Vec<Rate>> {
             .map(|i| FrameSpec::ipv4_udp(i as u16, 9, payload).build())
             .collect();
         let frame_bytes = frames[0].len();
-        let capture = Command::new(netxdp)
+        let capture = Command::new(NETXDP)
             .args(["capture", &iface, "--action", "all", "-w"])
             .arg(&file)
             .stderr(Stdio::piped())

@@ -32,15 +32,7 @@ pub struct Refresh {
 /// once a second for `seconds`: `netxdp flows IFACE --json` as a new process each time, and
 /// `netxdp top` as one process.
 pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
-    let net = VethNet::create("ub", SUBNET).context("creating the bench's veth pair")?;
-    let iface = net.host_if().to_owned();
-    let netxdp = env!("CARGO_BIN_EXE_netxdp");
-    let _detach = Detach(netxdp, iface.clone());
-    let status = Command::new(netxdp)
-        .args(["attach", &iface, "--mode", "skb"])
-        .stdout(Stdio::null())
-        .status()?;
-    ensure!(status.success(), "netxdp attach {iface} failed");
+    let (net, iface, _detach) = attached_veth("ub", SUBNET, &[])?;
 
     // One flow per source port, sent raw from the namespace.
     let flows = DEFAULT_FLOW_TABLE_SIZE as usize;
@@ -51,11 +43,11 @@ pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
     net.run_in_namespace(move || traffic::send_frames(&peer, &frames))
         .context("sending the frames")?;
 
-    let mut refreshes = vec![snapshots(netxdp, &iface, seconds, flows)?];
+    let mut refreshes = vec![snapshots(&iface, seconds, flows)?];
     // The live view, in its plain mode (stdout is not a terminal): one long-running process.
     let seconds_arg = seconds.to_string();
     let begun = Instant::now();
-    let child = Command::new(netxdp)
+    let child = Command::new(NETXDP)
         .args(["top", &iface, "-i", "1", "-c", &seconds_arg])
         .stdout(Stdio::null())
         .spawn()?;
@@ -73,7 +65,7 @@ pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
 }
 
 /// `netxdp flows IFACE --json` once a second for `seconds`: a new process each time.
-fn snapshots(netxdp: &'static str, iface: &str, seconds: u32, flows: usize) -> Result<Refresh> {
+fn snapshots(iface: &str, seconds: u32, flows: usize) -> Result<Refresh> {
     let mut slowest = Duration::ZERO;
     let mut cpu = Duration::ZERO;
     let mut peak_rss_kib = 0;
@@ -82,7 +74,7 @@ fn snapshots(netxdp: &'static str, iface: &str, seconds: u32, flows: usize) -> R
     let mut listed = 0;
     for second in 0..seconds {
         let begun = Instant::now();
-        let child = Command::new(netxdp)
+        let child = Command::new(NETXDP)
             .args(["flows", iface, "--json"])
             .stdout(std::fs::File::create(&listing)?)
             .spawn()?;
@@ -147,13 +139,32 @@ fn wait_with_usage(pid: u32) -> Result<(i32, Duration, i64)> {
     ))
 }
 
+/// The binary the benchmarks run.
+pub const NETXDP: &str = env!("CARGO_BIN_EXE_netxdp");
+
+/// A namespace and veth pair on `subnet` with `netxdp attach IFACE --mode skb FLAGS` on the
+/// host end: the pair, the host end's name, and the guard that detaches. Bound in this order,
+/// the guard drops first: netxdp detaches before the pair goes.
+pub fn attached_veth(tag: &str, subnet: u8, flags: &[&str]) -> Result<(VethNet, String, Detach)> {
+    let net = VethNet::create(tag, subnet).context("creating the bench's veth pair")?;
+    let iface = net.host_if().to_owned();
+    let detach = Detach(iface.clone());
+    let status = Command::new(NETXDP)
+        .args(["attach", &iface, "--mode", "skb"])
+        .args(flags)
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "netxdp attach {iface} failed");
+    Ok((net, iface, detach))
+}
+
 /// Detaches on drop, before the veth pair goes.
-pub struct Detach(pub &'static str, pub String);
+pub struct Detach(String);
 
 impl Drop for Detach {
     fn drop(&mut self) {
-        let _ = Command::new(self.0)
-            .args(["detach", &self.1])
+        let _ = Command::new(NETXDP)
+            .args(["detach", &self.0])
             .stdout(Stdio::null())
             .status();
     }

@@ -8,7 +8,7 @@ use aya::{
 use std::process::{Command, Output};
 
 use net_common::stats::Stats;
-use netxdp::{counters::CounterMap, pins::PinDir, preflight, program};
+use netxdp::{counters::CounterMap, netns::VethNet, pins::PinDir, preflight, program};
 use serde_json::Value;
 
 /// Whether the kernel tests can run here: root and bpffs. Under CI=true a missing
@@ -122,4 +122,15 @@ pub fn rules_json(iface: &str) -> Value {
         serde_json::from_str(&ok(&["rule", "list", iface, "--json"])).expect("JSON");
     assert_eq!(record["schema"], "netxdp.rules/v1");
     record
+}
+
+/// A namespace and veth pair on `subnet` (see [`VethNet::create`]) with netxdp attached to
+/// the host end in skb mode: the pair, the host end's name, and the guard that detaches.
+/// Bound in this order, the guard drops first: netxdp detaches before the pair goes.
+pub fn attached_veth(tag: &str, subnet: u8) -> (VethNet, String, DetachOnDrop) {
+    let net = VethNet::create(tag, subnet).expect("veth pair");
+    let iface = net.host_if().to_owned();
+    let detach = DetachOnDrop(iface.clone());
+    ok(&["attach", &iface, "--mode", "skb"]);
+    (net, iface, detach)
 }
