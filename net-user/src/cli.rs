@@ -119,7 +119,8 @@ pub enum Command {
         sudo netxdp capture eth0 -w drops.pcapng                  # every dropped packet\n  \
         sudo netxdp capture eth0 --action drop -w - | tcpdump -nr -\n  \
         sudo netxdp capture eth0 --rule 7 --snaplen 128 -c 100 -w rule7.pcapng\n  \
-        sudo netxdp capture eth0 --action all --sample 100 --duration 60 --pcap -w sample.pcap\n\n\
+        sudo netxdp capture eth0 --action all --sample 100 --duration 60 --pcap -w sample.pcap\n  \
+        sudo netxdp capture eth0 eth1 -w both.pcapng                # one file, two interfaces\n\n\
         Packets dropped by XDP never reach tcpdump, which sees only what passed; netxdp \
         copies them out as its program decides them. Selection happens in the kernel: only \
         packets of the chosen action and rule are copied, at most --snaplen bytes each, one \
@@ -136,8 +137,10 @@ pub enum Command {
         Exit status: 0 when the capture ended as asked (or its reader went away), 1 on \
         error, 2 on bad usage.")]
     Capture {
-        /// The interface, as `ip link` names it; netxdp must be attached to it.
-        iface: String,
+        /// The interfaces, as `ip link` names them; netxdp must be attached to each. Several
+        /// go to one file, an interface block each (pcapng).
+        #[arg(required = true, value_name = "IFACE")]
+        ifaces: Vec<String>,
         /// The packets to copy, by the action netxdp gave them [default: drop; all with
         /// --rule].
         #[arg(long, value_enum)]

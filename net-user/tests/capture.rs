@@ -159,22 +159,25 @@ impl Drop for TempFile {
     }
 }
 
-/// What a pcapng file holds: the interface's name and time resolution, each packet's
-/// (original length, bytes, comment, timestamp), and the statistics block's options.
+/// What a pcapng file holds: the interfaces' names and time resolutions, each packet's
+/// (original length, bytes, comment, timestamp) and interface id, and the statistics blocks'
+/// options (by interface id).
 struct PcapNg {
-    if_name: Option<String>,
-    ts_resolution: Option<u8>,
+    if_names: Vec<String>,
+    ts_resolutions: Vec<u8>,
     packets: Vec<(u32, Vec<u8>, String, Duration)>,
-    statistics: Vec<InterfaceStatisticsOption<'static>>,
+    interface_ids: Vec<u32>,
+    statistics: Vec<Vec<InterfaceStatisticsOption<'static>>>,
 }
 
 fn read_pcapng(path: &Path) -> PcapNg {
     let file = std::fs::File::open(path).expect("open capture");
     let mut reader = PcapNgReader::new(file).expect("a pcapng section header");
     let mut read = PcapNg {
-        if_name: None,
-        ts_resolution: None,
+        if_names: Vec::new(),
+        ts_resolutions: Vec::new(),
         packets: Vec::new(),
+        interface_ids: Vec::new(),
         statistics: Vec::new(),
     };
     while let Some(block) = reader.next_block() {
@@ -183,10 +186,10 @@ fn read_pcapng(path: &Path) -> PcapNg {
                 for option in interface.options {
                     match option {
                         InterfaceDescriptionOption::IfName(name) => {
-                            read.if_name = Some(name.into_owned())
+                            read.if_names.push(name.into_owned())
                         }
                         InterfaceDescriptionOption::IfTsResol(resolution) => {
-                            read.ts_resolution = Some(resolution)
+                            read.ts_resolutions.push(resolution)
                         }
                         _ => {}
                     }
@@ -201,6 +204,7 @@ fn read_pcapng(path: &Path) -> PcapNg {
                         _ => None,
                     })
                     .unwrap_or_default();
+                read.interface_ids.push(packet.interface_id);
                 read.packets.push((
                     packet.original_len,
                     packet.data.into_owned(),
@@ -209,11 +213,14 @@ fn read_pcapng(path: &Path) -> PcapNg {
                 ));
             }
             Block::InterfaceStatistics(statistics) => {
-                read.statistics = statistics
-                    .options
-                    .into_iter()
-                    .map(|option| option.into_owned())
-                    .collect()
+                assert_eq!(statistics.interface_id as usize, read.statistics.len());
+                read.statistics.push(
+                    statistics
+                        .options
+                        .into_iter()
+                        .map(|option| option.into_owned())
+                        .collect(),
+                )
             }
             _ => {}
         }
@@ -272,8 +279,8 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
     assert_eq!(summary(&stderr, "dropped by kernel"), 0, "{stderr}");
 
     let read = read_pcapng(&file.0);
-    assert_eq!(read.if_name.as_deref(), Some(iface.as_str()));
-    assert_eq!(read.ts_resolution, Some(9), "nanosecond timestamps");
+    assert_eq!(read.if_names, [iface.as_str()]);
+    assert_eq!(read.ts_resolutions, [9], "nanosecond timestamps");
     assert_eq!(read.packets.len(), 10);
     let window = |at: SystemTime| at.duration_since(SystemTime::UNIX_EPOCH).expect("epoch");
     for ((original_len, data, comment, timestamp), sent) in read.packets.iter().zip(&dropped) {
@@ -286,8 +293,7 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
         );
     }
     assert!(
-        read.statistics
-            .contains(&InterfaceStatisticsOption::IsbFilterAccept(10)),
+        read.statistics[0].contains(&InterfaceStatisticsOption::IsbFilterAccept(10)),
         "{:?}",
         read.statistics
     );
@@ -312,6 +318,42 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
         assert_eq!(lines.len(), 10, "{text}");
         assert!(lines.iter().all(|line| *line == expected), "{text}");
     }
+}
+
+#[test]
+fn capture_of_two_interfaces_gives_each_its_interface_block() {
+    let test = "capture_of_two_interfaces_gives_each_its_interface_block";
+    if !kernel_available(test) {
+        return;
+    }
+    let (first, first_iface, _first_detach) = attached_veth("cab", 32);
+    let (second, second_iface, _second_detach) = attached_veth("cac", 33);
+    for iface in [&first_iface, &second_iface] {
+        ok(&[
+            "rule", "add", iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+        ]);
+    }
+    let file = TempFile::new("two.pcapng");
+    let capture = Capturing::start(&[&first_iface, &second_iface, "-w", file.arg(), "-c", "7"]);
+    let (to_first, to_second) = (frames(3, 9, 30, 0), frames(4, 9, 30, 100));
+    send(&first, to_first.clone());
+    send(&second, to_second.clone());
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    let read = read_pcapng(&file.0);
+    assert_eq!(read.if_names, [first_iface.as_str(), second_iface.as_str()]);
+    assert_eq!(
+        read.interface_ids,
+        [0, 0, 0, 1, 1, 1, 1],
+        "in the order stamped"
+    );
+    let sent: Vec<&Vec<u8>> = to_first.iter().chain(&to_second).collect();
+    for ((_, data, _, _), sent) in read.packets.iter().zip(sent) {
+        assert_eq!(data, sent);
+    }
+    assert_eq!(read.statistics.len(), 2, "a statistics block per interface");
+    assert!(read.statistics[0].contains(&InterfaceStatisticsOption::IsbUsrDeliv(3)));
+    assert!(read.statistics[1].contains(&InterfaceStatisticsOption::IsbUsrDeliv(4)));
 }
 
 #[test]
@@ -451,8 +493,7 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
     let read = read_pcapng(&file.0);
     assert_eq!(read.packets.len() as u64, captured);
     assert!(
-        read.statistics
-            .contains(&InterfaceStatisticsOption::IsbOsDrop(lost)),
+        read.statistics[0].contains(&InterfaceStatisticsOption::IsbOsDrop(lost)),
         "{:?}",
         read.statistics
     );

@@ -1,6 +1,7 @@
 //! Captured packets as a file every network tool reads: pcapng (the default: an interface
-//! block for the interface, and each packet's action and rule in its comment) or classic pcap
-//! (nanosecond timestamps).
+//! block per interface captured on, each packet's action and rule in its comment, and the
+//! capture's counters in a statistics block per interface at the end) or classic pcap
+//! (nanosecond timestamps; it cannot tell interfaces apart).
 //!
 //! Whole packets reach the output: packets are encoded into a buffer and written out in
 //! whole blocks. If a write fails (a full disk), a regular file is cut back to the end of the
@@ -84,7 +85,8 @@ impl Output {
 
 /// What the capture is of, for the file's headers.
 pub struct Described<'a> {
-    pub iface: &'a str,
+    /// The interfaces, in the order of their interface ids.
+    pub ifaces: &'a [String],
     /// What the capture selects, in words ("action drop, rule 7").
     pub selection: &'a str,
     pub snaplen: u32,
@@ -98,12 +100,14 @@ pub struct CaptureFile {
     format: Format,
     snaplen: u32,
     offset_ns: i128,
-    /// Encoded blocks not yet written out, and where each packet's block ends in them.
+    /// Encoded blocks not yet written out, and where each packet's block ends in them (with
+    /// its interface id).
     pending: Vec<u8>,
-    pending_ends: Vec<usize>,
-    /// Bytes and packets known to be in the output, whole.
+    pending_ends: Vec<(usize, u32)>,
+    /// Bytes and packets known to be in the output, whole; packets by interface id too.
     written_bytes: u64,
     written_packets: u64,
+    written_by_interface: Vec<u64>,
     first_ns: Option<u64>,
     last_ns: u64,
 }
@@ -131,6 +135,7 @@ impl CaptureFile {
             pending_ends: Vec::new(),
             written_bytes: 0,
             written_packets: 0,
+            written_by_interface: vec![0; what.ifaces.len()],
             first_ns: None,
             last_ns: 0,
         };
@@ -144,21 +149,23 @@ impl CaptureFile {
                     )))],
                     ..SectionHeaderBlock::default()
                 };
-                let interface = InterfaceDescriptionBlock {
-                    linktype: DataLink::ETHERNET,
-                    snaplen: what.snaplen,
-                    options: vec![
-                        InterfaceDescriptionOption::IfName(Cow::Borrowed(what.iface)),
-                        InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
-                            "netxdp XDP capture: {}",
-                            what.selection
-                        ))),
-                        // Nanoseconds, as the kernel stamps them.
-                        InterfaceDescriptionOption::IfTsResol(9),
-                    ],
-                };
                 file.encode_block(section.into_block())?;
-                file.encode_block(interface.into_block())?;
+                for iface in what.ifaces {
+                    let interface = InterfaceDescriptionBlock {
+                        linktype: DataLink::ETHERNET,
+                        snaplen: what.snaplen,
+                        options: vec![
+                            InterfaceDescriptionOption::IfName(Cow::Borrowed(iface)),
+                            InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
+                                "netxdp XDP capture: {}",
+                                what.selection
+                            ))),
+                            // Nanoseconds, as the kernel stamps them.
+                            InterfaceDescriptionOption::IfTsResol(9),
+                        ],
+                    };
+                    file.encode_block(interface.into_block())?;
+                }
             }
             Format::Pcap => {
                 let header = PcapHeader {
@@ -175,15 +182,21 @@ impl CaptureFile {
         Ok(file)
     }
 
-    /// Adds one captured packet (written out at the next [`CaptureFile::flush`]).
-    pub fn push(&mut self, header: &CaptureHeader, data: &[u8]) -> Result<(), WriteError> {
+    /// Adds one packet captured on the interface `interface_id` (its index in
+    /// [`Described::ifaces`]); written out at the next [`CaptureFile::flush`].
+    pub fn push(
+        &mut self,
+        interface_id: u32,
+        header: &CaptureHeader,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
         self.first_ns.get_or_insert(header.timestamp_ns);
         self.last_ns = self.last_ns.max(header.timestamp_ns);
         let timestamp = self.wall_time(header.timestamp_ns);
         match self.format {
             Format::PcapNg => {
                 let packet = EnhancedPacketBlock {
-                    interface_id: 0,
+                    interface_id,
                     timestamp,
                     original_len: header.original_len,
                     data: Cow::Borrowed(data),
@@ -204,7 +217,7 @@ impl CaptureFile {
                 )?;
             }
         }
-        self.pending_ends.push(self.pending.len());
+        self.pending_ends.push((self.pending.len(), interface_id));
         Ok(())
     }
 
@@ -220,14 +233,21 @@ impl CaptureFile {
             Err((written, error)) => (written, Some(error)),
         };
         // The packets whose blocks made it out whole.
-        let whole = self.pending_ends.partition_point(|end| *end <= written);
+        let whole = self
+            .pending_ends
+            .partition_point(|(end, _)| *end <= written);
         let whole_bytes = match (whole, &error) {
             (_, None) => self.pending.len(),
             (0, Some(_)) => 0,
-            (n, Some(_)) => self.pending_ends[n - 1],
+            (n, Some(_)) => self.pending_ends[n - 1].0,
         };
         self.written_bytes += whole_bytes as u64;
         self.written_packets += whole as u64;
+        for (_, interface_id) in &self.pending_ends[..whole] {
+            if let Some(count) = self.written_by_interface.get_mut(*interface_id as usize) {
+                *count += 1;
+            }
+        }
         self.pending.clear();
         self.pending_ends.clear();
         let Some(error) = error else {
@@ -248,29 +268,35 @@ impl CaptureFile {
         self.written_packets
     }
 
-    /// Ends the file: pcapng gets an interface statistics block with the capture's counters
-    /// (what the selection took, what the kernel dropped, what was written).
-    pub fn finish(mut self, counters: &Counters) -> Result<u64, WriteError> {
+    /// Ends the file: pcapng gets an interface statistics block per interface with its
+    /// capture's counters (what the selection took, what the kernel dropped, what was
+    /// written), `counters` in the order of the interface ids.
+    pub fn finish(mut self, counters: &[Counters]) -> Result<u64, WriteError> {
         self.flush()?;
         if self.format == Format::PcapNg {
-            let delivered = self.written_packets;
             let to_units = |ns: u64| self.wall_time(ns).as_nanos() as u64;
             let end = to_units(self.last_ns);
-            let mut options = vec![
-                InterfaceStatisticsOption::IsbFilterAccept(counters.selected),
-                InterfaceStatisticsOption::IsbOsDrop(counters.lost),
-                InterfaceStatisticsOption::IsbUsrDeliv(delivered),
-            ];
-            if let Some(first) = self.first_ns {
-                options.insert(0, InterfaceStatisticsOption::IsbStartTime(to_units(first)));
-                options.insert(1, InterfaceStatisticsOption::IsbEndTime(end));
+            let start = self.first_ns.map(to_units);
+            let delivered = self.written_by_interface.clone();
+            for (interface_id, (counters, delivered)) in counters.iter().zip(delivered).enumerate()
+            {
+                let mut options = Vec::new();
+                if let Some(start) = start {
+                    options.push(InterfaceStatisticsOption::IsbStartTime(start));
+                    options.push(InterfaceStatisticsOption::IsbEndTime(end));
+                }
+                options.extend([
+                    InterfaceStatisticsOption::IsbFilterAccept(counters.selected),
+                    InterfaceStatisticsOption::IsbOsDrop(counters.lost),
+                    InterfaceStatisticsOption::IsbUsrDeliv(delivered),
+                ]);
+                let statistics = InterfaceStatisticsBlock {
+                    interface_id: interface_id as u32,
+                    timestamp: end,
+                    options,
+                };
+                self.encode_block(statistics.into_block())?;
             }
-            let statistics = InterfaceStatisticsBlock {
-                interface_id: 0,
-                timestamp: end,
-                options,
-            };
-            self.encode_block(statistics.into_block())?;
             self.flush()?;
         }
         Ok(self.written_packets)

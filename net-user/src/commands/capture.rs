@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
+use futures_util::future::select_all;
 use net_common::capture::{CaptureHeader, MAX_SNAPLEN};
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -29,7 +30,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 
 /// What `netxdp capture` was asked for.
 pub struct Request {
-    pub iface: String,
+    pub ifaces: Vec<String>,
     pub action: Option<CaptureAction>,
     pub rule: Option<u32>,
     pub snaplen: u32,
@@ -94,28 +95,24 @@ pub async fn capture(request: Request) -> Result<()> {
     }
     let selection = request.selection();
     let mut shutdown = Shutdown::new()?;
-    let pins = PinDir::new(&request.iface);
-    if let Some(rule) = request.rule {
-        require_rule(&pins, rule)?;
-    }
-    let (mut session, ring) = Session::start(&pins, &selection)?;
-    // SAFETY: the RingBuf owns its map's fd for its whole life and always reports that same
-    // fd; the AsyncFd owns the RingBuf.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|error| error.into_parts().1)
-        .context("watching the capture ring buffer")?;
-    if let Some(pid) = session.replaced_stale {
-        eprintln!(
-            "netxdp: replaced the capture of netxdp process {pid}, which is gone (killed before \
-             it could stop it)"
-        );
+    let mut taps = Vec::new();
+    for iface in &request.ifaces {
+        // Started one by one; a failure drops (and so stops) those already started.
+        let tap = Tap::start(iface, &selection, request.rule)?;
+        if let Some(pid) = tap.session.replaced_stale {
+            eprintln!(
+                "netxdp: replaced the capture of netxdp process {pid} on {iface}, which is \
+                 gone (killed before it could stop it)"
+            );
+        }
+        taps.push(tap);
     }
     let output = Output::create(&request.write)
         .with_context(|| format!("creating {}", request.write.display()))?;
     let what = request.describe(&selection);
     let snaplen = selection.effective_snaplen();
     let described = Described {
-        iface: &request.iface,
+        ifaces: &request.ifaces,
         selection: &what,
         snaplen,
         realtime_offset_ns: realtime_offset_ns(),
@@ -128,7 +125,7 @@ pub async fn capture(request: Request) -> Result<()> {
     };
     eprintln!(
         "netxdp: capturing {what} on {}, snapshot length {snaplen} bytes{}, to {target}",
-        request.iface,
+        request.ifaces.join(", "),
         if request.snaplen > MAX_SNAPLEN {
             " (the most the kernel side copies)"
         } else {
@@ -136,12 +133,17 @@ pub async fn capture(request: Request) -> Result<()> {
         }
     );
 
-    let ended = receive(&mut ring, &mut file, &request, &mut shutdown).await;
-    // Stop the copying, then take what the ring still holds, up to the count.
-    session.stop()?;
-    let ended = ended.and_then(|()| drain(ring.get_mut(), &mut file, request.count));
-    let counters = session.counters()?;
-    drop(session);
+    let ended = receive(&mut taps, &mut file, &request, &mut shutdown).await;
+    // Stop the copying, then take what the rings still hold, up to the count.
+    for tap in &mut taps {
+        tap.session.stop()?;
+    }
+    let ended = ended.and_then(|()| drain(&mut taps, &mut file, request.count));
+    let counters = taps
+        .iter()
+        .map(|tap| tap.session.counters())
+        .collect::<Result<Vec<_>>>()?;
+    drop(taps);
     let written = file.packets_written();
     let (written, ended) = match ended {
         Ok(()) => match file.finish(&counters) {
@@ -160,6 +162,28 @@ pub async fn capture(request: Request) -> Result<()> {
         Err(error) => Err(anyhow::Error::new(error).context(format!(
             "capture ended: {target} holds the first {written} packets, whole"
         ))),
+    }
+}
+
+/// The capture of one interface: its session, and its ring buffer as tokio watches it.
+struct Tap {
+    session: Session,
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl Tap {
+    fn start(iface: &str, selection: &Selection, rule: Option<u32>) -> Result<Self> {
+        let pins = PinDir::new(iface);
+        if let Some(rule) = rule {
+            require_rule(&pins, rule)?;
+        }
+        let (session, ring) = Session::start(&pins, selection)?;
+        // SAFETY: the RingBuf owns its map's fd for its whole life and always reports that
+        // same fd; the AsyncFd owns the RingBuf.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|error| error.into_parts().1)
+            .context("watching the capture ring buffer")?;
+        Ok(Self { session, ring })
     }
 }
 
@@ -184,7 +208,7 @@ fn require_rule(pins: &PinDir, rule: u32) -> Result<()> {
 
 /// Copies records to the file as they come, until Ctrl-C, SIGTERM, --count or --duration.
 async fn receive(
-    ring: &mut AsyncFd<RingBuf<MapData>>,
+    taps: &mut [Tap],
     file: &mut CaptureFile,
     request: &Request,
     shutdown: &mut Shutdown,
@@ -199,8 +223,8 @@ async fn receive(
         }
     };
     tokio::pin!(expired);
-    // The program wakes the reader only when the ring is a quarter full: a trickle of
-    // packets is picked up by looking every LOOK_EVERY.
+    // The program wakes the reader only when a ring is a quarter full: a trickle of packets
+    // is picked up by looking every LOOK_EVERY.
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -210,57 +234,78 @@ async fn receive(
         {
             return Ok(());
         }
+        let woken = select_all(taps.iter_mut().map(|tap| Box::pin(tap.ring.readable_mut())));
         tokio::select! {
-            ready = ring.readable_mut() => {
-                let mut guard = ready?;
+            (ready, _, _) = woken => {
                 // Cleared before draining: a record that lands meanwhile wakes us again.
-                guard.clear_ready();
-                drain(guard.get_inner_mut(), file, request.count)?;
+                ready?.clear_ready();
             }
-            _ = look.tick() => drain(ring.get_mut(), file, request.count)?,
+            _ = look.tick() => {}
             _ = shutdown.recv() => return Ok(()),
             _ = &mut expired => return Ok(()),
         }
+        drain(taps, file, request.count)?;
     }
 }
 
-/// Takes every record the ring holds, writing up to `count` packets to the file in all (the
-/// rest are dropped: the ring must be left empty).
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    file: &mut CaptureFile,
-    count: Option<u64>,
-) -> Result<(), WriteError> {
-    let mut pushed = 0u64;
-    let room = count.map(|count| count.saturating_sub(file.packets_written()));
-    while let Some(record) = ring.next() {
-        if room.is_some_and(|room| pushed >= room) {
-            continue;
-        }
-        let Some((header, data)) = CaptureHeader::parse(&record) else {
+/// Takes every record the rings hold, writing up to `count` packets to the file in all (the
+/// rest are dropped: the rings must be left empty). With several interfaces, what was read
+/// at once is written in the order the kernel stamped it.
+fn drain(taps: &mut [Tap], file: &mut CaptureFile, count: Option<u64>) -> Result<(), WriteError> {
+    let mut room = count.map(|count| count.saturating_sub(file.packets_written()));
+    let mut take = |interface_id: u32, record: &[u8], file: &mut CaptureFile| {
+        let Some((header, data)) = CaptureHeader::parse(record) else {
             tracing::warn!("skipped a capture record of {} bytes", record.len());
-            continue;
+            return Ok(());
         };
-        file.push(&header, data)?;
-        pushed += 1;
+        match &mut room {
+            Some(0) => return Ok(()),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        file.push(interface_id, &header, data)
+    };
+    if let [tap] = taps {
+        while let Some(record) = tap.ring.get_mut().next() {
+            take(0, &record, file)?;
+        }
+    } else {
+        let mut records = Vec::new();
+        for (interface_id, tap) in taps.iter_mut().enumerate() {
+            while let Some(record) = tap.ring.get_mut().next() {
+                let stamp = CaptureHeader::parse(&record).map_or(0, |(h, _)| h.timestamp_ns);
+                records.push((stamp, interface_id as u32, record.to_vec()));
+            }
+        }
+        records.sort_by_key(|(stamp, _, _)| *stamp);
+        for (_, interface_id, record) in &records {
+            take(*interface_id, record, file)?;
+        }
     }
     file.flush()
 }
 
-/// What happened, as tcpdump says it on exit.
-fn summary(written: u64, counters: &Counters, selection: &Selection) {
+/// What happened, as tcpdump says it on exit (summed over the interfaces).
+fn summary(written: u64, counters: &[Counters], selection: &Selection) {
+    let total = counters
+        .iter()
+        .fold(Counters::default(), |sum, c| Counters {
+            selected: sum.selected + c.selected,
+            captured: sum.captured + c.captured,
+            lost: sum.lost + c.lost,
+        });
     eprintln!("{} captured", packets(written));
-    eprintln!("{} selected by the filter", packets(counters.selected));
+    eprintln!("{} selected by the filter", packets(total.selected));
     if selection.sample > 1 {
         eprintln!(
             "{} sampled (one in {})",
-            packets(counters.captured + counters.lost),
+            packets(total.captured + total.lost),
             selection.sample
         );
     }
     eprintln!(
         "{} dropped by kernel (the ring buffer was full)",
-        packets(counters.lost)
+        packets(total.lost)
     );
 }
 

@@ -77,7 +77,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             json,
         } => flows::show(&iface, sort, limit, json),
         Command::Capture {
-            iface,
+            ifaces,
             action,
             rule,
             snaplen,
@@ -88,7 +88,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             pcap,
         } => {
             capture::capture(capture::Request {
-                iface,
+                ifaces,
                 action,
                 rule: rule.map(NonZeroU32::get),
                 snaplen: snaplen.get(),
