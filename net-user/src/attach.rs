@@ -330,6 +330,8 @@ pub struct Attachment {
     pub counters: Option<net_common::stats::Stats>,
     /// The rule set in force, if it could be read.
     pub rules: Option<crate::filter::RuleSet>,
+    /// The process id of a `netxdp capture` running on it.
+    pub capture_pid: Option<u32>,
 }
 
 /// Every pinned attachment.
@@ -351,6 +353,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             rules: FilterMaps::read_pins(&pins)
                 .and_then(|maps| maps.load())
                 .ok(),
+            capture_pid: crate::capture::running(&pins).ok().flatten(),
         });
     }
     Ok(found)

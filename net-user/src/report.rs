@@ -237,6 +237,8 @@ pub struct AttachmentRecord {
     pub policy: Option<&'static str>,
     /// Rules in force.
     pub rules: Option<usize>,
+    /// The process id of a `netxdp capture` running on the interface.
+    pub capture_pid: Option<u32>,
 }
 
 impl StatusRecord {
@@ -258,6 +260,7 @@ impl StatusRecord {
                 bytes: a.counters.map(|c| c.total().bytes),
                 policy: a.rules.as_ref().map(|set| set.policy.as_str()),
                 rules: a.rules.as_ref().map(|set| set.rules().len()),
+                capture_pid: a.capture_pid,
             })
             .collect();
         Self {
@@ -296,10 +299,11 @@ impl StatusRecord {
                 i.bytes.map_or_else(dash, human_bytes),
                 i.rules.map_or_else(dash, |n| n.to_string()),
                 i.policy.unwrap_or("-"),
-                if i.live {
-                    "attached"
-                } else {
-                    "stale: interface or link gone, `netxdp detach` cleans up"
+                match (i.live, i.capture_pid) {
+                    (true, None) => "attached".to_owned(),
+                    (true, Some(pid)) => format!("attached, capturing (netxdp process {pid})"),
+                    (false, _) =>
+                        "stale: interface or link gone, `netxdp detach` cleans up".to_owned(),
                 },
             );
         }

@@ -497,6 +497,20 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
         "{:?}",
         read.statistics
     );
+
+    // `status` names a running capture; a detach ends it.
+    let capture = Capturing::start(&[&iface, "-w", "/dev/null"]);
+    let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
+    let entry = status["interfaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|entry| entry["iface"] == iface.as_str()))
+        .cloned()
+        .expect("the interface in status");
+    assert_eq!(entry["capture_pid"], capture.child.id(), "{status}");
+    ok(&["detach", &iface]);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("was detached"), "{stderr}");
 }
 
 /// A tmpfs of `kib` KiB, unmounted and removed on drop.

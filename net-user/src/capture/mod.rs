@@ -210,8 +210,25 @@ impl Session {
         Ok(self.counters.read()?.since(self.start))
     }
 
+    /// Whether the interface still runs this capture: false once it was detached (or detached
+    /// and attached again, with new maps), or another capture replaced this one.
+    pub fn still_running(&self) -> bool {
+        let pinned = open(&self.pins, names::CAPTURE_MAP, Map::Array)
+            .and_then(|map| Ok(Array::<MapData, CaptureConfig>::try_from(map)?))
+            .and_then(|config| Ok(config.get(&0, 0)?));
+        pinned.is_ok_and(|config| config.active == self.session)
+    }
+
+    pub fn iface(&self) -> &str {
+        self.pins.iface()
+    }
+
     /// Stops the copying; records already in the ring stay readable. Also done on drop.
     pub fn stop(&mut self) -> Result<()> {
+        if !self.pins.dir().exists() {
+            // Detached meanwhile: no program copies to these maps any more.
+            return Ok(());
+        }
         let _lock = self.pins.lock()?;
         // Only if still ours: a detach and attach meanwhile would have replaced the maps.
         if self.config.get(&0, 0)?.active == self.session {
@@ -227,6 +244,15 @@ impl Drop for Session {
             tracing::warn!("stopping the capture on {}: {error:#}", self.pins.iface());
         }
     }
+}
+
+/// The process id of the capture running on an attachment, if one runs (a capture whose
+/// process is gone does not count).
+pub fn running(pins: &PinDir) -> Result<Option<u32>> {
+    let config: Array<MapData, CaptureConfig> =
+        Array::try_from(open(pins, names::CAPTURE_MAP, Map::Array)?)?;
+    let running = config.get(&0, 0)?;
+    Ok((running.active != 0 && process_alive(running.owner_pid)).then_some(running.owner_pid))
 }
 
 fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {

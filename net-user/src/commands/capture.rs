@@ -28,6 +28,9 @@ use crate::{
 /// a captured packet waits before it is written.
 const LOOK_EVERY: Duration = Duration::from_millis(20);
 
+/// How often the capture checks that its interfaces are still attached and still its own.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// What `netxdp capture` was asked for.
 pub struct Request {
     pub ifaces: Vec<String>,
@@ -227,6 +230,8 @@ async fn receive(
     // is picked up by looking every LOOK_EVERY.
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if request
             .count
@@ -235,14 +240,23 @@ async fn receive(
             return Ok(());
         }
         let woken = select_all(taps.iter_mut().map(|tap| Box::pin(tap.ring.readable_mut())));
+        let mut checking = false;
         tokio::select! {
             (ready, _, _) = woken => {
                 // Cleared before draining: a record that lands meanwhile wakes us again.
                 ready?.clear_ready();
             }
             _ = look.tick() => {}
+            _ = check.tick() => checking = true,
             _ = shutdown.recv() => return Ok(()),
             _ = &mut expired => return Ok(()),
+        }
+        if checking && let Some(gone) = taps.iter().find(|tap| !tap.session.still_running()) {
+            eprintln!(
+                "netxdp: {} was detached (or another capture took it over); capture ended",
+                gone.session.iface()
+            );
+            return Ok(());
         }
         drain(taps, file, request.count)?;
     }
