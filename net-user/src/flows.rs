@@ -185,6 +185,8 @@ pub struct FlowsRecord {
     pub iface: String,
     /// Flows the table holds at most.
     pub table_size: u32,
+    /// Flows in the table when it was read (more than `flows` holds with a limit).
+    pub in_table: usize,
     /// In the order asked for.
     pub flows: Vec<FlowRecord>,
 }
@@ -308,6 +310,7 @@ impl FlowsRecord {
     ) -> Self {
         let now_ns = monotonic_ns();
         let now = SystemTime::now();
+        let in_table = flows.len();
         let order = |(_, a): &(FlowKey, FlowStats), (_, b): &(FlowKey, FlowStats)| {
             sort(b).total_cmp(&sort(a))
         };
@@ -327,6 +330,7 @@ impl FlowsRecord {
             schema: FLOWS_SCHEMA,
             iface: iface.to_owned(),
             table_size,
+            in_table,
             flows: records,
         }
     }
@@ -338,11 +342,15 @@ impl FlowsRecord {
             (Some(addr), None) => addr.to_string(),
             (None, _) => "*".to_owned(),
         };
+        let shown = match self.flows.len() {
+            all if all == self.in_table => String::new(),
+            some => format!("{some} of "),
+        };
         let mut out = format!(
-            "{}: {} flow{} (table holds {})\n",
+            "{}: {shown}{} flow{} (the table holds {})\n",
             self.iface,
-            self.flows.len(),
-            if self.flows.len() == 1 { "" } else { "s" },
+            self.in_table,
+            if self.in_table == 1 { "" } else { "s" },
             self.table_size
         );
         let _ = writeln!(

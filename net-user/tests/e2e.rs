@@ -1077,6 +1077,7 @@ fn flows_lists_exactly_the_flows_sent_with_their_counts_and_verdicts() {
         serde_json::from_str(&ok(&["flows", &iface, "--json", "--sort", "packets"])).expect("JSON");
     assert_eq!(record["schema"], "netxdp.flows/v1");
     assert_eq!(record["table_size"], 1024);
+    assert_eq!(record["in_table"], 3);
     let flows = record["flows"].as_array().expect("flows");
     assert_eq!(flows.len(), 3, "exactly the three flows sent: {record}");
     let peer_v4 = VethNet::peer_v4(subnet).to_string();
@@ -1126,10 +1127,20 @@ fn flows_lists_exactly_the_flows_sent_with_their_counts_and_verdicts() {
     ]))
     .expect("JSON");
     assert_eq!(top["flows"].as_array().map(Vec::len), Some(1));
+    assert_eq!(top["in_table"], 3, "the limit lists 1 of the 3");
     assert_eq!(top["flows"][0]["bytes"], 11 * 72, "the most bytes first");
     let text = ok(&["flows", &iface]);
     assert!(
         text.contains(&format!("{host_v4}:10")) && text.contains("drop"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with(&format!("{iface}: 3 flows (the table holds 1024)")),
+        "{text}"
+    );
+    let text = ok(&["flows", &iface, "--limit", "2"]);
+    assert!(
+        text.starts_with(&format!("{iface}: 2 of 3 flows")),
         "{text}"
     );
 }
