@@ -333,6 +333,8 @@ fn capture_of_two_interfaces_gives_each_its_interface_block() {
             "rule", "add", iface, "--action", "drop", "--proto", "udp", "--dport", "9",
         ]);
     }
+    let twice = fails(&["capture", &first_iface, &first_iface, "-w", "/dev/null"]);
+    assert!(twice.contains("named twice"), "{twice}");
     let file = TempFile::new("two.pcapng");
     let capture = Capturing::start(&[&first_iface, &second_iface, "-w", file.arg(), "-c", "7"]);
     let (to_first, to_second) = (frames(3, 9, 30, 0), frames(4, 9, 30, 100));

@@ -96,6 +96,14 @@ pub async fn capture(request: Request) -> Result<()> {
              or name a file with -w"
         );
     }
+    if let Some(twice) = request
+        .ifaces
+        .iter()
+        .enumerate()
+        .find_map(|(i, iface)| request.ifaces[..i].contains(iface).then_some(iface))
+    {
+        bail!("{twice} is named twice: one capture per interface");
+    }
     let selection = request.selection();
     let mut shutdown = Shutdown::new()?;
     let mut taps = Vec::new();
