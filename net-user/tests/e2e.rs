@@ -315,8 +315,7 @@ fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
         !Path::new(&PinDir::new(&iface).link()).exists(),
         "watch pins nothing"
     );
-    // SAFETY: kill(2) on a child we own.
-    unsafe { libc_kill(watch.id() as i32, 15) };
+    terminate(watch.id());
     let output = watch.wait_with_output().expect("watch exits");
     let log = stderr(&output);
     assert_ne!(attached, "none", "watch attached: {log}");
@@ -337,9 +336,10 @@ fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
     assert_eq!(xdp_on_link(&iface), "none", "SIGTERM detaches");
 }
 
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
+/// SIGTERM to a child this test spawned and has not reaped.
+fn terminate(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
 }
 
 /// The `packets` of the rule with `id` in a `rule list --json` record.
@@ -982,8 +982,7 @@ fn serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm() {
 
     // SIGTERM stops it cleanly.
     let mut server = server;
-    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc_kill(server.0.id() as i32, 15) }, 0);
+    terminate(server.0.id());
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(status) = server.0.try_wait().expect("wait") {

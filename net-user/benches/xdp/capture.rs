@@ -177,8 +177,10 @@ pub fn capture_rates(count: usize) -> Result<Vec<Rate>> {
         let seconds = started.elapsed().as_secs_f64();
         thread::sleep(Duration::from_millis(300));
         // Stopped whatever happened to the sending: it must not outlive the bench.
-        // SAFETY: signals a child this process started and has not reaped.
-        unsafe { libc::kill(capture.id() as i32, libc::SIGTERM) };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(capture.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let output = capture.wait_with_output()?;
         sent.context("sending the frames")?;
         ensure!(output.status.success(), "netxdp capture failed");

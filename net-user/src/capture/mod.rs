@@ -90,6 +90,16 @@ pub struct Counters {
     pub lost: u64,
 }
 
+impl std::iter::Sum for Counters {
+    fn sum<I: Iterator<Item = Counters>>(counters: I) -> Counters {
+        counters.fold(Counters::default(), |sum, c| Counters {
+            selected: sum.selected + c.selected,
+            captured: sum.captured + c.captured,
+            lost: sum.lost + c.lost,
+        })
+    }
+}
+
 impl Counters {
     fn since(self, start: Counters) -> Counters {
         Counters {
