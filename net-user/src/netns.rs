@@ -165,11 +165,13 @@ impl VethNet {
         Ipv6Addr::new(0xfd00, subnet as u16, 0, 0, 0, 0, 0, 2)
     }
 
-    fn host_mac(subnet: u8) -> String {
+    /// The host end's MAC address: frames crafted in the namespace must carry it, or the
+    /// host drops them as addressed to another host.
+    pub fn host_mac(subnet: u8) -> String {
         format!("02:4e:58:00:{subnet:02x}:01")
     }
 
-    fn peer_mac(subnet: u8) -> String {
+    pub fn peer_mac(subnet: u8) -> String {
         format!("02:4e:58:00:{subnet:02x}:02")
     }
 
