@@ -18,7 +18,7 @@
 
 use crate::{
     parse::{L3, Packet, Transport},
-    rule::{MAX_RULES, ND_TYPES, is_neighbour_traffic},
+    rule::MAX_RULES,
 };
 
 /// 64-bit words in a [`RuleBitmap`].
@@ -113,7 +113,8 @@ pub struct FilterConfig {
     pub fragments: u32,
     /// The id the next new rule gets; carried from generation to generation.
     pub next_rule_id: u32,
-    pub _reserved: u32,
+    /// [`crate::rule::Malformed`] as its `u32` value.
+    pub malformed: u32,
     /// CLOCK_MONOTONIC nanoseconds when this generation was made active.
     pub activated_ns: u64,
 }
@@ -220,19 +221,14 @@ pub fn proto_key(packet: &Packet) -> u32 {
     }
 }
 
-/// ICMP keys: the ICMP or ICMPv6 type, except that neighbour discovery has keys of
-/// its own (only rules naming its type may match it), then "no ICMP header".
-pub const ICMP_KEY_ND: u32 = 256;
-pub const ICMP_KEY_NONE: u32 = ICMP_KEY_ND + 5;
+/// ICMP keys: the ICMP or ICMPv6 type, then "no ICMP header".
+pub const ICMP_KEY_NONE: u32 = 256;
 pub const ICMP_KEYS: u32 = ICMP_KEY_NONE + 1;
 
 /// The ICMP key of a packet.
 #[inline(always)]
 pub fn icmp_key(packet: &Packet) -> u32 {
     match packet.transport() {
-        Transport::Icmp { icmp_type, .. } if is_neighbour_traffic(packet) => {
-            ICMP_KEY_ND + (icmp_type - ND_TYPES.start()) as u32
-        }
         Transport::Icmp { icmp_type, .. } => icmp_type as u32,
         _ => ICMP_KEY_NONE,
     }

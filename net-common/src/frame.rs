@@ -23,6 +23,27 @@ pub trait Frame {
     fn reaches(&self, end: usize) -> bool {
         end <= self.len()
     }
+
+    /// Runs `state`'s step up to `turns` times, until a step returns `false`. The XDP
+    /// program runs the turns through `bpf_loop`, whose body the verifier checks once, so a
+    /// walk may be as long as the frame allows.
+    #[inline(always)]
+    fn repeat<S: Step<Self>>(&self, turns: u32, state: &mut S)
+    where
+        Self: Sized,
+    {
+        for _ in 0..turns {
+            if !state.step(self) {
+                break;
+            }
+        }
+    }
+}
+
+/// One turn of a walk over a frame: see [`Frame::repeat`].
+pub trait Step<F: Frame> {
+    /// Takes one step; `false` ends the walk.
+    fn step(&mut self, frame: &F) -> bool;
 }
 
 /// A frame held in memory: the host-side reference.

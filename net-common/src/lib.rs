@@ -26,7 +26,7 @@
 //! let packet = parse(&SliceFrame::new(&frame));
 //! assert_eq!((packet.l3, packet.l4), (L3::Ipv4, L4::Udp));
 //! assert_eq!(packet.ports(), Some((5353, 53)));
-//! assert!(!packet.malformed);
+//! assert!(!packet.is_defective());
 //! ```
 #![no_std]
 

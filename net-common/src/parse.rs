@@ -5,23 +5,46 @@
 //! live packet; the tests call it on byte slices. It never panics and never loops without a
 //! bound, because the verifier accepts neither.
 //!
-//! # What counts as malformed
-//! A frame is `malformed` when a header it announces is cut short or is invalid:
-//! - fewer than 14 bytes of Ethernet, or an incomplete VLAN tag;
-//! - ARP with fewer than its 8 fixed header bytes;
-//! - IPv4 with fewer than 20 bytes, a version other than 4, IHL below 5, options past the end
-//!   of the frame, or a total length below the header length or beyond the frame;
-//! - IPv6 with fewer than 40 bytes, a version other than 6, a payload length beyond the frame,
-//!   or an extension header cut short;
-//! - on an unfragmented packet or a first fragment: a TCP (20 bytes), UDP (8) or ICMP/ICMPv6
-//!   (4) header that does not fit in the IP payload.
+//! # Defects
+//! A frame is defective ([`Packet::defect`]) when it is one that an honest sender never
+//! makes and a filter could be fooled by:
+//! - [`Defect::Malformed`]: a header it announces is cut short or invalid. Fewer than 14
+//!   bytes of Ethernet, or an incomplete VLAN tag; ARP with fewer than its 8 fixed header
+//!   bytes; IPv4 with fewer than 20 bytes, a version other than 4, IHL below 5, options past
+//!   the end of the frame, or a total length below the header length or beyond the frame;
+//!   IPv6 with fewer than 40 bytes, a version other than 6, a payload length beyond the
+//!   frame, or an extension header cut short; on an unfragmented packet, a TCP (20 bytes),
+//!   UDP (8) or ICMP/ICMPv6 (4) header that does not fit in the IP payload. Linux drops all
+//!   of these itself.
+//! - [`Defect::TinyFragment`]: a first fragment that does not hold the whole transport
+//!   header (RFC 1858) or, for IPv6, the whole extension header chain (RFC 7112). Linux
+//!   reassembles it, and the header that rules match on arrives in a later fragment, which
+//!   carries no ports.
+//! - [`Defect::OverlapFragment`]: an IPv4 fragment at offset 1 (8 bytes), which can only
+//!   serve to overwrite a first fragment's transport header (RFC 1858, RFC 3128).
+//! - [`Defect::Ipv6Chain`]: an IPv6 extension header chain with a second fragment header.
 //!
 //! Ethertypes other than IPv4, IPv6 and ARP (including a third VLAN tag) are `L3::Other`,
-//! not malformed. Non-first fragments carry no L4 header: they are classed by the IP
-//! protocol field with no ports. An IPv6 chain of more than [`MAX_IPV6_EXT_HEADERS`]
-//! extension headers, or an unknown one such as AH or ESP, ends the walk: `L4::Other`.
+//! not defective. Non-first fragments carry no L4 header: they are classed by the IP
+//! protocol field with no ports.
+//!
+//! # IPv6 extension headers
+//! The chain is walked to its upper-layer header however long it is, as Linux walks it:
+//! hop-by-hop options, routing, fragment, authentication (AH) and destination options
+//! headers; any other next header is the upper layer (ESP and "no next header" included).
+//! An atomic fragment (offset 0, no more fragments) is an unfragmented packet, as Linux
+//! treats it (RFC 6946). The walk is a [`Frame::repeat`] of one header per turn, which the
+//! XDP program runs through `bpf_loop`.
+//!
+//! # Neighbour traffic
+//! [`Packet::neighbour`] is set on well-formed neighbour traffic only: Ethernet/IPv4 ARP
+//! with its 28 bytes, and ICMPv6 types 133 to 137 with code 0, hop limit 255 and no
+//! fragment header (RFC 4861, RFC 6980), which is what Linux accepts as such.
 
-use crate::frame::Frame;
+use crate::{
+    frame::{Frame, Step},
+    rule::Family,
+};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IPV4: u16 = 0x0800;
@@ -36,13 +59,17 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ROUTING: u8 = 43;
 pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_AH: u8 = 51;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
 /// VLAN tags (802.1Q or 802.1ad) parsed before giving up on a frame as `L3::Other`.
 pub const MAX_VLAN_TAGS: usize = 2;
-/// IPv6 extension headers walked before giving up on finding the L4 header.
-pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+/// The hop limit of genuine neighbour discovery: a router would have decreased it.
+pub const ND_HOP_LIMIT: u8 = 255;
+/// ICMPv6 types of neighbour discovery: router solicitation and advertisement, neighbour
+/// solicitation and advertisement, redirect.
+pub const ND_TYPES: core::ops::RangeInclusive<u8> = 133..=137;
 
 /// Network-layer class, also the index into [`crate::stats::Stats::l3`].
 #[repr(u8)]
@@ -102,6 +129,38 @@ impl L4 {
     }
 }
 
+/// What makes a frame defective (see the module documentation); also the index of its
+/// counter in [`crate::stats::Stats::dropped`] (after [`Defect::None`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Defect {
+    None = 0,
+    Malformed = 1,
+    TinyFragment = 2,
+    OverlapFragment = 3,
+    Ipv6Chain = 4,
+}
+
+impl Defect {
+    /// Every defect, [`Defect::None`] aside.
+    pub const ALL: [Defect; 4] = [
+        Defect::Malformed,
+        Defect::TinyFragment,
+        Defect::OverlapFragment,
+        Defect::Ipv6Chain,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Defect::None => "none",
+            Defect::Malformed => "malformed",
+            Defect::TinyFragment => "tiny_fragment",
+            Defect::OverlapFragment => "overlap_fragment",
+            Defect::Ipv6Chain => "ipv6_chain",
+        }
+    }
+}
+
 /// Where a packet sits in IP fragmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fragment {
@@ -145,7 +204,12 @@ pub struct Packet {
     pub len: u32,
     pub l3: L3,
     pub l4: L4,
-    pub malformed: bool,
+    /// Which addresses [`Packet::src`] and [`Packet::dst`] hold: IPv4 for IPv4 and for
+    /// Ethernet/IPv4 ARP (sender and target), IPv6 for IPv6, none otherwise.
+    pub addr_family: Family,
+    pub defect: Defect,
+    /// Well-formed ARP or neighbour discovery (see the module documentation).
+    pub neighbour: bool,
     pub vlan_tags: u8,
     /// The IP protocol (IPv4) or final next-header (IPv6); 0 for non-IP.
     pub ip_proto: u8,
@@ -179,7 +243,9 @@ impl Packet {
             len: len as u32,
             l3: L3::Other,
             l4: L4::Other,
-            malformed: false,
+            addr_family: Family::Any,
+            defect: Defect::None,
+            neighbour: false,
             vlan_tags: 0,
             ip_proto: 0,
             fragment: Fragment::None,
@@ -206,7 +272,9 @@ impl Packet {
         self.len = len as u32;
         self.l3 = L3::Other;
         self.l4 = L4::Other;
-        self.malformed = false;
+        self.addr_family = Family::Any;
+        self.defect = Defect::None;
+        self.neighbour = false;
         self.vlan_tags = 0;
         self.ip_proto = 0;
         self.fragment = Fragment::None;
@@ -259,8 +327,21 @@ impl Packet {
         (header.kind == L4Header::KIND_PORTS).then_some((header.sport, header.dport))
     }
 
+    /// Whether the parser found the frame defective: see [`Defect`].
+    #[inline(always)]
+    pub fn is_defective(&self) -> bool {
+        self.defect != Defect::None
+    }
+
+    /// [`Packet::defect`] as an index, read as the raw byte (see [`Packet::l3_index`]).
+    #[inline(always)]
+    pub fn defect_index(&self) -> usize {
+        // SAFETY: `Defect` is `repr(u8)`: its value is that byte.
+        unsafe { *(&raw const self.defect).cast::<u8>() as usize }
+    }
+
     fn set_malformed(&mut self) {
-        self.malformed = true;
+        self.defect = Defect::Malformed;
     }
 }
 
@@ -317,14 +398,30 @@ pub fn parse_into<F: Frame>(frame: &F, packet: &mut Packet) {
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(frame, offset, packet),
         ETH_P_IPV6 => parse_ipv6(frame, offset, packet),
-        ETH_P_ARP => {
-            packet.l3 = L3::Arp;
-            if frame.bytes::<8>(offset).is_none() {
-                packet.set_malformed();
-            }
-        }
+        ETH_P_ARP => parse_arp(frame, offset, packet),
         _ => {}
     }
+}
+
+/// ARP: Ethernet/IPv4 ARP gives its sender and target addresses, and is neighbour traffic.
+#[inline(always)]
+fn parse_arp<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
+    packet.l3 = L3::Arp;
+    let Some(arp) = frame.bytes::<8>(offset) else {
+        return packet.set_malformed();
+    };
+    // Hardware type Ethernet, protocol IPv4, address lengths 6 and 4: what Linux's ARP
+    // accepts on an Ethernet device.
+    if arp[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return;
+    }
+    let Some(addresses) = frame.bytes::<20>(offset + 8) else {
+        return;
+    };
+    packet.src[..4].copy_from_slice(&addresses[6..10]);
+    packet.dst[..4].copy_from_slice(&addresses[16..20]);
+    packet.addr_family = Family::Ipv4;
+    packet.neighbour = true;
 }
 
 #[inline(always)]
@@ -346,12 +443,16 @@ fn parse_ipv4<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
     packet.l4 = L4::from_ip_proto(ip[9]);
     packet.src[..4].copy_from_slice(&ip[12..16]);
     packet.dst[..4].copy_from_slice(&ip[16..20]);
+    packet.addr_family = Family::Ipv4;
     let fragment = be16(ip[6], ip[7]);
     let more_fragments = fragment & 0x2000 != 0;
     packet.fragment = match (fragment & 0x1fff, more_fragments) {
         (0, false) => Fragment::None,
         (0, true) => Fragment::First,
-        _ => {
+        (offset, _) => {
+            if offset == 1 {
+                packet.defect = Defect::OverlapFragment;
+            }
             packet.fragment = Fragment::Later;
             return;
         }
@@ -370,6 +471,7 @@ fn parse_ipv6<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
     }
     store_address(&mut packet.src, &ip[8..24]);
     store_address(&mut packet.dst, &ip[24..40]);
+    packet.addr_family = Family::Ipv6;
     let payload_len = be16(ip[4], ip[5]) as usize;
     // A zero payload length announces a jumbogram; its length is the frame's.
     let datagram_end = match payload_len {
@@ -379,54 +481,129 @@ fn parse_ipv6<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
     if !frame.reaches(datagram_end) {
         return packet.set_malformed();
     }
-    let mut next_header = ip[6];
-    let mut offset = offset + 40;
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
-        match next_header {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let Some(ext) = frame.bytes::<2>(offset) else {
-                    return packet.set_malformed();
-                };
-                let ext_len = (ext[1] as usize + 1) * 8;
-                if offset + ext_len > datagram_end {
-                    return packet.set_malformed();
-                }
-                next_header = ext[0];
-                offset += ext_len;
-            }
-            IPPROTO_FRAGMENT => {
-                let Some(ext) = frame.bytes::<8>(offset) else {
-                    return packet.set_malformed();
-                };
-                if offset + 8 > datagram_end {
-                    return packet.set_malformed();
-                }
-                next_header = ext[0];
-                offset += 8;
-                let fragment = be16(ext[2], ext[3]);
-                if fragment >> 3 != 0 {
-                    packet.fragment = Fragment::Later;
-                    packet.ip_proto = next_header;
-                    packet.l4 = L4::from_ip_proto(next_header);
-                    return;
-                }
-                if fragment & 1 != 0 {
-                    packet.fragment = Fragment::First;
-                }
-            }
-            _ => break,
+    let mut chain = Chain {
+        next_header: ip[6],
+        offset: offset + 40,
+        datagram_end,
+        fragment: Fragment::None,
+        fragment_header: false,
+        defect: Defect::None,
+        walking: true,
+    };
+    if is_extension_header(chain.next_header) {
+        // Every header but the last takes 8 bytes or more: this many turns walk any chain
+        // that fits in the datagram.
+        let turns = (datagram_end - chain.offset) / 8 + 1;
+        frame.repeat(turns as u32, &mut chain);
+        if chain.walking {
+            chain.defect = Defect::Ipv6Chain;
         }
     }
-    packet.ip_proto = next_header;
-    if matches!(
-        next_header,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
-    ) {
-        // The chain is longer than we walk: no L4 header found.
+    packet.fragment = chain.fragment;
+    if chain.defect != Defect::None {
+        packet.defect = chain.defect;
         return;
     }
-    packet.l4 = L4::from_ip_proto(next_header);
-    parse_l4(frame, offset, datagram_end, packet)
+    packet.ip_proto = chain.next_header;
+    packet.l4 = L4::from_ip_proto(chain.next_header);
+    if chain.fragment == Fragment::Later {
+        return;
+    }
+    parse_l4(frame, chain.offset, datagram_end, packet);
+    if let Transport::Icmp { icmp_type, code } = packet.transport() {
+        packet.neighbour = packet.l4 == L4::Icmpv6
+            && ND_TYPES.contains(&icmp_type)
+            && code == 0
+            && ip[7] == ND_HOP_LIMIT
+            && !chain.fragment_header;
+    }
+}
+
+/// Whether Linux walks `next_header` as an IPv6 extension header rather than deliver it to
+/// an upper-layer protocol (`ipv6_ext_hdr`, ESP and "no next header" aside).
+#[inline(always)]
+fn is_extension_header(next_header: u8) -> bool {
+    matches!(
+        next_header,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS
+    )
+}
+
+/// An IPv6 extension header chain, walked one header per [`Step::step`].
+struct Chain {
+    /// The header at `offset`.
+    next_header: u8,
+    offset: usize,
+    datagram_end: usize,
+    fragment: Fragment,
+    /// Whether a fragment header was seen (an atomic fragment leaves `fragment` at `None`).
+    fragment_header: bool,
+    defect: Defect,
+    /// Cleared when the walk reaches the upper-layer header, a later fragment or a defect.
+    walking: bool,
+}
+
+impl Chain {
+    /// Ends the walk on a header that does not fit in the datagram: in a first fragment the
+    /// rest of the chain is in a later one (RFC 7112); otherwise the packet is cut short.
+    #[inline(always)]
+    fn cut_short(&mut self) -> bool {
+        self.defect = if self.fragment == Fragment::First {
+            Defect::TinyFragment
+        } else {
+            Defect::Malformed
+        };
+        self.walking = false;
+        false
+    }
+}
+
+impl<F: Frame> Step<F> for Chain {
+    #[inline(always)]
+    fn step(&mut self, frame: &F) -> bool {
+        if !is_extension_header(self.next_header) {
+            self.walking = false;
+            return false;
+        }
+        if self.offset + 2 > self.datagram_end {
+            return self.cut_short();
+        }
+        let Some([next_header, units]) = frame.bytes::<2>(self.offset) else {
+            return self.cut_short();
+        };
+        let header_len = match self.next_header {
+            IPPROTO_FRAGMENT => 8,
+            IPPROTO_AH => (units as usize + 2) * 4,
+            _ => (units as usize + 1) * 8,
+        };
+        if self.offset + header_len > self.datagram_end {
+            return self.cut_short();
+        }
+        if self.next_header == IPPROTO_FRAGMENT {
+            if self.fragment_header {
+                self.defect = Defect::Ipv6Chain;
+                self.walking = false;
+                return false;
+            }
+            self.fragment_header = true;
+            let Some(header) = frame.bytes::<4>(self.offset) else {
+                return self.cut_short();
+            };
+            let fragment = be16(header[2], header[3]);
+            if fragment >> 3 != 0 {
+                self.fragment = Fragment::Later;
+                self.next_header = next_header;
+                self.walking = false;
+                return false;
+            }
+            if fragment & 1 != 0 {
+                self.fragment = Fragment::First;
+            }
+        }
+        self.next_header = next_header;
+        self.offset += header_len;
+        true
+    }
 }
 
 /// Parses the L4 header at `offset`, which must end by `datagram_end` (the IP datagram's end,
@@ -440,7 +617,14 @@ fn parse_l4<F: Frame>(frame: &F, offset: usize, datagram_end: usize, packet: &mu
         L4::Other => return,
     };
     if offset + needed > datagram_end {
-        return packet.set_malformed();
+        // In a first fragment the header continues in a later one (RFC 1858): a rule on
+        // ports could not see it.
+        packet.defect = if packet.fragment == Fragment::First {
+            Defect::TinyFragment
+        } else {
+            Defect::Malformed
+        };
+        return;
     }
     let header = &mut packet.l4_header;
     match packet.l4 {

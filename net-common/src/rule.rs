@@ -13,13 +13,17 @@
 //!   ICMPv6 header present in full. So a packet without its L4 header (a later fragment, or a
 //!   truncated or malformed one) never matches a rule that names ports or an ICMP type, while
 //!   rules on addresses and protocol still apply to it.
-//! - ARP and IPv6 neighbour discovery (ICMPv6 types 133 to 137) are matched only by rules that
-//!   name them (`proto arp`, or `proto icmpv6` with that ICMP type), and pass when none does,
-//!   whatever the policy: an allow-list cannot cut the host off its own network.
+//!   ARP's addresses are its sender and target IPv4 addresses.
+//! - A defective packet ([`crate::parse::Defect`]: malformed, a tiny or overlapping fragment,
+//!   an IPv6 chain with two fragment headers) is dropped before any rule is tried, unless
+//!   [`Malformed::Policy`] says to classify it like any other (unsafe: see there).
+//! - Well-formed neighbour traffic ([`Packet::neighbour`]: ARP, and neighbour discovery with
+//!   hop limit 255) that no rule matches passes, whatever the policy: an allow-list cannot cut
+//!   the host off its own network. Rules apply to it as to any other packet.
 //! - A packet that no rule matches gets the default policy; with [`Fragments::Drop`], an IP
 //!   packet without its L4 header is dropped instead.
 
-use crate::parse::{Fragment, IPPROTO_ICMPV6, L3, Packet, Transport};
+use crate::parse::{Defect, Fragment, L3, Packet, Transport};
 
 /// The most rules one interface holds.
 pub const MAX_RULES: usize = 10_240;
@@ -37,9 +41,6 @@ pub const PROTO_ANY: u16 = 0xffff;
 pub const PROTO_ARP: u16 = 0x100;
 /// `icmp_type` of a rule that names no ICMP type.
 pub const ICMP_TYPE_ANY: u16 = 0xffff;
-/// ICMPv6 types of neighbour discovery: router solicitation and advertisement, neighbour
-/// solicitation and advertisement, redirect.
-pub const ND_TYPES: core::ops::RangeInclusive<u8> = 133..=137;
 
 /// What a rule, or the default policy, does with a packet.
 #[repr(u32)]
@@ -94,7 +95,37 @@ impl Fragments {
     }
 }
 
-/// An address family, as a prefix names it.
+/// What happens to a defective packet ([`crate::parse::Defect`]). Drop is 0, so that a
+/// configuration never written drops them.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    /// Dropped before any rule is tried, and counted by defect.
+    #[default]
+    Drop = 0,
+    /// Classified like any other packet. Unsafe: a tiny fragment carries no ports, so a rule
+    /// on ports cannot drop it, and the datagram Linux reassembles from it gets past the rule.
+    Policy = 1,
+}
+
+impl Malformed {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Drop),
+            1 => Some(Self::Policy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+/// An address family, as a prefix names it, and as a packet's addresses have it.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
@@ -156,12 +187,11 @@ impl Prefix {
     }
 
     /// Whether the packet's address `addr` matches: `any` always, a prefix only on a packet
-    /// of its family.
+    /// with addresses of its family.
     fn matches(&self, packet: &Packet, addr: &[u8; 16]) -> bool {
-        match (self.family(), packet.l3) {
-            (Family::Any, _) => true,
-            (Family::Ipv4, L3::Ipv4) | (Family::Ipv6, L3::Ipv6) => self.contains(addr),
-            _ => false,
+        match self.family() {
+            Family::Any => true,
+            family => family == packet.addr_family && self.contains(addr),
         }
     }
 }
@@ -224,7 +254,7 @@ pub struct Match {
 }
 
 impl Match {
-    /// Matches every packet except ARP and neighbour discovery.
+    /// Matches every packet.
     pub const ANY: Match = Match {
         src: Prefix::ANY,
         dst: Prefix::ANY,
@@ -234,15 +264,7 @@ impl Match {
         icmp_type: ICMP_TYPE_ANY,
     };
 
-    /// Whether this names ARP or neighbour discovery, and so may match them.
-    pub fn names_neighbour_traffic(&self) -> bool {
-        self.proto == PROTO_ARP
-            || (self.proto == IPPROTO_ICMPV6 as u16
-                && self.icmp_type <= u8::MAX as u16
-                && ND_TYPES.contains(&(self.icmp_type as u8)))
-    }
-
-    /// Whether this matches `packet`, leaving aside the neighbour-traffic rule.
+    /// Whether this matches `packet`.
     pub fn matches(&self, packet: &Packet) -> bool {
         self.src.matches(packet, &packet.src)
             && self.dst.matches(packet, &packet.dst)
@@ -331,10 +353,47 @@ pub enum Reason {
     Rule(u32),
     /// No rule matched: the default policy.
     Policy,
-    /// ARP or neighbour discovery that no rule names: passed.
+    /// Well-formed ARP or neighbour discovery that no rule matched: passed.
     Neighbour,
     /// An IP packet without its L4 header that no rule matched, under [`Fragments::Drop`].
     Fragment,
+    /// A defective packet, dropped before the rules under [`Malformed::Drop`].
+    Defect(Defect),
+}
+
+/// [`Reason`] as a number, for the kernel's decisions, the drop counters and capture's
+/// selection by reason: [`Reason::code`] indexes [`REASONS`].
+pub mod reason {
+    pub const RULE: u8 = 0;
+    pub const POLICY: u8 = 1;
+    pub const NEIGHBOUR: u8 = 2;
+    pub const FRAGMENT: u8 = 3;
+    /// Plus the [`crate::parse::Defect`]: 4 to 7.
+    pub const DEFECT: u8 = 3;
+}
+
+/// Every reason's name, by code: as `stats --json`, `serve` and `capture --reason` spell it.
+pub const REASONS: [&str; 8] = [
+    "rule",
+    "policy",
+    "neighbour",
+    "fragment",
+    "malformed",
+    "tiny_fragment",
+    "overlap_fragment",
+    "ipv6_chain",
+];
+
+impl Reason {
+    pub fn code(&self) -> u8 {
+        match self {
+            Reason::Rule(_) => reason::RULE,
+            Reason::Policy => reason::POLICY,
+            Reason::Neighbour => reason::NEIGHBOUR,
+            Reason::Fragment => reason::FRAGMENT,
+            Reason::Defect(defect) => reason::DEFECT + *defect as u8,
+        }
+    }
 }
 
 /// A verdict and its reason.
@@ -349,36 +408,33 @@ pub fn is_ip(packet: &Packet) -> bool {
     matches!(packet.l3, L3::Ipv4 | L3::Ipv6)
 }
 
-/// Whether the packet is ARP or IPv6 neighbour discovery.
-pub fn is_neighbour_traffic(packet: &Packet) -> bool {
-    match (packet.l3, packet.transport()) {
-        (L3::Arp, _) => true,
-        (L3::Ipv6, Transport::Icmp { icmp_type, .. }) => {
-            packet.ip_proto == IPPROTO_ICMPV6 && ND_TYPES.contains(&icmp_type)
-        }
-        _ => false,
-    }
-}
-
-/// Whether the packet is IP but its L4 header is missing: a later fragment, or a malformed
+/// Whether the packet is IP but its L4 header is missing: a later fragment, or a defective
 /// packet.
 pub fn lacks_l4_header(packet: &Packet) -> bool {
-    is_ip(packet) && (packet.fragment == Fragment::Later || packet.malformed)
+    is_ip(packet) && (packet.fragment == Fragment::Later || packet.is_defective())
 }
 
 /// The reference classifier. `rules` must be in rank order ([`Rule::rank_key`]).
-pub fn classify(rules: &[Rule], policy: Action, fragments: Fragments, packet: &Packet) -> Verdict {
-    let neighbour = is_neighbour_traffic(packet);
-    let matched = rules.iter().find(|rule| {
-        (!neighbour || rule.matches.names_neighbour_traffic()) && rule.matches.matches(packet)
-    });
-    if let Some(rule) = matched {
+pub fn classify(
+    rules: &[Rule],
+    policy: Action,
+    fragments: Fragments,
+    malformed: Malformed,
+    packet: &Packet,
+) -> Verdict {
+    if malformed == Malformed::Drop && packet.is_defective() {
+        return Verdict {
+            action: Action::Drop,
+            reason: Reason::Defect(packet.defect),
+        };
+    }
+    if let Some(rule) = rules.iter().find(|rule| rule.matches.matches(packet)) {
         return Verdict {
             action: rule.action(),
             reason: Reason::Rule(rule.id),
         };
     }
-    if neighbour {
+    if packet.neighbour {
         Verdict {
             action: Action::Pass,
             reason: Reason::Neighbour,

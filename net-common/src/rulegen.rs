@@ -33,10 +33,12 @@ use crate::parse::{
     ETH_P_8021AD, ETH_P_8021Q, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, parse,
 };
 use crate::rule::{
-    Action, Family, Fragments, ICMP_TYPE_ANY, Match, PROTO_ANY, PROTO_ARP, PortRange, Prefix,
-    Reason, Rule, classify, mask,
+    Action, Family, Fragments, ICMP_TYPE_ANY, Malformed, Match, PROTO_ANY, PROTO_ARP, PortRange,
+    Prefix, Reason, Rule, classify, mask,
 };
-use crate::testing::{Body, FrameSpec, Transport, damage, random_extension};
+use crate::testing::{
+    Body, FrameSpec, Transport, damage, evade, random_chain_length, random_extension,
+};
 
 /// The priority of every rule of the exact and blocklist shapes: `netxdp`'s default
 /// (`DEFAULT_PRIORITY` in net-user), so that rules rank in the order generated.
@@ -630,6 +632,7 @@ impl PoolFrameGenerator {
     /// (see [`damage`]).
     pub fn next_frame(&mut self) -> Vec<u8> {
         let frame = self.spec().build();
+        let frame = evade(&mut self.rng, frame);
         damage(&mut self.rng, frame, 5)
     }
 
@@ -692,11 +695,7 @@ impl PoolFrameGenerator {
                         rng.random()
                     }
                 };
-                let headers = match rng.random_range(0..20) {
-                    0..12 => 0,
-                    12..19 => rng.random_range(1..=3),
-                    _ => rng.random_range(4..=9),
-                };
+                let headers = random_chain_length(rng);
                 Body::Ipv6 {
                     src: address(rng),
                     dst: address(rng),
@@ -851,7 +850,10 @@ pub fn frame_matching(matches: &Match, family: Family) -> Option<FrameSpec> {
         Family::Ipv6 => true,
         Family::Any => return None,
     };
+    // An IPv6 packet's protocol is the one after its extension headers, AH among them.
+    let extension = ipv6 && matches.proto == crate::parse::IPPROTO_AH as u16;
     if matches.proto == PROTO_ARP
+        || extension
         || [matches.src, matches.dst]
             .iter()
             .any(|prefix| !prefix.is_any() && prefix.family() != family)
@@ -933,7 +935,14 @@ pub fn frame_matching(matches: &Match, family: Family) -> Option<FrameSpec> {
 /// The verdict of `rules` (ranked, see [`ranked`]) on `frame`, policy pass.
 fn reason(rules: &[Rule], frame: &[u8]) -> Reason {
     let packet = parse(&SliceFrame::new(frame));
-    classify(rules, Action::Pass, Fragments::Policy, &packet).reason
+    classify(
+        rules,
+        Action::Pass,
+        Fragments::Policy,
+        Malformed::Drop,
+        &packet,
+    )
+    .reason
 }
 
 /// Frames for benchmarking `rules`: a hit for each family the set has a rule of (matching
@@ -1013,7 +1022,6 @@ pub fn as_tuples(rules: &[GenRule]) -> Vec<(Match, Action, u32)> {
 mod tests {
     use super::*;
     use crate::parse::L3;
-    use crate::rule::is_neighbour_traffic;
 
     const SIZES: [usize; 3] = [1, 100, 3000];
 
@@ -1126,7 +1134,8 @@ mod tests {
         let nd = rules
             .iter()
             .filter(|rule| {
-                rule.matches.names_neighbour_traffic() && rule.matches.proto != PROTO_ARP
+                rule.matches.proto == crate::parse::IPPROTO_ICMPV6 as u16
+                    && crate::parse::ND_TYPES.contains(&(rule.matches.icmp_type as u8))
             })
             .count();
         assert!(nd > 50, "{nd} neighbour discovery rules");
@@ -1152,7 +1161,7 @@ mod tests {
                 assert_eq!(names, expected, "{shape:?} {size}");
                 for frame in &frames {
                     let packet = parse(&SliceFrame::new(&frame.frame));
-                    assert!(!packet.malformed);
+                    assert!(!packet.is_defective());
                     let l3 = if frame.family == Family::Ipv4 {
                         L3::Ipv4
                     } else {
@@ -1193,8 +1202,8 @@ mod tests {
             l3.insert(packet.l3 as u8);
             vlans.insert(packet.vlan_tags);
             fragments += (packet.fragment != crate::parse::Fragment::None) as usize;
-            nd += (is_neighbour_traffic(&packet) && packet.l3 == L3::Ipv6) as usize;
-            malformed += packet.malformed as usize;
+            nd += (packet.neighbour && packet.l3 == L3::Ipv6) as usize;
+            malformed += packet.is_defective() as usize;
         }
         assert_eq!(l3.len(), 4);
         assert_eq!(vlans.len(), 3);
@@ -1218,10 +1227,16 @@ mod tests {
             for _ in 0..frames {
                 let frame = generator.next_frame();
                 let packet = parse(&SliceFrame::new(&frame));
-                let verdict = classify(&table, Action::Pass, Fragments::Policy, &packet);
+                let verdict = classify(
+                    &table,
+                    Action::Pass,
+                    Fragments::Policy,
+                    Malformed::Drop,
+                    &packet,
+                );
                 if let Reason::Rule(_) = verdict.reason {
                     hits += 1;
-                    neighbour_hits += is_neighbour_traffic(&packet) as usize;
+                    neighbour_hits += packet.neighbour as usize;
                 }
             }
             assert!(

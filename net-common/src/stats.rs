@@ -3,7 +3,7 @@
 
 use crate::{
     parse::{L3, L4, Packet},
-    rule::lacks_l4_header,
+    rule::{REASONS, lacks_l4_header, reason},
 };
 
 /// Packets and bytes (bytes as the frame's length on the wire, without FCS).
@@ -30,10 +30,22 @@ impl Counter {
 /// XDP verdicts, in the kernel's numbering (`enum xdp_action`).
 pub const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
 
+/// The reasons a packet is dropped other than by a rule or the policy, in the order of
+/// [`Stats::dropped`]: `--fragments drop`, then each [`crate::parse::Defect`].
+pub const DROP_REASONS: [&str; 5] = [
+    REASONS[reason::FRAGMENT as usize],
+    REASONS[reason::DEFECT as usize + 1],
+    REASONS[reason::DEFECT as usize + 2],
+    REASONS[reason::DEFECT as usize + 3],
+    REASONS[reason::DEFECT as usize + 4],
+];
+
 /// Every packet is counted once under its verdict, once under its L3 and once under its L4
-/// class; `malformed` counts, in addition, frames the parser found truncated or invalid,
-/// `no_l4` IP packets without their L4 header (later fragments and malformed ones), and
-/// `matched` packets that a filter rule decided (the rest got a default).
+/// class; `malformed` counts, in addition, frames the parser found defective (malformed,
+/// tiny or overlapping fragments, bad IPv6 chains: [`crate::parse::Defect`]), `no_l4` IP
+/// packets without their L4 header (later fragments and defective ones), `matched` packets
+/// that a filter rule decided (the rest got a default), and `dropped` the packets dropped for
+/// a reason other than a rule or the policy, by reason ([`DROP_REASONS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -48,15 +60,20 @@ pub struct Stats {
     pub matched: Counter,
     /// Packets the fast path could not settle, classified by the full rule search.
     pub searched: Counter,
+    /// Packets the full search should have classified but could not reach (its program was
+    /// missing from the program array): they got the default instead.
+    pub search_failed: Counter,
+    /// Indexed like [`DROP_REASONS`].
+    pub dropped: [Counter; DROP_REASONS.len()],
 }
 
 impl Stats {
     /// Counts one packet with the verdict `action`, given by a rule when `matched`. The
     /// reference for what the kernel does.
     #[inline(always)]
-    pub fn record(&mut self, packet: &Packet, action: u32, matched: bool) {
+    pub fn record(&mut self, packet: &Packet, action: u32, reason: u8) {
         self.record_class(packet);
-        self.record_verdict(packet.len, action, matched);
+        self.record_verdict(packet.len, action, reason);
     }
 
     /// The half of [`Stats::record`] that needs the parsed packet. The kernel counts it before
@@ -71,7 +88,7 @@ impl Stats {
         if let Some(counter) = self.l4.get_mut(packet.l4_index()) {
             counter.add(bytes);
         }
-        if packet.malformed {
+        if packet.is_defective() {
             self.malformed.add(bytes);
         }
         if lacks_l4_header(packet) {
@@ -79,26 +96,38 @@ impl Stats {
         }
     }
 
-    /// The half of [`Stats::record`] that needs only the verdict.
+    /// The half of [`Stats::record`] that needs only the verdict and its reason (a
+    /// [`crate::rule::reason`] code).
     #[inline(always)]
-    pub fn record_verdict(&mut self, len: u32, action: u32, matched: bool) {
+    pub fn record_verdict(&mut self, len: u32, action: u32, reason: u8) {
         let bytes = len as u64;
         if let Some(counter) = self.action.get_mut(action as usize) {
             counter.add(bytes);
         }
-        if matched {
+        if reason == reason::RULE {
             self.matched.add(bytes);
+        } else if let Some(counter) = self
+            .dropped
+            .get_mut((reason as usize).wrapping_sub(reason::FRAGMENT as usize))
+        {
+            counter.add(bytes);
         }
     }
 
     /// Every counter of the block, in layout order.
     pub fn counters(&self) -> impl Iterator<Item = &Counter> {
-        self.action.iter().chain(&self.l3).chain(&self.l4).chain([
-            &self.malformed,
-            &self.no_l4,
-            &self.matched,
-            &self.searched,
-        ])
+        self.action
+            .iter()
+            .chain(&self.l3)
+            .chain(&self.l4)
+            .chain([
+                &self.malformed,
+                &self.no_l4,
+                &self.matched,
+                &self.searched,
+                &self.search_failed,
+            ])
+            .chain(&self.dropped)
     }
 
     fn counters_mut(&mut self) -> impl Iterator<Item = &mut Counter> {
@@ -111,7 +140,9 @@ impl Stats {
                 &mut self.no_l4,
                 &mut self.matched,
                 &mut self.searched,
+                &mut self.search_failed,
             ])
+            .chain(&mut self.dropped)
     }
 
     /// Adds another block (another CPU's) into this one.

@@ -14,9 +14,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checksum::internet_checksum;
 use crate::parse::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Fragment, IPPROTO_DSTOPTS,
-    IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP,
-    IPPROTO_UDP, L3, L4, Transport as Parsed,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Fragment, IPPROTO_AH,
+    IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, L3, L4, MAX_VLAN_TAGS, ND_HOP_LIMIT, ND_TYPES,
+    Transport as Parsed,
 };
 
 /// A frame, described.
@@ -64,6 +65,10 @@ pub enum Extension {
         units: u8,
     },
     DestinationOptions {
+        units: u8,
+    },
+    /// An authentication header of (units + 2) * 4 bytes.
+    Authentication {
         units: u8,
     },
     /// Offset in 8-byte units, and the more-fragments flag.
@@ -217,9 +222,11 @@ impl FrameSpec {
         frame.extend_from_slice(&ethertype.to_be_bytes());
         match &self.body {
             Body::Arp => {
-                // Ethernet/IPv4 request: htype 1, ptype 0x0800, hlen 6, plen 4, op 1.
+                // Ethernet/IPv4 request: htype 1, ptype 0x0800, hlen 6, plen 4, op 1; from
+                // 198.18.0.2 (the frame's source MAC) for 198.18.0.1.
                 frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-                frame.extend_from_slice(&[0; 20]);
+                frame.extend_from_slice(&[0x02, 0x4e, 0x58, 0, 0, 2, 198, 18, 0, 2]);
+                frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 198, 18, 0, 1]);
             }
             Body::Ipv4 {
                 src,
@@ -260,7 +267,13 @@ impl FrameSpec {
                 ip[0] = 0x60;
                 ip[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
                 ip[6] = next_headers[0];
-                ip[7] = 64;
+                // Neighbour discovery as hosts send it: routers would have decreased it.
+                ip[7] = match transport {
+                    Transport::Icmpv6 { icmp_type, .. } if ND_TYPES.contains(icmp_type) => {
+                        ND_HOP_LIMIT
+                    }
+                    _ => 64,
+                };
                 ip[8..24].copy_from_slice(src);
                 ip[24..40].copy_from_slice(dst);
                 frame.extend_from_slice(&ip);
@@ -278,6 +291,7 @@ impl Extension {
             Extension::HopByHop { .. } => IPPROTO_HOPOPTS,
             Extension::Routing { .. } => IPPROTO_ROUTING,
             Extension::DestinationOptions { .. } => IPPROTO_DSTOPTS,
+            Extension::Authentication { .. } => IPPROTO_AH,
             Extension::Fragment { .. } => IPPROTO_FRAGMENT,
         }
     }
@@ -292,6 +306,12 @@ impl Extension {
                 ext[1] = units;
                 ext
             }
+            Extension::Authentication { units } => {
+                let mut ext = vec![0u8; (usize::from(units) + 2) * 4];
+                ext[0] = next_header;
+                ext[1] = units;
+                ext
+            }
             Extension::Fragment { offset, more } => {
                 let mut ext = vec![0u8; 8];
                 ext[0] = next_header;
@@ -301,6 +321,45 @@ impl Extension {
             }
         }
     }
+}
+
+/// `frame` (an IPv4 or IPv6 frame as [`FrameSpec::build`] makes them, with up to two VLAN
+/// tags) with its IP datagram cut `ip_payload` bytes after the IPv4 header or the fixed IPv6
+/// header, its length fields (and the IPv4 header checksum) rewritten to match: the first
+/// fragment of a datagram split there, when the spec was a first fragment. `None` for other
+/// frames, or when the datagram is not longer than that.
+pub fn cut_datagram(frame: &[u8], ip_payload: usize) -> Option<Vec<u8>> {
+    let l3 = 14 + 4 * vlan_tags(frame);
+    if l3 > 14 + 4 * MAX_VLAN_TAGS {
+        return None;
+    }
+    let ethertype = u16::from_be_bytes([*frame.get(l3 - 2)?, *frame.get(l3 - 1)?]);
+    let mut frame = frame.to_vec();
+    match ethertype {
+        ETH_P_IPV4 => {
+            let header_len = usize::from(frame.get(l3)? & 0x0f) * 4;
+            let end = l3 + header_len + ip_payload;
+            if end >= frame.len() {
+                return None;
+            }
+            frame.truncate(end);
+            let total = (header_len + ip_payload) as u16;
+            frame[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
+            frame[l3 + 10..l3 + 12].fill(0);
+            let checksum = internet_checksum(&frame[l3..l3 + header_len]);
+            frame[l3 + 10..l3 + 12].copy_from_slice(&checksum.to_be_bytes());
+        }
+        ETH_P_IPV6 => {
+            let end = l3 + 40 + ip_payload;
+            if end >= frame.len() {
+                return None;
+            }
+            frame.truncate(end);
+            frame[l3 + 4..l3 + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
+        }
+        _ => return None,
+    }
+    Some(frame)
 }
 
 /// An untagged IPv4 frame from 198.18.0.2 to 198.18.0.1 carrying `transport`.
@@ -539,8 +598,59 @@ pub fn catalogue() -> Vec<Case> {
             name: "ipv6 nine extension headers",
             spec: ipv6_with(vec![Extension::DestinationOptions { units: 0 }; 9], udp),
             l3: L3::Ipv6,
-            l4: L4::Other,
-            transport: none,
+            l4: L4::Udp,
+            transport: udp_ports,
+            fragment: Fragment::None,
+        },
+        Case {
+            name: "ipv6 thirty-two extension headers",
+            spec: ipv6_with(vec![Extension::DestinationOptions { units: 0 }; 32], udp),
+            l3: L3::Ipv6,
+            l4: L4::Udp,
+            transport: udp_ports,
+            fragment: Fragment::None,
+        },
+        Case {
+            name: "ipv6 authentication header udp",
+            spec: ipv6_with(vec![Extension::Authentication { units: 4 }], udp),
+            l3: L3::Ipv6,
+            l4: L4::Udp,
+            transport: udp_ports,
+            fragment: Fragment::None,
+        },
+        Case {
+            name: "ipv6 atomic fragment tcp",
+            spec: ipv6_with(
+                vec![
+                    Extension::Fragment {
+                        offset: 0,
+                        more: false,
+                    },
+                    Extension::DestinationOptions { units: 1 },
+                ],
+                tcp,
+            ),
+            l3: L3::Ipv6,
+            l4: L4::Tcp,
+            transport: tcp_ports,
+            fragment: Fragment::None,
+        },
+        Case {
+            name: "ipv6 neighbour solicitation",
+            spec: ipv6_with(
+                Vec::new(),
+                Transport::Icmpv6 {
+                    icmp_type: 135,
+                    code: 0,
+                    payload: 20,
+                },
+            ),
+            l3: L3::Ipv6,
+            l4: L4::Icmpv6,
+            transport: Parsed::Icmp {
+                icmp_type: 135,
+                code: 0,
+            },
             fragment: Fragment::None,
         },
     ]
@@ -568,9 +678,11 @@ impl FrameGenerator {
     }
 
     /// The next frame: about half well-formed, the rest mutated, truncated or noise (see
-    /// [`damage`]). Always 14 to 1518 bytes.
+    /// [`damage`]), and now and then an IP datagram cut short (see [`evade`]). Always 14 to
+    /// 1518 bytes.
     pub fn next_frame(&mut self) -> Vec<u8> {
         let frame = self.spec().build();
+        let frame = evade(&mut self.rng, frame);
         damage(&mut self.rng, frame, 4)
     }
 
@@ -595,10 +707,11 @@ impl FrameGenerator {
             2..=5 => Body::Ipv4 {
                 src: rng.random(),
                 dst: rng.random(),
-                fragment: match rng.random_range(0..6) {
+                fragment: match rng.random_range(0..7) {
                     0 => 0x2000,
                     1 => rng.random_range(1..0x2000) | if rng.random() { 0x2000 } else { 0 },
-                    2 => 0x4000, // don't fragment
+                    2 => 0x4000,                                    // don't fragment
+                    3 => 1 | if rng.random() { 0x2000 } else { 0 }, // offset 1 (RFC 3128)
                     _ => 0,
                 },
                 option_words: if rng.random_bool(0.2) {
@@ -611,13 +724,59 @@ impl FrameGenerator {
             _ => Body::Ipv6 {
                 src: rng.random(),
                 dst: rng.random(),
-                extensions: (0..rng.random_range(0..=9))
+                extensions: (0..random_chain_length(rng))
                     .map(|_| random_extension(rng))
                     .collect(),
                 transport: random_transport(rng, true),
             },
         };
         FrameSpec { vlans, body }
+    }
+}
+
+/// `frame`, one time in ten, with its IP datagram cut 0 to 47 bytes after the IP header
+/// ([`cut_datagram`]), and an IPv4 one half of those times made a first fragment: a first
+/// fragment cut there is a tiny fragment (RFC 1858, RFC 7112).
+pub fn evade(rng: &mut ChaCha8Rng, frame: Vec<u8>) -> Vec<u8> {
+    if !rng.random_bool(0.1) {
+        return frame;
+    }
+    let Some(mut cut) = cut_datagram(&frame, rng.random_range(0..48)) else {
+        return frame;
+    };
+    let l3 = 14 + 4 * vlan_tags(&cut);
+    if rng.random() && u16::from_be_bytes([cut[l3 - 2], cut[l3 - 1]]) == ETH_P_IPV4 {
+        // More fragments, offset 0; the header checksum made right again.
+        cut[l3 + 6..l3 + 8].copy_from_slice(&0x2000u16.to_be_bytes());
+        let header_len = usize::from(cut[l3] & 0x0f) * 4;
+        cut[l3 + 10..l3 + 12].fill(0);
+        let checksum = internet_checksum(&cut[l3..l3 + header_len]);
+        cut[l3 + 10..l3 + 12].copy_from_slice(&checksum.to_be_bytes());
+    }
+    cut
+}
+
+/// The VLAN tags at the start of `frame` (as many as the parser reads, or one more).
+fn vlan_tags(frame: &[u8]) -> usize {
+    let ethertype = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    let mut tags = 0;
+    while tags <= MAX_VLAN_TAGS
+        && frame.len() >= 14 + 4 * tags + 4
+        && matches!(ethertype(12 + 4 * tags), ETH_P_8021Q | ETH_P_8021AD)
+    {
+        tags += 1;
+    }
+    tags
+}
+
+/// A number of IPv6 extension headers: mostly none or a few, now and then the long chains
+/// that attackers use to hide the upper-layer header (up to 40).
+pub fn random_chain_length(rng: &mut ChaCha8Rng) -> usize {
+    match rng.random_range(0..20) {
+        0..12 => 0,
+        12..18 => rng.random_range(1..=3),
+        18 => rng.random_range(4..=9),
+        _ => rng.random_range(10..=40),
     }
 }
 
@@ -700,18 +859,19 @@ fn random_transport(rng: &mut ChaCha8Rng, ipv6: bool) -> Transport {
 }
 
 /// A random IPv6 extension header: hop-by-hop, routing, destination options (mostly 8 to 24
-/// bytes, now and then up to 2 KiB) or fragment (first or later, more or last), one in four
-/// each.
+/// bytes, now and then up to 2 KiB), authentication, or fragment (first, later or atomic,
+/// more or last); destination options most often, as the long chains attackers use are.
 pub fn random_extension(rng: &mut ChaCha8Rng) -> Extension {
     let units = if rng.random_bool(0.8) {
         rng.random_range(0..3)
     } else {
         rng.random()
     };
-    match rng.random_range(0..4) {
+    match rng.random_range(0..6) {
         0 => Extension::HopByHop { units },
         1 => Extension::Routing { units },
-        2 => Extension::DestinationOptions { units },
+        2 | 3 => Extension::DestinationOptions { units },
+        4 => Extension::Authentication { units },
         _ => Extension::Fragment {
             offset: if rng.random_bool(0.5) {
                 0

@@ -28,7 +28,7 @@ fn every_catalogued_frame_parses_as_expected() {
         assert_eq!((packet.l3, packet.l4), (l3, l4), "{name}");
         assert_eq!(packet.transport(), transport, "{name}");
         assert_eq!(packet.fragment, fragment, "{name}");
-        assert!(!packet.malformed, "{name} is well-formed");
+        assert!(!packet.is_defective(), "{name} is well-formed");
     }
 }
 
@@ -104,7 +104,7 @@ fn ipv4_fragments_carry_ports_only_in_the_first() {
         (dont_fragment.fragment, dont_fragment.ports()),
         (Fragment::None, Some((7, 9)))
     );
-    assert!(!later.malformed && !last.malformed);
+    assert!(!later.is_defective() && !last.is_defective());
 }
 
 #[test]
@@ -134,13 +134,13 @@ fn invalid_headers_are_malformed() {
         let mut frame = good.clone();
         corrupt(&mut frame);
         let packet = parsed(&frame);
-        assert!(packet.malformed, "{name}");
+        assert!(packet.is_defective(), "{name}");
         assert_eq!(packet.l3, L3::Ipv4, "{name}");
         assert_eq!(packet.ports(), None, "{name}");
     }
     let mut v6 = FrameSpec::ipv6_tcp(1, 2, 0, 0).build();
     v6[14] = 0x40;
-    assert!(parsed(&v6).malformed, "ipv6 version 4");
+    assert!(parsed(&v6).is_defective(), "ipv6 version 4");
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn trailing_padding_is_not_read_as_a_header() {
     .build();
     frame.resize(60, 0);
     let packet = parsed(&frame);
-    assert!(!packet.malformed);
+    assert!(!packet.is_defective());
     assert_eq!(
         packet.transport(),
         Parsed::Icmp {
@@ -176,7 +176,7 @@ fn every_truncation_of_every_catalogued_frame() {
             assert_eq!(packet.len as usize, len, "{cut}");
             if len < l3_start {
                 // Ethernet header or a VLAN tag incomplete.
-                assert!(packet.malformed, "{cut}");
+                assert!(packet.is_defective(), "{cut}");
                 assert_eq!(packet.l3, L3::Other, "{cut}");
                 continue;
             }
@@ -184,11 +184,11 @@ fn every_truncation_of_every_catalogued_frame() {
             match l3 {
                 // IP declares its length: any cut is a truncated datagram.
                 L3::Ipv4 | L3::Ipv6 => {
-                    assert!(packet.malformed, "{cut}");
+                    assert!(packet.is_defective(), "{cut}");
                     assert_eq!(packet.transport(), Parsed::None, "{cut}");
                 }
-                L3::Arp => assert_eq!(packet.malformed, len < l3_start + 8, "{cut}"),
-                L3::Other => assert!(!packet.malformed, "{cut}"),
+                L3::Arp => assert_eq!(packet.is_defective(), len < l3_start + 8, "{cut}"),
+                L3::Other => assert!(!packet.is_defective(), "{cut}"),
             }
         }
     }
@@ -203,7 +203,7 @@ fn arp_needs_its_fixed_header() {
     .build();
     for len in 14..frame.len() {
         assert_eq!(
-            parsed(&frame[..len]).malformed,
+            parsed(&frame[..len]).is_defective(),
             len < 22,
             "arp cut at {len}"
         );
@@ -220,7 +220,7 @@ fn generated_frames_never_panic_and_respect_invariants() {
         if packet.ports().is_some() {
             assert!(matches!(packet.l4, L4::Tcp | L4::Udp));
             assert_ne!(packet.fragment, Fragment::Later);
-            assert!(!packet.malformed);
+            assert!(!packet.is_defective());
         }
         if packet.l3 == L3::Arp || packet.l3 == L3::Other {
             assert_eq!(packet.l4, L4::Other);

@@ -17,10 +17,10 @@ use net_common::{
         ipv4_key, ipv6_host_key, ipv6_key, net_block, net_blocks_index, port_bitmap_key,
         port_intervals_index, proto_key, slot,
     },
-    parse::{L3, Packet},
+    parse::Packet,
     rule::{
-        COUNTER_SLOTS, Fragments, MAX_RULES, Rule, RuleCounter, XDP_DROP, XDP_PASS,
-        is_neighbour_traffic, lacks_l4_header,
+        COUNTER_SLOTS, Family, Fragments, MAX_RULES, Malformed, Rule, RuleCounter, XDP_DROP,
+        XDP_PASS, lacks_l4_header, reason,
     },
 };
 
@@ -75,21 +75,23 @@ static PORT_BITMAPS: HashMap<u32, RuleBitmap> = HashMap::pinned(
     BPF_F_NO_PREALLOC,
 );
 
-/// A packet's verdict: the XDP action, and the rule that gave it (0 for a default).
+/// A packet's verdict: the XDP action, the rule that gave it (0 for none), and why
+/// (`net_common::rule::reason`).
 pub struct Decision {
     pub action: u32,
     pub rule_id: u32,
+    pub reason: u8,
 }
 
 impl Decision {
-    /// The decision of no rule: a default.
+    /// The decision of no rule.
     #[inline(always)]
-    fn default_of(action: u32) -> Decision {
-        Decision { action, rule_id: 0 }
-    }
-
-    pub fn matched(&self) -> bool {
-        self.rule_id != 0
+    fn without_rule(action: u32, reason: u8) -> Decision {
+        Decision {
+            action,
+            rule_id: 0,
+            reason,
+        }
     }
 }
 
@@ -117,13 +119,21 @@ fn active() -> Option<(u32, &'static FilterConfig)> {
 #[inline(always)]
 pub fn decide_fast(packet: &Packet) -> Outcome {
     let Some((generation, config)) = active() else {
-        return Outcome::Decided(Decision::default_of(XDP_PASS));
+        return Outcome::Decided(Decision::without_rule(XDP_PASS, reason::POLICY));
     };
+    // Before any rule: a rule could pass what it cannot see through (a tiny fragment's
+    // missing ports), and the datagram Linux reassembles would get past the rules after it.
+    let defect = packet.defect_index();
+    if defect != 0 && config.malformed == Malformed::Drop as u32 {
+        return Outcome::Decided(Decision::without_rule(
+            XDP_DROP,
+            reason::DEFECT + defect as u8,
+        ));
+    }
     // A rule set on one address field alone (a blocklist, an allow-list of hosts): that
-    // field's bitmap decides, with no other lookup. Neighbour traffic takes the general path,
-    // where only rules naming it may match.
+    // field's bitmap decides, with no other lookup.
     let named = config.fields & fields::NAMED;
-    if (named == fields::SRC || named == fields::DST) && !is_neighbour_traffic(packet) {
+    if named == fields::SRC || named == fields::DST {
         let field = if named == fields::SRC {
             ADDR_SRC
         } else {
@@ -173,7 +183,7 @@ fn first_rank(bitmaps: &[&RuleBitmap; 1]) -> Option<u32> {
 #[inline(always)]
 pub fn decide(packet: &Packet) -> Decision {
     let Some((generation, config)) = active() else {
-        return Decision::default_of(XDP_PASS);
+        return Decision::without_rule(XDP_PASS, reason::POLICY);
     };
     let rank = candidates(packet, generation, config, Lookup::Tries).and_then(lowest_common_rank);
     finish(packet, generation, config, rank)
@@ -182,7 +192,10 @@ pub fn decide(packet: &Packet) -> Decision {
 /// The default decision, for a packet whose search could not run.
 #[inline(always)]
 pub fn unsearched(packet: &Packet) -> Decision {
-    Decision::default_of(active().map_or(XDP_PASS, |(_, config)| default_action(packet, config)))
+    match active() {
+        Some((_, config)) => default_decision(packet, config),
+        None => Decision::without_rule(XDP_PASS, reason::POLICY),
+    }
 }
 
 /// The decision for the rule of rank `rank` (counted), or the default when there is none.
@@ -190,7 +203,7 @@ pub fn unsearched(packet: &Packet) -> Decision {
 fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<u32>) -> Decision {
     let rule = rank.and_then(|rank| RULES.get(generation * MAX_RULES as u32 + rank));
     let Some(rule) = rule else {
-        return Decision::default_of(default_action(packet, config));
+        return default_decision(packet, config);
     };
     if let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule.counter_slot) {
         // SAFETY: this CPU's own copy; XDP does not preempt itself.
@@ -208,22 +221,24 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
             XDP_PASS
         },
         rule_id: rule.id,
+        reason: reason::RULE,
     }
 }
 
 /// What a packet that no rule matches gets.
 #[inline(always)]
-fn default_action(packet: &Packet, config: &FilterConfig) -> u32 {
-    if is_neighbour_traffic(packet) {
-        XDP_PASS
+fn default_decision(packet: &Packet, config: &FilterConfig) -> Decision {
+    let (action, why) = if packet.neighbour {
+        (XDP_PASS, reason::NEIGHBOUR)
     } else if config.fragments == Fragments::Drop as u32 && lacks_l4_header(packet) {
-        XDP_DROP
+        (XDP_DROP, reason::FRAGMENT)
     } else if config.policy == XDP_DROP {
-        XDP_DROP
+        (XDP_DROP, reason::POLICY)
     } else {
         // Including a configuration never written (all zero): an empty filter passes.
-        XDP_PASS
-    }
+        (XDP_PASS, reason::POLICY)
+    };
+    Decision::without_rule(action, why)
 }
 
 /// For each field, the bitmap of the rules it lets through; `None` when no rule can match.
@@ -236,17 +251,6 @@ fn candidates(
 ) -> Option<[&'static RuleBitmap; 6]> {
     if config.rule_count == 0 {
         return None;
-    }
-    // Only rules that name neighbour traffic may match it; if no rule names the field that
-    // would, none can.
-    if is_neighbour_traffic(packet) {
-        let naming_field = match packet.l3 {
-            L3::Arp => fields::PROTO,
-            _ => fields::ICMP_TYPE,
-        };
-        if config.fields & naming_field == 0 {
-            return None;
-        }
     }
     let bitmap = |slot: u32| BITMAPS.get(bitmap_index(generation, slot));
     let used = |field: u32| config.fields & field != 0;
@@ -393,10 +397,10 @@ fn address_bitmap(
     } else {
         (&packet.dst, &DST_V4, &DST_V6, slot::DST_ANY)
     };
-    let ipv6 = match packet.l3 {
-        L3::Ipv4 => false,
-        L3::Ipv6 => true,
-        _ => return BITMAPS.get(bitmap_index(generation, any)),
+    let ipv6 = match packet.addr_family {
+        Family::Ipv4 => false,
+        Family::Ipv6 => true,
+        Family::Any => return BITMAPS.get(bitmap_index(generation, any)),
     };
     if lookup == Lookup::Fast {
         let untouched = NET_BLOCKS

@@ -61,19 +61,29 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).record_class(packet) };
     }
-    if packet.malformed {
+    if packet.is_defective() {
         // The log level is a read-only global set at load: with logging off (every pinned
         // attachment) the verifier proves this call dead and removes it.
-        debug!(&ctx, "malformed frame, {} bytes", packet.len);
+        debug!(
+            &ctx,
+            "defective frame ({}), {} bytes",
+            packet.defect_index(),
+            packet.len
+        );
     }
     let decision = match filter::decide_fast(packet) {
         Outcome::Decided(decision) => decision,
         Outcome::Search => {
             // SAFETY: the tail call replaces this program, or returns if the slot is empty.
             unsafe { SEARCH.tail_call(&ctx, 0) };
-            // The loader fills the slot before attaching; were it empty, the packet gets the
-            // default rather than a search here, which the verifier would have to walk
-            // along every path of the parser.
+            // The loader fills the slot before attaching, but anyone with access to its pin
+            // can empty it. The packet then gets the default rather than a search here,
+            // which the verifier would have to walk along every path of the parser; counted,
+            // so that it shows.
+            if let Some(stats) = STATS.get_ptr_mut(0) {
+                // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
+                unsafe { (*stats).search_failed.add(packet.len as u64) };
+            }
             filter::unsearched(packet)
         }
     };
@@ -99,7 +109,7 @@ pub fn netxdp_search(ctx: XdpContext) -> u32 {
 fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 {
     if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
-        unsafe { (*stats).record_verdict(packet.len, decision.action, decision.matched()) };
+        unsafe { (*stats).record_verdict(packet.len, decision.action, decision.reason) };
     }
     flows::track(ctx, packet, decision);
     capture::offer(ctx, packet, decision);

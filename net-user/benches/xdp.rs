@@ -554,7 +554,14 @@ fn measure_rule_row(
     repeat: u32,
 ) -> Result<RuleRow> {
     let packet = parse(&SliceFrame::new(&frame.frame));
-    let verdict = classify(set.rules(), set.policy, set.fragments, &packet).action as u32;
+    let verdict = classify(
+        set.rules(),
+        set.policy,
+        set.fragments,
+        set.malformed,
+        &packet,
+    )
+    .action as u32;
     // xdp-filter drops what a rule names and passes the rest, as the exact shape does.
     let peer_verdict = match frame.kind {
         FrameKind::Hit => XDP_DROP,

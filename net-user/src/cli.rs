@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use net_common::{
     flow::DEFAULT_FLOW_TABLE_SIZE,
-    rule::{Action, Fragments, PortRange, Prefix},
+    rule::{Action, Fragments, Malformed, PortRange, Prefix},
 };
 
 use crate::{
@@ -186,9 +186,15 @@ pub enum Command {
         sudo netxdp policy eth0                       # show\n  \
         sudo netxdp policy eth0 drop                  # allow-list: only what rules pass\n  \
         sudo netxdp policy eth0 pass --fragments drop\n\n\
-        Under either policy, ARP and IPv6 neighbour discovery pass unless a rule names them \
-        (proto arp; proto icmpv6 with icmp type 133-137), so an allow-list cannot cut the host \
-        off its own network.")]
+        Under either policy, well-formed ARP and IPv6 neighbour discovery (ICMPv6 133-137 \
+        with hop limit 255, unfragmented) that no rule matches pass, so an allow-list cannot \
+        cut the host off its own network; rules apply to them as to any packet.\n\n\
+        Defective packets (malformed headers, first fragments without the whole transport \
+        header or IPv6 header chain, IPv4 fragments at offset 1, IPv6 chains with two \
+        fragment headers) are dropped before any rule and counted by reason (`netxdp stats`). \
+        `--malformed policy` classifies them like any other packet instead: unsafe, since a \
+        tiny fragment carries no ports for a rule to match, and Linux reassembles the \
+        datagram behind the rule's back.")]
     Policy {
         /// The interface, as `ip link` names it.
         iface: String,
@@ -199,6 +205,10 @@ pub enum Command {
         /// no rule matches: decided by the policy, or dropped.
         #[arg(long, value_enum)]
         fragments: Option<FragmentsArg>,
+        /// Defective packets: dropped before any rule (default), or classified like any
+        /// other (unsafe: see below).
+        #[arg(long, value_enum)]
+        malformed: Option<MalformedArg>,
     },
 
     /// Replace an interface's rules and policy with those of a rules file, atomically.
@@ -508,6 +518,24 @@ impl From<FragmentsArg> for Fragments {
         match arg {
             FragmentsArg::Policy => Fragments::Policy,
             FragmentsArg::Drop => Fragments::Drop,
+        }
+    }
+}
+
+/// `--malformed`, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MalformedArg {
+    /// Dropped before any rule, and counted by reason.
+    Drop,
+    /// Classified like any other packet (unsafe).
+    Policy,
+}
+
+impl From<MalformedArg> for Malformed {
+    fn from(arg: MalformedArg) -> Malformed {
+        match arg {
+            MalformedArg::Drop => Malformed::Drop,
+            MalformedArg::Policy => Malformed::Policy,
         }
     }
 }

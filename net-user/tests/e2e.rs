@@ -778,6 +778,7 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
                 in_force.rules(),
                 in_force.policy,
                 in_force.fragments,
+                in_force.malformed,
                 &parse(&SliceFrame::new(&frame)),
             );
             let run = program

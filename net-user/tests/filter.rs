@@ -15,10 +15,12 @@ use aya::Ebpf;
 use net_common::{
     frame::SliceFrame,
     parse::parse,
-    rule::{Action, Family, Fragments, Match, PROTO_ARP, PortRange, Prefix, Reason, classify},
+    rule::{
+        Action, Family, Fragments, Malformed, Match, PROTO_ARP, PortRange, Prefix, Reason, classify,
+    },
     rulegen::{PoolFrameGenerator, random_rules},
     stats::Stats,
-    testing::{Body, FrameSpec, Transport, catalogue, ipv6_with},
+    testing::{Body, Extension, FrameSpec, Transport, catalogue, cut_datagram, ipv4, ipv6_with},
 };
 use netxdp::{
     counters::CounterMap,
@@ -51,11 +53,18 @@ impl Filter {
 
     /// Puts `rules` in force, with these settings, as `netxdp apply` would: rules that stay
     /// keep their ids and counters, new ones get fresh ids.
-    fn apply(&mut self, rules: &[NewRule], policy: Action, fragments: Fragments) {
+    fn apply(
+        &mut self,
+        rules: &[NewRule],
+        policy: Action,
+        fragments: Fragments,
+        malformed: Malformed,
+    ) {
         let mut set = self.maps.load().expect("load the rule set");
         set.replace(rules).expect("valid rules");
         set.policy = policy;
         set.fragments = fragments;
+        set.malformed = malformed;
         self.commit(set);
     }
 
@@ -108,31 +117,43 @@ impl Filter {
         run_counted(&mut self.ebpf, &self.counters, frame)
     }
 
-    /// Runs `frame` and compares with the reference; the error describes the disagreement.
+    /// Runs `frame` and compares with the reference: the verdict, the rule whose counter
+    /// moved, and every counter of the block, drop reasons included (the full search's own
+    /// counter aside); the error describes the disagreement.
     fn check(&mut self, frame: &[u8]) -> Result<Reason, String> {
         let packet = parse(&SliceFrame::new(frame));
         let want = classify(
             self.set.rules(),
             self.set.policy,
             self.set.fragments,
+            self.set.malformed,
             &packet,
         );
+        let mut want_counted = Stats::default();
+        want_counted.record(&packet, want.action as u32, want.reason.code());
         let expected_rule = match want.reason {
             Reason::Rule(id) => self.set.get(id).copied(),
             _ => None,
         };
         let hits_before = expected_rule.map(|rule| self.maps.counter(&rule).expect("counter"));
-        let (verdict, delta) = self.run(frame);
+        let (verdict, mut delta) = self.run(frame);
+        // Which packets the fast path settles is the kernel's business.
+        delta.searched = Default::default();
         let hits_after = expected_rule.map(|rule| self.maps.counter(&rule).expect("counter"));
         let rule_hit = match (hits_before, hits_after) {
             (Some(before), Some(after)) => after.packets - before.packets == 1,
             _ => true,
         };
         let matched = delta.matched.packets == 1;
-        if verdict != want.action as u32 || matched != expected_rule.is_some() || !rule_hit {
+        if verdict != want.action as u32
+            || matched != expected_rule.is_some()
+            || !rule_hit
+            || delta != want_counted
+        {
             return Err(format!(
                 "frame {}\nparsed {packet:?}\nreference {want:?}\nkernel verdict {verdict}, \
-                 decided by a rule: {matched}, the reference's rule counted: {rule_hit}",
+                 decided by a rule: {matched}, the reference's rule counted: {rule_hit}\n\
+                 kernel counted {delta:?}\nreference counts {want_counted:?}",
                 hex(frame)
             ));
         }
@@ -236,7 +257,107 @@ fn catalogue_rules() -> Vec<NewRule> {
                 ..Match::ANY
             },
         ),
+        // Names ARP's sender as well as IPv4's source.
+        rule(
+            Drop,
+            70,
+            Match {
+                src: prefix(Family::Ipv4, "198.18.0.2", 32),
+                ..Match::ANY
+            },
+        ),
     ]
+}
+
+/// The frames an attacker crafts to get past rules, and neighbour traffic that must not be
+/// taken for the real thing: tiny first fragments (IPv4 and IPv6, cut inside the transport
+/// header and inside the extension header chain), an IPv4 fragment at offset 1, an IPv6
+/// chain with two fragment headers, long chains, and neighbour discovery with a hop limit
+/// other than 255.
+fn evasive_frames() -> Vec<Vec<u8>> {
+    let syn = Transport::Tcp {
+        sport: 40000,
+        dport: 443,
+        flags: 0x02,
+        payload: 0,
+    };
+    let udp = Transport::Udp {
+        sport: 5353,
+        dport: 53,
+        payload: 10,
+    };
+    let first_v4 = |transport| {
+        let mut spec = ipv4(transport);
+        if let Body::Ipv4 { fragment, .. } = &mut spec.body {
+            *fragment = 0x2000;
+        }
+        spec.build()
+    };
+    let offset_one = {
+        let mut spec = ipv4(udp);
+        if let Body::Ipv4 { fragment, .. } = &mut spec.body {
+            *fragment = 1;
+        }
+        spec.build()
+    };
+    let first_v6 = ipv6_with(
+        vec![
+            Extension::Fragment {
+                offset: 0,
+                more: true,
+            },
+            Extension::DestinationOptions { units: 0 },
+            Extension::DestinationOptions { units: 1 },
+        ],
+        udp,
+    )
+    .build();
+    let two_fragment_headers = ipv6_with(
+        vec![
+            Extension::Fragment {
+                offset: 0,
+                more: false,
+            },
+            Extension::Fragment {
+                offset: 0,
+                more: true,
+            },
+        ],
+        udp,
+    )
+    .build();
+    let mut nd_hop_limit_64 = neighbour_solicitation().build();
+    nd_hop_limit_64[14 + 7] = 64;
+    let nd_fragmented = ipv6_with(
+        vec![Extension::Fragment {
+            offset: 0,
+            more: false,
+        }],
+        Transport::Icmpv6 {
+            icmp_type: 135,
+            code: 0,
+            payload: 20,
+        },
+    )
+    .build();
+    let mut frames = vec![
+        offset_one,
+        two_fragment_headers,
+        nd_hop_limit_64,
+        nd_fragmented,
+        ipv6_with(vec![Extension::DestinationOptions { units: 0 }; 32], syn).build(),
+    ];
+    // 8 and 16 bytes of TCP (RFC 1858), 4 of UDP; IPv6 cut before the chain's end (RFC 7112).
+    for (frame, cut) in [
+        (first_v4(syn), 8),
+        (first_v4(syn), 16),
+        (first_v4(udp), 4),
+        (first_v6.clone(), 8 + 8 + 4),
+        (first_v6, 8 + 8 + 16 + 4),
+    ] {
+        frames.push(cut_datagram(&frame, cut).expect("a cut IP frame"));
+    }
+    frames
 }
 
 /// ICMPv6 type 135 from fd00::2.
@@ -265,10 +386,18 @@ fn catalogue_frames_and_every_truncation_get_the_reference_verdict_and_rule() {
             FrameSpec::ipv4_udp(5353, 53, 10).build(),
             neighbour_solicitation().build(),
         ])
+        .chain(evasive_frames())
         .collect();
     let mut deciding = std::collections::HashSet::new();
-    for policy in [Action::Pass, Action::Drop] {
-        for fragments in [Fragments::Policy, Fragments::Drop] {
+    let settings = [Action::Pass, Action::Drop].into_iter().flat_map(|policy| {
+        [Fragments::Policy, Fragments::Drop]
+            .into_iter()
+            .flat_map(move |fragments| {
+                [Malformed::Drop, Malformed::Policy].map(|malformed| (policy, fragments, malformed))
+            })
+    });
+    for (policy, fragments, malformed) in settings {
+        {
             // Each rule alone, then all of them.
             let all = catalogue_rules();
             let sets = all.iter().map(|one| vec![*one]).chain([all.clone()]);
@@ -276,6 +405,7 @@ fn catalogue_frames_and_every_truncation_get_the_reference_verdict_and_rule() {
                 let mut set = RuleSet::default();
                 set.policy = policy;
                 set.fragments = fragments;
+                set.malformed = malformed;
                 set.replace(&rules).expect("valid rules");
                 filter.commit(set);
                 for frame in &frames {
@@ -335,13 +465,15 @@ fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
         seeds in prop::collection::vec(any::<u64>(), 1..=48),
         drop_policy in any::<bool>(),
         drop_fragments in any::<bool>(),
+        classify_malformed in any::<bool>(),
         frame_seed in any::<u64>(),
     )| {
         let mut filter = filter.borrow_mut();
         let policy = if drop_policy { Action::Drop } else { Action::Pass };
         let fragments = if drop_fragments { Fragments::Drop } else { Fragments::Policy };
+        let malformed = if classify_malformed { Malformed::Policy } else { Malformed::Drop };
         let rules = rules_from_seeds(&seeds);
-        filter.apply(&rules, policy, fragments);
+        filter.apply(&rules, policy, fragments, malformed);
         let mut frames = PoolFrameGenerator::new(frame_seed);
         let result = filter.check_all((0..FRAMES_PER_CASE).map(|_| frames.next_frame()));
         match result {
@@ -351,7 +483,8 @@ fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
             }
             Err(disagreement) => {
                 return Err(TestCaseError::fail(format!(
-                    "{disagreement}\npolicy {policy:?}, fragments {fragments:?}, rules (by rank):\n{:#?}",
+                    "{disagreement}\npolicy {policy:?}, fragments {fragments:?}, malformed \
+                     {malformed:?}, rules (by rank):\n{:#?}",
                     filter.set.rules()
                 )));
             }
@@ -398,7 +531,7 @@ fn large_random_rule_sets_agree_with_the_reference() {
             })
             .collect();
         assert!(rules.len() >= count - 1);
-        filter.apply(&rules, policy, Fragments::Drop);
+        filter.apply(&rules, policy, Fragments::Drop, Malformed::Drop);
         let mut generator = PoolFrameGenerator::new(seed);
         let (decided, searched) = filter
             .check_all((0..frames).map(|_| generator.next_frame()))
@@ -465,7 +598,7 @@ fn the_full_search_finds_a_rule_behind_words_of_false_candidates() {
         },
     ));
     let mut filter = Filter::load();
-    filter.apply(&rules, Action::Pass, Fragments::Policy);
+    filter.apply(&rules, Action::Pass, Fragments::Policy, Malformed::Drop);
     let frame = FrameSpec {
         vlans: Vec::new(),
         body: Body::Ipv4 {

@@ -1,6 +1,7 @@
 //! The XDP program in the kernel, through BPF_PROG_TEST_RUN: verdicts and exact counter
 //! deltas for hand-built frames, every truncation of them, and a large seeded differential
-//! run against net-common's reference parser.
+//! run against net-common's reference parser. The program is loaded with no rule set
+//! written: policy pass, defective frames dropped.
 
 mod support;
 
@@ -8,12 +9,14 @@ use aya::Ebpf;
 use net_common::{
     frame::SliceFrame,
     parse::{Fragment, L3, L4, parse},
+    rule::{Action, Fragments, Malformed, classify},
     stats::{Counter, Stats},
     testing::{Case, FrameGenerator, catalogue},
 };
 use netxdp::{counters::CounterMap, program};
 use support::{hex, kernel_available, run_counted};
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
 /// The program loaded (not attached) with its counters.
@@ -52,11 +55,20 @@ fn expected(len: usize, l3: L3, l4: L4, fragment: Fragment) -> Stats {
     stats
 }
 
-/// The counter delta the reference parser says a frame causes.
-fn reference(frame: &[u8]) -> Stats {
+/// The verdict and counter delta the reference says a frame gets from a program with no rule
+/// set written.
+fn reference(frame: &[u8]) -> (u32, Stats) {
+    let packet = parse(&SliceFrame::new(frame));
+    let verdict = classify(
+        &[],
+        Action::Pass,
+        Fragments::Policy,
+        Malformed::Drop,
+        &packet,
+    );
     let mut stats = Stats::default();
-    stats.record(&parse(&SliceFrame::new(frame)), XDP_PASS, false);
-    stats
+    stats.record(&packet, verdict.action as u32, verdict.reason.code());
+    (verdict.action as u32, stats)
 }
 
 #[test]
@@ -112,8 +124,12 @@ fn every_truncation_is_counted_as_the_reference_says() {
         for len in 14..=frame.len() {
             let cut = &frame[..len];
             let (verdict, delta) = kernel.run(cut);
-            assert_eq!(verdict, XDP_PASS, "{name} cut at {len}");
-            assert_eq!(delta, reference(cut), "{name} cut at {len}: {}", hex(cut));
+            assert_eq!(
+                (verdict, delta),
+                reference(cut),
+                "{name} cut at {len}: {}",
+                hex(cut)
+            );
             if len == frame.len() {
                 assert_eq!(delta, expected(len, l3, l4, fragment), "{name} whole");
             } else if matches!(l3, L3::Ipv4 | L3::Ipv6) && len >= 14 + 4 * spec.vlans.len() {
@@ -121,6 +137,7 @@ fn every_truncation_is_counted_as_the_reference_says() {
                     delta.malformed.packets, 1,
                     "{name} cut at {len} is malformed"
                 );
+                assert_eq!(verdict, XDP_DROP, "{name} cut at {len} is dropped");
             }
             checked += 1;
         }
@@ -145,11 +162,10 @@ fn kernel_agrees_with_reference_on_100k_random_and_mutated_frames() {
     for index in 0..frames {
         let frame = generator.next_frame();
         let (verdict, delta) = kernel.run(&frame);
-        let want = reference(&frame);
-        assert_eq!(verdict, XDP_PASS);
+        let (want_verdict, want) = reference(&frame);
         assert_eq!(
-            delta,
-            want,
+            (verdict, delta),
+            (want_verdict, want),
             "seed {seed:#x}, frame {index}: {}\nreference: {:?}",
             hex(&frame),
             parse(&SliceFrame::new(&frame))
@@ -166,6 +182,18 @@ fn kernel_agrees_with_reference_on_100k_random_and_mutated_frames() {
         assert!(l4.packets > 1000, "L4 class {i} seen {} times", l4.packets);
     }
     assert!(total.malformed.packets > 5000, "{:?}", total.malformed);
+    // Every kind of defect, dropped for it.
+    for (index, dropped) in total.dropped.iter().enumerate().skip(1) {
+        assert!(
+            dropped.packets > 100,
+            "drop reason {index} seen {dropped:?}"
+        );
+    }
+    assert_eq!(
+        total.dropped[0],
+        Counter::default(),
+        "no --fragments drop here"
+    );
     assert_eq!(total.total().packets, frames);
 }
 

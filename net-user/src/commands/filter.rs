@@ -8,7 +8,7 @@ use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
 
 use super::emit;
 use crate::{
-    cli::{FragmentsArg, PolicyArg, RuleArgs, RuleCommand},
+    cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
         FilterMaps, NewRule, RuleSet,
         file::{self, parse_rules_file},
@@ -95,15 +95,19 @@ pub fn policy(
     iface: &str,
     policy: Option<PolicyArg>,
     fragments: Option<FragmentsArg>,
+    malformed: Option<MalformedArg>,
 ) -> Result<()> {
     let mut maps = open(iface)?;
     let mut set = maps.load()?;
-    if policy.is_some() || fragments.is_some() {
+    if policy.is_some() || fragments.is_some() || malformed.is_some() {
         if let Some(policy) = policy {
             set.policy = policy.into();
         }
         if let Some(fragments) = fragments {
             set.fragments = fragments.into();
+        }
+        if let Some(malformed) = malformed {
+            set.malformed = malformed.into();
         }
         maps.commit(&mut set)?;
     }
@@ -112,9 +116,10 @@ pub fn policy(
 
 fn describe_policy(iface: &str, set: &RuleSet) -> String {
     format!(
-        "{iface}: policy {}, fragments {} ({} rules)",
+        "{iface}: policy {}, fragments {}, malformed {} ({} rules)",
         set.policy.as_str(),
         set.fragments.as_str(),
+        set.malformed.as_str(),
         set.rules().len()
     )
 }
@@ -144,6 +149,7 @@ pub fn apply(iface: &str, path: &Path, dry_run: bool) -> Result<()> {
     let changes = after.replace(&wanted.rules)?;
     after.policy = wanted.policy;
     after.fragments = wanted.fragments;
+    after.malformed = wanted.malformed;
     let diff = file::render_changes(&before, &after, &changes);
     if dry_run {
         return emit(diff.trim_end());

@@ -109,7 +109,8 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             iface,
             policy,
             fragments,
-        } => filter::policy(&iface, policy, fragments),
+            malformed,
+        } => filter::policy(&iface, policy, fragments, malformed),
         Command::Apply {
             iface,
             file,

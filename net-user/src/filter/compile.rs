@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use net_common::{
     filter::{
-        ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_ND, ICMP_KEY_NONE, ICMP_KEYS, NET_BLOCK_BITS_V4,
+        ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_NONE, ICMP_KEYS, NET_BLOCK_BITS_V4,
         NET_BLOCK_BITS_V6, NET_BLOCK_WORDS, NetBlocks, PORT_PAST_END, PORT_SEARCH_SLOTS,
         PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block,
         slot,
     },
-    rule::{Family, ICMP_TYPE_ANY, ND_TYPES, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
+    rule::{Family, ICMP_TYPE_ANY, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
 };
 
 use super::RuleSet;
@@ -61,12 +61,15 @@ pub fn compile(set: &RuleSet) -> Tables {
     let proto_any = bitmap_of(&|rule| rule.matches.proto == PROTO_ANY);
     for key in 0..PROTO_KEYS {
         bitmaps[(slot::PROTO + key) as usize] = match key {
-            PROTO_KEY_ARP => bitmap_of(&|rule| rule.matches.proto == PROTO_ARP),
             PROTO_KEY_OTHER => proto_any,
-            number => {
+            key => {
+                let proto = match key {
+                    PROTO_KEY_ARP => PROTO_ARP,
+                    number => number as u16,
+                };
                 let mut bitmap = proto_any;
                 for (rank, rule) in ranks() {
-                    if rule.matches.proto == number as u16 {
+                    if rule.matches.proto == proto {
                         bitmap.insert(rank);
                     }
                 }
@@ -76,11 +79,8 @@ pub fn compile(set: &RuleSet) -> Tables {
     }
     let icmp_any = bitmap_of(&|rule| rule.matches.icmp_type == ICMP_TYPE_ANY);
     for key in 0..ICMP_KEYS {
-        let named = |icmp_type: u8| bitmap_of(&|rule| rule.matches.icmp_type == icmp_type as u16);
         bitmaps[(slot::ICMP + key) as usize] = match key {
             ICMP_KEY_NONE => icmp_any,
-            // Neighbour discovery: only the rules that name its type.
-            nd if nd >= ICMP_KEY_ND => named(ND_TYPES.start() + (nd - ICMP_KEY_ND) as u8),
             icmp_type => {
                 let mut bitmap = icmp_any;
                 for (rank, rule) in ranks() {
@@ -114,7 +114,7 @@ pub fn compile(set: &RuleSet) -> Tables {
         policy: set.policy as u32,
         fragments: set.fragments as u32,
         next_rule_id: set.next_rule_id,
-        _reserved: 0,
+        malformed: set.malformed as u32,
         activated_ns: 0,
     };
 

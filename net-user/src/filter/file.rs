@@ -5,6 +5,10 @@
 //! policy = "drop"        # pass (default) | drop: what packets no rule matches get
 //! fragments = "policy"   # policy (default) | drop: what IP packets without their L4 header
 //!                        # (later fragments) get when no rule matches them
+//! malformed = "drop"     # drop (default) | policy: defective packets (malformed headers,
+//!                        # tiny or overlapping fragments) are dropped before any rule;
+//!                        # "policy" classifies them like others, which lets tiny fragments
+//!                        # past rules on ports: unsafe
 //!
 //! [[rule]]
 //! action = "pass"        # required: pass | drop
@@ -33,7 +37,7 @@
 use std::{collections::HashMap, fmt, fmt::Write as _, ops::Range};
 
 use net_common::rule::{
-    Action, Fragments, ICMP_TYPE_ANY, MAX_RULES, PROTO_ANY, PortRange, Prefix, Rule,
+    Action, Fragments, ICMP_TYPE_ANY, MAX_RULES, Malformed, PROTO_ANY, PortRange, Prefix, Rule,
 };
 use serde::{Deserialize, Deserializer, de};
 use toml::Spanned;
@@ -51,6 +55,7 @@ use super::{
 pub struct RulesFile {
     pub policy: Action,
     pub fragments: Fragments,
+    pub malformed: Malformed,
     /// In file order, the order in which new rules get their ids.
     pub rules: Vec<NewRule>,
     /// Prefixes given with host bits set, and what they were taken as: worth telling the
@@ -94,6 +99,8 @@ struct RawFile {
     policy: Action,
     #[serde(default, with = "FragmentsText")]
     fragments: Fragments,
+    #[serde(default, with = "MalformedText")]
+    malformed: Malformed,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -114,6 +121,13 @@ enum ActionText {
 enum FragmentsText {
     Policy,
     Drop,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "Malformed", rename_all = "lowercase")]
+enum MalformedText {
+    Drop,
+    Policy,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +194,7 @@ pub fn parse_rules_file(text: &str) -> Result<RulesFile, FileError> {
     let mut file = RulesFile {
         policy: raw.policy,
         fragments: raw.fragments,
+        malformed: raw.malformed,
         rules: Vec::with_capacity(raw.rule.len()),
         notes: Vec::new(),
     };
@@ -302,6 +317,10 @@ pub fn render_rules_file(set: &RuleSet) -> String {
         set.policy.as_str(),
         set.fragments.as_str()
     );
+    if set.malformed != Malformed::default() {
+        // Written only when set: the unsafe setting should stand out where it is used.
+        let _ = writeln!(out, "malformed = \"{}\"", set.malformed.as_str());
+    }
     for rule in set.rules() {
         let _ = write!(
             out,
@@ -354,6 +373,14 @@ pub fn render_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> S
             "fragments: {} -> {}",
             before.fragments.as_str(),
             after.fragments.as_str()
+        );
+    }
+    if before.malformed != after.malformed {
+        let _ = writeln!(
+            out,
+            "malformed: {} -> {}",
+            before.malformed.as_str(),
+            after.malformed.as_str()
         );
     }
     for (sign, rules) in [("-", &changes.removed), ("+", &changes.added)] {

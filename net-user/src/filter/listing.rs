@@ -24,6 +24,7 @@ pub struct RulesRecord {
     pub iface: String,
     pub policy: &'static str,
     pub fragments: &'static str,
+    pub malformed: &'static str,
     /// In the order they are tried.
     pub rules: Vec<RuleRecord>,
 }
@@ -64,16 +65,18 @@ impl RulesRecord {
             iface: iface.to_owned(),
             policy: set.policy.as_str(),
             fragments: set.fragments.as_str(),
+            malformed: set.malformed.as_str(),
             rules,
         }
     }
 
     pub fn to_text(&self) -> String {
         let mut text = format!(
-            "{}: policy {}, fragments {}, {} rule{}\n",
+            "{}: policy {}, fragments {}, malformed {}, {} rule{}\n",
             self.iface,
             self.policy,
             self.fragments,
+            self.malformed,
             self.rules.len(),
             if self.rules.len() == 1 { "" } else { "s" }
         );

@@ -34,7 +34,7 @@ use net_common::{
         ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index, port_bitmap_key, port_intervals_index,
     },
     names,
-    rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Prefix, Rule, RuleCounter},
+    rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
 };
 use nix::fcntl::Flock;
 
@@ -156,6 +156,7 @@ impl FilterMaps {
         Ok(RuleSet::from_rules(
             Action::from_raw(config.policy).unwrap_or(Action::Pass),
             Fragments::from_raw(config.fragments).unwrap_or_default(),
+            Malformed::from_raw(config.malformed).unwrap_or_default(),
             rules,
             config.next_rule_id.max(1),
         ))

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use net_common::rule::{Action, Fragments, MAX_RULES, Match, Rule};
+use net_common::rule::{Action, Fragments, MAX_RULES, Malformed, Match, Rule};
 
 /// Priority of a rule given none: the middle of the range, so that rules can be put both
 /// before and after it.
@@ -26,6 +26,7 @@ pub enum RuleSetError {
 pub struct RuleSet {
     pub policy: Action,
     pub fragments: Fragments,
+    pub malformed: Malformed,
     rules: Vec<Rule>,
     /// The id the next new rule gets: ids are never reused on an interface.
     pub next_rule_id: u32,
@@ -36,6 +37,7 @@ impl Default for RuleSet {
         Self {
             policy: Action::Pass,
             fragments: Fragments::Policy,
+            malformed: Malformed::Drop,
             rules: Vec::new(),
             next_rule_id: 1,
         }
@@ -55,6 +57,7 @@ impl RuleSet {
     pub fn from_rules(
         policy: Action,
         fragments: Fragments,
+        malformed: Malformed,
         mut rules: Vec<Rule>,
         next_rule_id: u32,
     ) -> Self {
@@ -62,6 +65,7 @@ impl RuleSet {
         Self {
             policy,
             fragments,
+            malformed,
             rules,
             next_rule_id,
         }
