@@ -61,7 +61,7 @@ pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
 /// The capture path proper, out of line: the hot path only pays for the test above.
 #[inline(never)]
 fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &CaptureConfig) {
-    if !config.selects(decision.action, decision.rule_id) {
+    if !config.selects(decision.action, decision.rule_id, decision.reason) {
         return;
     }
     let Some(counters) = CAPTURE_STATS.get_ptr_mut(0) else {

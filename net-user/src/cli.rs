@@ -142,12 +142,17 @@ pub enum Command {
         #[arg(required = true, value_name = "IFACE")]
         ifaces: Vec<String>,
         /// The packets to copy, by the action netxdp gave them [default: drop; all with
-        /// --rule].
+        /// --rule or --reason].
         #[arg(long, value_enum)]
         action: Option<CaptureAction>,
         /// Only packets this rule decided (ids as `netxdp rule list` shows them).
         #[arg(long, value_name = "ID")]
         rule: Option<NonZeroU32>,
+        /// Only packets given their verdict for these reasons (comma-separated): a rule, the
+        /// policy, the neighbour exemption, `--fragments drop`, or a defect (malformed,
+        /// tiny-fragment, overlap-fragment, ipv6-chain), as `netxdp stats` counts them.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "REASON")]
+        reason: Vec<ReasonArg>,
         /// Bytes to keep of each packet; the kernel copies at most 16,384.
         #[arg(short, long, value_name = "BYTES", default_value_t = NonZeroU32::new(262_144).expect("non-zero"))]
         snaplen: NonZeroU32,
@@ -255,7 +260,7 @@ pub enum Command {
         ifaces: Vec<String>,
         #[command(flatten)]
         sampling: Sampling,
-        /// One JSON object per interface per sample, one per line (schema netxdp.stats/v1).
+        /// One JSON object per interface per sample, one per line (schema netxdp.stats/v2).
         #[arg(long)]
         json: bool,
     },
@@ -382,6 +387,37 @@ pub enum CaptureAction {
     Drop,
     Pass,
     All,
+}
+
+/// Why a packet got its verdict, as `capture --reason` names it (`net_common::rule::REASONS`
+/// with dashes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReasonArg {
+    Rule,
+    Policy,
+    Neighbour,
+    Fragment,
+    Malformed,
+    TinyFragment,
+    OverlapFragment,
+    Ipv6Chain,
+}
+
+impl ReasonArg {
+    /// The reason's code (`net_common::rule::reason`).
+    pub fn code(self) -> u8 {
+        use net_common::{parse::Defect, rule::reason};
+        match self {
+            Self::Rule => reason::RULE,
+            Self::Policy => reason::POLICY,
+            Self::Neighbour => reason::NEIGHBOUR,
+            Self::Fragment => reason::FRAGMENT,
+            Self::Malformed => reason::DEFECT + Defect::Malformed as u8,
+            Self::TinyFragment => reason::DEFECT + Defect::TinyFragment as u8,
+            Self::OverlapFragment => reason::DEFECT + Defect::OverlapFragment as u8,
+            Self::Ipv6Chain => reason::DEFECT + Defect::Ipv6Chain as u8,
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

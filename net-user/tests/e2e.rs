@@ -27,7 +27,7 @@ fn stats_snapshot(iface: &str) -> Value {
         lines.next().is_none(),
         "--count 1 prints one line per interface"
     );
-    assert_eq!(record["schema"], "netxdp.stats/v1");
+    assert_eq!(record["schema"], "netxdp.stats/v2");
     assert_eq!(record["iface"], iface);
     record
 }

@@ -18,7 +18,7 @@ use crate::{
         Counters, Selection, Session,
         file::{CaptureFile, Described, Format, Output, WriteError},
     },
-    cli::CaptureAction,
+    cli::{CaptureAction, ReasonArg},
     filter::maps::{FilterMaps, monotonic_ns},
     pins::PinDir,
     preflight,
@@ -36,6 +36,8 @@ pub struct Request {
     pub ifaces: Vec<String>,
     pub action: Option<CaptureAction>,
     pub rule: Option<u32>,
+    /// Any reason when empty.
+    pub reasons: Vec<ReasonArg>,
     pub snaplen: u32,
     pub sample: u32,
     pub count: Option<u64>,
@@ -45,13 +47,15 @@ pub struct Request {
 }
 
 impl Request {
-    /// The action asked for; by default a named rule's packets whatever it does with them,
-    /// else the drops.
+    /// The action asked for; by default the packets of a named rule or reason whatever
+    /// their action, else the drops.
     fn action(&self) -> CaptureAction {
-        self.action.unwrap_or(match self.rule {
-            Some(_) => CaptureAction::All,
-            None => CaptureAction::Drop,
-        })
+        self.action
+            .unwrap_or(if self.rule.is_some() || !self.reasons.is_empty() {
+                CaptureAction::All
+            } else {
+                CaptureAction::Drop
+            })
     }
 
     fn selection(&self) -> Selection {
@@ -60,8 +64,15 @@ impl Request {
             CaptureAction::Pass => Selection::passes(),
             CaptureAction::All => Selection::all(),
         };
+        let reasons = match self.reasons.as_slice() {
+            [] => base.reasons,
+            named => named
+                .iter()
+                .fold(0, |bits, reason| bits | 1 << reason.code()),
+        };
         Selection {
             rule: self.rule,
+            reasons,
             snaplen: self.snaplen,
             sample: self.sample,
             ..base
@@ -78,6 +89,15 @@ impl Request {
         .to_owned();
         if let Some(rule) = self.rule {
             text.push_str(&format!(" decided by rule {rule}"));
+        }
+        if !self.reasons.is_empty() {
+            let names: Vec<String> = self
+                .reasons
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value)
+                .map(|value| value.get_name().to_owned())
+                .collect();
+            text.push_str(&format!(" for reason {}", names.join(" or ")));
         }
         if selection.sample > 1 {
             text.push_str(&format!(" (one in {})", selection.sample));

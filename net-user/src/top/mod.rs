@@ -35,7 +35,7 @@ use net_common::{
     flow::{FlowKey, FlowStats},
     parse::{L3, L4},
     rule::{Rule, RuleCounter},
-    stats::{Counter, Stats, XDP_ACTIONS},
+    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 
 use crate::{
@@ -235,6 +235,8 @@ pub struct Frame {
     pub total: ClassRow,
     /// By verdict (aborted, drop, pass, tx, redirect).
     pub actions: Vec<ClassRow>,
+    /// Drops for a reason other than a rule or the policy, by reason (`stats`' `dropped`).
+    pub drops: Vec<ClassRow>,
     /// By transport (tcp, udp, icmp, icmpv6, other).
     pub protocols: Vec<ClassRow>,
     /// By network layer (ipv4, ipv6, arp, other).
@@ -292,6 +294,14 @@ impl Rates {
             .enumerate()
             .map(|(i, name)| class(name, &stats.action[i], before.map(|b| &b.action[i])))
             .collect();
+        let drops = DROP_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let name = format!(" {}", name.replace('_', "-"));
+                class(&name, &stats.dropped[i], before.map(|b| &b.dropped[i]))
+            })
+            .collect();
         let protocols = L4::ALL
             .iter()
             .enumerate()
@@ -347,6 +357,7 @@ impl Rates {
             ifaces: sample.ifaces.iter().map(|i| i.iface.clone()).collect(),
             total,
             actions,
+            drops,
             protocols,
             layers,
             flows: Arc::clone(&self.flow_rows),
@@ -559,6 +570,7 @@ impl App {
         if frame.interval.is_some() {
             let classes = std::iter::once(&frame.total)
                 .chain(&frame.actions)
+                .chain(&frame.drops)
                 .chain(&frame.protocols)
                 .chain(&frame.layers);
             for class in classes {
