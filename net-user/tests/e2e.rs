@@ -326,6 +326,8 @@ fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
     assert_eq!(last["iface"], iface.as_str());
     assert_eq!(last["total"]["packets"], 5, "{last}");
     assert_eq!(last["malformed"]["packets"], 3, "{last}");
+    assert_eq!(last["dropped"]["malformed"]["packets"], 3, "{last}");
+    assert_eq!(last["action"]["drop"]["packets"], 3, "{last}");
     assert_eq!(last["l4"]["udp"]["packets"], 2, "{last}");
     assert_eq!(
         log.matches("malformed frame, 52 bytes").count(),
