@@ -117,7 +117,8 @@ pub struct CaptureHeader {
     pub action: u32,
     /// The rule that decided it; 0 for the default policy.
     pub rule_id: u32,
-    pub _pad: u32,
+    /// Why it got its action: a [`crate::rule::reason`] code.
+    pub reason: u32,
 }
 
 impl CaptureHeader {
@@ -210,7 +211,7 @@ mod tests {
             captured_len: 4,
             action: 1,
             rule_id: 2,
-            _pad: 0,
+            reason: 0,
         };
         let mut record = [0u8; size_of::<CaptureHeader>() + 6];
         // SAFETY: the record has room for the header.

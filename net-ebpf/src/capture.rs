@@ -92,7 +92,7 @@ fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &Capture
             captured_len: len,
             action: decision.action,
             rule_id: decision.rule_id,
-            _pad: 0,
+            reason: decision.reason as u32,
         };
         bpf_xdp_load_bytes(ctx.ctx, 0, (*record).data.as_mut_ptr().cast(), len)
     };

@@ -18,7 +18,7 @@ use std::{
 use byteorder_slice::LittleEndian;
 use net_common::{
     capture::CaptureHeader,
-    rule::{XDP_DROP, XDP_PASS},
+    rule::{REASONS, XDP_DROP, XDP_PASS, reason},
     stats::XDP_ACTIONS,
 };
 use pcap_file::{
@@ -320,10 +320,16 @@ pub fn comment(header: &CaptureHeader) -> String {
         .get(header.action as usize)
         .copied()
         .unwrap_or("unknown");
-    let why = match (header.rule_id, header.action) {
-        (0, XDP_DROP | XDP_PASS) => "by the policy".to_owned(),
-        (0, _) => "by the program".to_owned(),
-        (rule, _) => format!("by rule {rule}"),
+    let why = match (header.rule_id, header.action, header.reason as u8) {
+        (0, XDP_DROP | XDP_PASS, reason::POLICY) => "by the policy".to_owned(),
+        (0, XDP_PASS, reason::NEIGHBOUR) => "as neighbour traffic".to_owned(),
+        (0, XDP_DROP, reason::FRAGMENT) => "as a fragment (--fragments drop)".to_owned(),
+        (0, XDP_DROP, code) if code > reason::DEFECT => match REASONS.get(code as usize) {
+            Some(defect) => format!("as defective: {defect}"),
+            None => "by the program".to_owned(),
+        },
+        (0, _, _) => "by the program".to_owned(),
+        (rule, _, _) => format!("by rule {rule}"),
     };
     format!("netxdp: {action} {why}")
 }
@@ -334,14 +340,41 @@ mod tests {
 
     #[test]
     fn comments_say_the_action_and_what_decided_it() {
-        let header = |action, rule_id| CaptureHeader {
+        let header = |action, rule_id, reason: u8| CaptureHeader {
             action,
             rule_id,
+            reason: reason.into(),
             ..CaptureHeader::default()
         };
-        assert_eq!(comment(&header(XDP_DROP, 7)), "netxdp: drop by rule 7");
-        assert_eq!(comment(&header(XDP_PASS, 0)), "netxdp: pass by the policy");
-        assert_eq!(comment(&header(0, 0)), "netxdp: aborted by the program");
-        assert_eq!(comment(&header(99, 0)), "netxdp: unknown by the program");
+        let drop = |reason| comment(&header(XDP_DROP, 0, reason));
+        assert_eq!(
+            comment(&header(XDP_DROP, 7, reason::RULE)),
+            "netxdp: drop by rule 7"
+        );
+        assert_eq!(
+            comment(&header(XDP_PASS, 0, reason::POLICY)),
+            "netxdp: pass by the policy"
+        );
+        assert_eq!(
+            comment(&header(XDP_PASS, 0, reason::NEIGHBOUR)),
+            "netxdp: pass as neighbour traffic"
+        );
+        assert_eq!(
+            drop(reason::FRAGMENT),
+            "netxdp: drop as a fragment (--fragments drop)"
+        );
+        assert_eq!(
+            drop(reason::DEFECT + 2),
+            "netxdp: drop as defective: tiny_fragment"
+        );
+        assert_eq!(drop(200), "netxdp: drop by the program");
+        assert_eq!(
+            comment(&header(0, 0, reason::POLICY)),
+            "netxdp: aborted by the program"
+        );
+        assert_eq!(
+            comment(&header(99, 0, reason::POLICY)),
+            "netxdp: unknown by the program"
+        );
     }
 }
