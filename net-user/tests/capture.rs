@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use net_common::testing::FrameSpec;
+use net_common::testing::{Body, FrameSpec, cut_datagram};
 use netxdp::{netns::VethNet, traffic};
 use nix::{
     sched::{CpuSet, sched_setaffinity},
@@ -318,6 +318,74 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
         assert_eq!(lines.len(), 10, "{text}");
         assert!(lines.iter().all(|line| *line == expected), "{text}");
     }
+}
+
+#[test]
+fn capture_by_reason_holds_exactly_the_defective_packets_and_names_their_defect() {
+    let test = "capture_by_reason_holds_exactly_the_defective_packets_and_names_their_defect";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("crsn", 36);
+    ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ]);
+    let fragment = |index: u16, flags_and_offset: u16| {
+        let mut spec = FrameSpec::ipv4_udp(30_000 + index, 9, 40);
+        if let Body::Ipv4 { fragment, .. } = &mut spec.body {
+            *fragment = flags_and_offset;
+        }
+        spec.build()
+    };
+    // A first fragment with 4 bytes of the UDP header (tiny), and one at offset 1.
+    let tiny: Vec<Vec<u8>> = (0..3)
+        .map(|i| cut_datagram(&fragment(i, 0x2000), 4).expect("an IPv4 frame"))
+        .collect();
+    let overlapping: Vec<Vec<u8>> = (0..3).map(|i| fragment(10 + i, 1)).collect();
+    let file = TempFile::new("reasons.pcapng");
+    let capture = Capturing::start(&[
+        &iface,
+        "--reason",
+        "tiny-fragment,overlap-fragment",
+        "-w",
+        file.arg(),
+        "-c",
+        "6",
+    ]);
+    // Between them, frames the rule drops and frames the policy passes: not selected.
+    let mut all = Vec::new();
+    for ((tiny, overlapping), (dropped, passed)) in tiny
+        .iter()
+        .zip(&overlapping)
+        .zip(frames(3, 9, 40, 0).into_iter().zip(frames(3, 10, 40, 100)))
+    {
+        all.extend([dropped, tiny.clone(), passed, overlapping.clone()]);
+    }
+    send(&net, all);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 6, "{stderr}");
+
+    let read = read_pcapng(&file.0);
+    let expected = tiny.iter().zip(&overlapping).flat_map(|(t, o)| {
+        [
+            (t, "netxdp: drop as defective: tiny_fragment"),
+            (o, "netxdp: drop as defective: overlap_fragment"),
+        ]
+    });
+    assert_eq!(read.packets.len(), 6);
+    for ((_, data, comment, _), (sent, why)) in read.packets.iter().zip(expected) {
+        assert_eq!(data, sent, "byte for byte");
+        assert_eq!(comment, why);
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(ok(&["stats", &iface, "--json", "--count", "1"]).trim())
+            .expect("stats JSON");
+    assert_eq!(stats["dropped"]["tiny_fragment"]["packets"], 3, "{stats}");
+    assert_eq!(
+        stats["dropped"]["overlap_fragment"]["packets"], 3,
+        "{stats}"
+    );
 }
 
 #[test]
