@@ -410,9 +410,9 @@ fn parse_arp<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
     let Some(arp) = frame.bytes::<8>(offset) else {
         return packet.set_malformed();
     };
-    // Hardware type Ethernet, protocol IPv4, address lengths 6 and 4: what Linux's ARP
-    // accepts on an Ethernet device.
-    if arp[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+    // Hardware type Ethernet (1) or IEEE 802 (6), protocol IPv4, address lengths 6 and 4:
+    // what Linux's ARP accepts on an Ethernet device.
+    if arp[0] != 0 || !matches!(arp[1], 1 | 6) || arp[2..6] != [0x08, 0x00, 6, 4] {
         return;
     }
     let Some(addresses) = frame.bytes::<20>(offset + 8) else {
