@@ -230,7 +230,7 @@ impl Session {
     }
 
     pub fn iface(&self) -> &str {
-        self.pins.iface()
+        self.pins.iface().as_str()
     }
 
     /// Stops the copying; records already in the ring stay readable. Also done on drop.

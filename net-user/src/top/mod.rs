@@ -44,6 +44,7 @@ use crate::{
     counters::{CounterMap, Sample},
     filter::{maps::FilterMaps, maps::monotonic_ns, spec},
     flows::{FlowRecord, FlowTable, FlowsRecord},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
     report::{Scope, StatsRecord},
@@ -664,7 +665,7 @@ struct Source {
 }
 
 impl Sources {
-    fn open(ifaces: &[String]) -> Result<Self> {
+    fn open(ifaces: &[IfaceName]) -> Result<Self> {
         let pins = if ifaces.is_empty() {
             let all = PinDir::all()?;
             if all.is_empty() {
@@ -674,7 +675,7 @@ impl Sources {
             }
             all
         } else {
-            ifaces.iter().map(|iface| PinDir::new(iface)).collect()
+            ifaces.iter().map(PinDir::new).collect()
         };
         let mut sources = Vec::new();
         for pins in pins {
@@ -707,7 +708,7 @@ impl Sources {
             .iter()
             .map(|source| {
                 let mut sample = IfaceSample {
-                    iface: source.pins.iface().to_owned(),
+                    iface: source.pins.iface().to_string(),
                     table_size: source.table_size,
                     ..Default::default()
                 };
@@ -805,7 +806,7 @@ fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
 }
 
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
-pub async fn run(ifaces: Vec<String>, sampling: Sampling) -> Result<()> {
+pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
     preflight::require_privileges()?;
     preflight::require_bpffs()?;
     let sources = Sources::open(&ifaces)?;

@@ -88,13 +88,18 @@ pub fn fails(args: &[&str]) -> String {
     stderr(&output)
 }
 
+/// The pins of `iface`, a name the test made.
+pub fn pins(iface: &str) -> PinDir {
+    PinDir::new(&iface.parse().expect("an interface name"))
+}
+
 /// Detaches on drop, so that a failing test leaves no pins behind. Declared after the
 /// VethNet, so that it runs before the interface goes.
 pub struct DetachOnDrop(pub String);
 
 impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        if PinDir::new(&self.0).dir().exists() {
+        if pins(&self.0).dir().exists() {
             let _ = netxdp(&["detach", &self.0]);
         }
     }
