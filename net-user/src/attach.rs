@@ -80,7 +80,7 @@ pub fn attach_pinned(
 ) -> Result<Outcome> {
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if pins.is_attached() {
         match read_info(&pins) {
@@ -282,7 +282,7 @@ pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
 /// stay pinned, for the next attach to reuse.
 pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if !pins.dir().exists() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
@@ -338,7 +338,7 @@ pub struct Attachment {
 /// Every pinned attachment.
 pub fn list_pinned() -> Result<Vec<Attachment>> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let mut found = Vec::new();
     for pins in PinDir::all().context("listing /sys/fs/bpf/netxdp")? {
         let info = read_info(&pins).ok();

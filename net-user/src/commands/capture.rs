@@ -89,7 +89,7 @@ impl Request {
 
 pub async fn capture(request: Request) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let to_stdout = request.write.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(

@@ -23,7 +23,7 @@ use crate::{
 /// The filter maps of `iface`, locked for this command.
 fn open(iface: &IfaceName) -> Result<FilterMaps> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     FilterMaps::from_pins(&PinDir::new(iface))
 }
 

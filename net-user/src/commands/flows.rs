@@ -15,7 +15,7 @@ use crate::{
 
 pub fn show(iface: &IfaceName, sort: FlowSort, limit: Option<usize>, json: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if !pins.is_attached() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");

@@ -143,7 +143,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         }
         Command::Serve { listen } => {
             preflight::require_privileges()?;
-            preflight::require_bpffs()?;
+            preflight::ensure_bpffs()?;
             let mut shutdown = Shutdown::new()?;
             crate::serve::serve(listen, async move { shutdown.recv().await }).await
         }
@@ -167,7 +167,7 @@ pub struct StdoutClosed;
 
 async fn stats(ifaces: Vec<IfaceName>, sampling: Sampling, json: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = if ifaces.is_empty() {
         let all = PinDir::all()?;
         if all.is_empty() {

@@ -808,7 +808,7 @@ fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
 pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let sources = Sources::open(&ifaces)?;
     if io::stdout().is_terminal() {
         interactive(sources, sampling).await
