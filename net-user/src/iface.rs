@@ -10,6 +10,13 @@ pub const MAX_LEN: usize = 15;
 
 /// A name the kernel could give an interface, as `dev_valid_name` (net/core/dev.c) decides:
 /// 1-15 bytes, not `.` or `..`, and no `/`, `:`, whitespace or NUL.
+///
+/// ```
+/// use netxdp::iface::IfaceName;
+///
+/// assert!("eth0".parse::<IfaceName>().is_ok());
+/// assert!("..".parse::<IfaceName>().is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IfaceName(String);
 
