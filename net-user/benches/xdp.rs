@@ -83,7 +83,7 @@ fn main() -> Result<()> {
              run `cargo xtask bench`, or `sudo -E cargo bench -p net-user --bench xdp`"
         );
     }
-    netxdp::preflight::require_bpffs()?;
+    netxdp::preflight::ensure_bpffs()?;
     let started = Instant::now();
     let repeat = repeat_from_env("NETXDP_BENCH_REPEAT", DEFAULT_REPEAT)?;
     let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", repeat)?;

@@ -266,7 +266,7 @@ impl StatusRecord {
         let interfaces = attachments
             .iter()
             .map(|a| AttachmentRecord {
-                iface: a.iface.clone(),
+                iface: a.iface.to_string(),
                 ifindex: a.info.map(|i| i.ifindex),
                 mode: a.info.and_then(|i| i.mode()).map(|m| m.as_str()),
                 program_id: a.program.as_ref().map(|p| p.id()),

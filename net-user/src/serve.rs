@@ -142,7 +142,7 @@ impl IfaceMetrics {
             }
         };
         Ok(Self {
-            iface: pins.iface().to_owned(),
+            iface: pins.iface().to_string(),
             stats,
             filter,
             program,

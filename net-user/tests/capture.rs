@@ -5,7 +5,9 @@
 mod support;
 
 use std::{
+    fs::Permissions,
     io::{BufRead as _, BufReader, Read as _},
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, ExitStatus, Stdio},
     thread,
@@ -638,4 +640,45 @@ fn a_full_disk_ends_capture_with_a_file_whole_up_to_its_last_packet() {
         assert_eq!(data, sent);
         assert_eq!(comment, "netxdp: pass by the policy");
     }
+}
+
+#[test]
+fn capture_files_are_for_their_owner_only_and_never_written_through_a_link() {
+    let test = "capture_files_are_for_their_owner_only_and_never_written_through_a_link";
+    if !kernel_available(test) {
+        return;
+    }
+    let (_net, iface, _detach) = attached_veth("cmode", 72);
+    // Under umask 022, as most shells have it: the mode must be netxdp's, not the umask's.
+    let capture = |path: &str| {
+        Command::new("sh")
+            .args(["-c", r#"umask 022 && exec "$0" "$@""#])
+            .arg(env!("CARGO_BIN_EXE_netxdp"))
+            .args(["capture", &iface, "--duration", "0.2", "-w", path])
+            .output()
+            .expect("run netxdp capture")
+    };
+
+    let sentinel = TempFile::new("sentinel");
+    std::fs::write(&sentinel.0, b"sentinel").expect("write the sentinel");
+    std::fs::set_permissions(&sentinel.0, Permissions::from_mode(0o644)).expect("chmod");
+    let link = TempFile::new("link.pcapng");
+    std::os::unix::fs::symlink(&sentinel.0, &link.0).expect("symlink");
+    let output = capture(link.arg());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(link.arg()), "names the file: {stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&sentinel.0).expect("sentinel"), b"sentinel");
+    let mode = std::fs::metadata(&sentinel.0).expect("sentinel").mode();
+    assert_eq!(mode & 0o777, 0o644, "the link's target keeps its mode");
+    assert!(link.0.is_symlink(), "the link is left as it was");
+
+    let file = TempFile::new("mode.pcapng");
+    let output = capture(file.arg());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mode = std::fs::metadata(&file.0).expect("capture file").mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert_eq!(read_pcapng(&file.0).if_names, [iface.as_str()]);
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use net_common::testing::FrameSpec;
-use netxdp::{netns::VethNet, pins::PinDir, traffic};
+use netxdp::{netns::VethNet, traffic};
 use serde_json::Value;
 use support::{
     DetachOnDrop, attached_veth, fails, kernel_available, netxdp, ok, rules_json, stderr, stdout,
@@ -46,7 +46,7 @@ fn counts_real_traffic(mode: &str, link_shows: &str, subnet: u8) {
     let attached = ok(&["attach", &iface, "--mode", mode]);
     assert!(attached.contains(&format!("in {mode} mode")), "{attached}");
     assert_eq!(xdp_on_link(&iface), link_shows);
-    let pins = PinDir::new(&iface);
+    let pins = support::pins(&iface);
     for pin in [pins.prog(), pins.link(), pins.stats_map(), pins.info_map()] {
         assert!(pin.exists(), "{} is not pinned", pin.display());
     }
@@ -157,7 +157,7 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     }
     let error = fails(&["attach", "nxnosuch0"]);
     assert!(error.contains("no such interface: nxnosuch0"), "{error}");
-    assert!(!PinDir::new("nxnosuch0").dir().exists());
+    assert!(!support::pins("nxnosuch0").dir().exists());
 
     let net = VethNet::create("bad", 12).expect("veth pair");
     let iface = net.host_if().to_owned();
@@ -171,7 +171,7 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     assert!(error.contains("not attached"), "{error}");
 
     ok(&["attach", &iface, "--mode", "skb"]);
-    let program = std::fs::metadata(PinDir::new(&iface).prog()).expect("prog pin");
+    let program = std::fs::metadata(support::pins(&iface).prog()).expect("prog pin");
     let again = ok(&["attach", &iface, "--mode", "skb"]);
     assert!(
         again.contains("already attached") && again.contains("nothing changed"),
@@ -187,7 +187,7 @@ fn bad_requests_fail_clearly_and_change_nothing() {
         error.contains("already attached") && error.contains("skb mode"),
         "{error}"
     );
-    let after = std::fs::metadata(PinDir::new(&iface).prog()).expect("prog pin");
+    let after = std::fs::metadata(support::pins(&iface).prog()).expect("prog pin");
     assert_eq!(
         program.modified().ok(),
         after.modified().ok(),
@@ -312,7 +312,7 @@ fn watch_counts_malformed_frames_logs_them_with_v_and_detaches_on_sigterm() {
     std::thread::sleep(Duration::from_millis(400));
 
     assert!(
-        !Path::new(&PinDir::new(&iface).link()).exists(),
+        !Path::new(&support::pins(&iface).link()).exists(),
         "watch pins nothing"
     );
     terminate(watch.id());
@@ -744,7 +744,7 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     let started = Instant::now();
     ok(&["apply", &iface, &old_file]);
     let full_apply = started.elapsed();
-    let pins = PinDir::new(&iface);
+    let pins = support::pins(&iface);
     let program = Xdp::from_pin(pins.prog(), XdpAttachType::Interface).expect("pinned program");
     let mut frames = net_common::rulegen::PoolFrameGenerator::new(3);
     let (mut old_seen, mut new_seen) = (0, 0);

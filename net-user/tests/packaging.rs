@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use netxdp::{netns::VethNet, pins::PinDir, traffic};
+use netxdp::{netns::VethNet, traffic};
 use serde_json::Value;
 use support::{DetachOnDrop, kernel_available, xdp_on_link};
 
@@ -238,7 +238,7 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
 
     run_ok(&stop);
     assert_eq!(xdp_on_link(&iface), "none", "no XDP program after stop");
-    assert!(!PinDir::new(&iface).dir().exists(), "no pins after stop");
+    assert!(!support::pins(&iface).dir().exists(), "no pins after stop");
 }
 
 #[test]

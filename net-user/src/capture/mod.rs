@@ -12,7 +12,7 @@
 //! use netxdp::pins::PinDir;
 //!
 //! let selection = Selection::drops();
-//! let (session, mut ring) = Session::start(&PinDir::new("eth0"), &selection)?;
+//! let (session, mut ring) = Session::start(&PinDir::new(&"eth0".parse()?), &selection)?;
 //! while let Some(record) = ring.next() {
 //!     println!("{} bytes", record.len());
 //! }
@@ -234,7 +234,7 @@ impl Session {
     }
 
     pub fn iface(&self) -> &str {
-        self.pins.iface()
+        self.pins.iface().as_str()
     }
 
     /// Stops the copying; records already in the ring stay readable. Also done on drop.

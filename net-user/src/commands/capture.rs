@@ -20,6 +20,7 @@ use crate::{
     },
     cli::{CaptureAction, ReasonArg},
     filter::maps::{FilterMaps, monotonic_ns},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
 };
@@ -33,7 +34,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What `netxdp capture` was asked for.
 pub struct Request {
-    pub ifaces: Vec<String>,
+    pub ifaces: Vec<IfaceName>,
     pub action: Option<CaptureAction>,
     pub rule: Option<u32>,
     /// Any reason when empty.
@@ -108,7 +109,7 @@ impl Request {
 
 pub async fn capture(request: Request) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let to_stdout = request.write.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(
@@ -142,8 +143,9 @@ pub async fn capture(request: Request) -> Result<()> {
         .with_context(|| format!("creating {}", request.write.display()))?;
     let what = request.describe(&selection);
     let snaplen = selection.effective_snaplen();
+    let names: Vec<String> = request.ifaces.iter().map(IfaceName::to_string).collect();
     let described = Described {
-        ifaces: &request.ifaces,
+        ifaces: &names,
         selection: &what,
         snaplen,
         realtime_offset_ns: realtime_offset_ns(),
@@ -156,7 +158,7 @@ pub async fn capture(request: Request) -> Result<()> {
     };
     eprintln!(
         "netxdp: capturing {what} on {}, snapshot length {snaplen} bytes{}, to {target}",
-        request.ifaces.join(", "),
+        names.join(", "),
         if request.snaplen > MAX_SNAPLEN {
             " (the most the kernel side copies)"
         } else {
@@ -203,7 +205,7 @@ struct Tap {
 }
 
 impl Tap {
-    fn start(iface: &str, selection: &Selection, rule: Option<u32>) -> Result<Self> {
+    fn start(iface: &IfaceName, selection: &Selection, rule: Option<u32>) -> Result<Self> {
         let pins = PinDir::new(iface);
         if let Some(rule) = rule {
             require_rule(&pins, rule)?;

@@ -5,7 +5,7 @@
 //! use net_common::rule::{Action, Match};
 //! use netxdp::{filter::{FilterMaps, NewRule}, pins::PinDir};
 //!
-//! let mut maps = FilterMaps::from_pins(&PinDir::new("eth0"))?;
+//! let mut maps = FilterMaps::from_pins(&PinDir::new(&"eth0".parse()?))?;
 //! let mut rules = maps.load()?;
 //! rules.add(NewRule { action: Action::Drop, priority: 10, matches: Match { proto: 47, ..Match::ANY } })?;
 //! maps.commit(&mut rules)?;

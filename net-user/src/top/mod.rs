@@ -44,6 +44,7 @@ use crate::{
     counters::{CounterMap, Sample},
     filter::{maps::FilterMaps, maps::monotonic_ns, spec},
     flows::{FlowRecord, FlowTable, FlowsRecord},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
     report::{Scope, StatsRecord},
@@ -676,7 +677,7 @@ struct Source {
 }
 
 impl Sources {
-    fn open(ifaces: &[String]) -> Result<Self> {
+    fn open(ifaces: &[IfaceName]) -> Result<Self> {
         let pins = if ifaces.is_empty() {
             let all = PinDir::all()?;
             if all.is_empty() {
@@ -686,7 +687,7 @@ impl Sources {
             }
             all
         } else {
-            ifaces.iter().map(|iface| PinDir::new(iface)).collect()
+            ifaces.iter().map(PinDir::new).collect()
         };
         let mut sources = Vec::new();
         for pins in pins {
@@ -719,7 +720,7 @@ impl Sources {
             .iter()
             .map(|source| {
                 let mut sample = IfaceSample {
-                    iface: source.pins.iface().to_owned(),
+                    iface: source.pins.iface().to_string(),
                     table_size: source.table_size,
                     ..Default::default()
                 };
@@ -817,9 +818,9 @@ fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
 }
 
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
-pub async fn run(ifaces: Vec<String>, sampling: Sampling) -> Result<()> {
+pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let sources = Sources::open(&ifaces)?;
     if io::stdout().is_terminal() {
         interactive(sources, sampling).await

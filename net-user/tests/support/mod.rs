@@ -11,11 +11,12 @@ use net_common::stats::Stats;
 use netxdp::{counters::CounterMap, netns::VethNet, pins::PinDir, preflight, program};
 use serde_json::Value;
 
-/// Whether the kernel tests can run here: root and bpffs. Under CI=true a missing
-/// precondition fails the test; elsewhere the test says loudly that it skipped.
+/// Whether the kernel tests can run here: root and bpffs (mounted here when it is not, as
+/// netxdp itself does). Under CI=true a missing precondition fails the test; elsewhere the
+/// test says loudly that it skipped.
 pub fn kernel_available(test: &str) -> bool {
     let problem = preflight::require_privileges()
-        .and_then(|()| preflight::require_bpffs())
+        .and_then(|()| preflight::ensure_bpffs())
         .err();
     let Some(problem) = problem else {
         return true;
@@ -88,13 +89,18 @@ pub fn fails(args: &[&str]) -> String {
     stderr(&output)
 }
 
+/// The pins of `iface`, a name the test made.
+pub fn pins(iface: &str) -> PinDir {
+    PinDir::new(&iface.parse().expect("an interface name"))
+}
+
 /// Detaches on drop, so that a failing test leaves no pins behind. Declared after the
 /// VethNet, so that it runs before the interface goes.
 pub struct DetachOnDrop(pub String);
 
 impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        if PinDir::new(&self.0).dir().exists() {
+        if pins(&self.0).dir().exists() {
             let _ = netxdp(&["detach", &self.0]);
         }
     }
