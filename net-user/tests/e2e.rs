@@ -720,12 +720,48 @@ fn sorted_matches(set: &netxdp::filter::RuleSet) -> Vec<net_common::rule::Match>
     matches
 }
 
+/// Reads `stderr` of a child until a line equal to `wanted`: `Ok` then, or `Err` with all it
+/// said if it ended first. The bound only keeps a hung child from hanging the test.
+fn await_line(stderr: std::process::ChildStderr, wanted: &str) -> Result<(), String> {
+    use std::io::BufRead as _;
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) if line == wanted => return Ok(()),
+            Ok(line) => {
+                said.push_str(&line);
+                said.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no {wanted:?} within 60 s; it said:\n{said}"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!("it ended without {wanted:?}; it said:\n{said}"));
+            }
+        }
+    }
+}
+
 #[test]
 fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     use aya::programs::{TestRun, TestRunOptions, Xdp};
     use aya_obj::programs::XdpAttachType;
     use net_common::{frame::SliceFrame, parse::parse, rule::classify};
-    use netxdp::filter::FilterMaps;
+    use netxdp::filter::{
+        FilterMaps,
+        maps::{COMMIT_STAGES, PAUSE_AT_ENV},
+    };
 
     let test = "killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole";
     if !kernel_available(test) {
@@ -737,40 +773,51 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     let (new_file, new) = generated_rules_file(&dir, "new.toml", 2, 4_000);
     assert_ne!(old, new);
 
-    // How long replacing one set by the other takes, start to exit.
-    ok(&["apply", &iface, &new_file]);
-    let started = Instant::now();
-    ok(&["apply", &iface, &old_file]);
-    let full_apply = started.elapsed();
     let pins = PinDir::new(&iface);
     let program = Xdp::from_pin(pins.prog(), XdpAttachType::Interface).expect("pinned program");
     let mut frames = net_common::rulegen::PoolFrameGenerator::new(3);
-    let (mut old_seen, mut new_seen) = (0, 0);
-    // Kills from the start to past the end, through every stage of the apply.
-    for step in 0..12u32 {
-        // The set in force is old: kill an apply of the new one part of the way through.
+    let flipped = COMMIT_STAGES
+        .iter()
+        .position(|stage| *stage == "flipped")
+        .expect("a stage after the flip");
+    // Every stage of the commit, each in every run: the apply stops there by itself (a
+    // test-only hook) and is killed while it waits, whatever the machine's speed.
+    for (index, stage) in COMMIT_STAGES.iter().enumerate() {
+        // The set in force is old: kill an apply of the new one at `stage`.
         ok(&["apply", &iface, &old_file]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_netxdp"))
             .args(["apply", &iface, &new_file])
+            .env(PAUSE_AT_ENV, stage)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn netxdp apply");
-        std::thread::sleep(full_apply * step / 8);
+        let stderr = child.stderr.take().expect("stderr");
+        let paused = await_line(stderr, &format!("paused at {stage}"));
         let _ = child.kill();
         let _ = child.wait();
+        if let Err(problem) = paused {
+            panic!("apply never paused at {stage}: {problem}");
+        }
 
         let in_force = FilterMaps::from_pins(&pins)
             .and_then(|maps| maps.load())
             .expect("load the rule set");
         let matches = sorted_matches(&in_force);
-        if matches == old {
-            old_seen += 1;
-        } else if matches == new {
-            new_seen += 1;
+        let (want, which) = if index < flipped {
+            (&old, "old")
         } else {
-            panic!("step {step}: the set in force is neither the old nor the new one");
-        }
+            (&new, "new")
+        };
+        assert!(
+            matches == *want,
+            "killed at {stage}: the set in force should be the {which} one, whole ({} rules, \
+             old {}, new {})",
+            matches.len(),
+            matches == old,
+            matches == new,
+        );
         // And the kernel classifies with exactly that set.
         for _ in 0..500 {
             let frame = frames.next_frame();
@@ -786,19 +833,18 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
                     ..TestRunOptions::new()
                 })
                 .expect("test run");
-            assert_eq!(run.return_value, want.action as u32, "step {step}");
+            assert_eq!(run.return_value, want.action as u32, "killed at {stage}");
         }
     }
-    assert!(
-        old_seen > 0 && new_seen > 0,
-        "old {old_seen}, new {new_seen}"
-    );
     // A killed apply leaves nothing in the way of the next one.
     ok(&["apply", &iface, &new_file]);
     let maps = FilterMaps::from_pins(&pins).expect("maps");
     assert!(sorted_matches(&maps.load().expect("load")) == new);
     drop(maps);
-    eprintln!("{test}: full apply of 4,000 rules {full_apply:?}; old {old_seen}, new {new_seen}");
+    eprintln!(
+        "{test}: killed an apply of 4,000 rules at each of {} stages",
+        COMMIT_STAGES.len()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
