@@ -10,12 +10,11 @@ use std::{
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use net_common::testing::{Body, FrameSpec, cut_datagram};
-use netxdp::{netns::VethNet, traffic};
+use netxdp::{capture::Counters, netns::VethNet, traffic};
 use nix::{
     sched::{CpuSet, sched_setaffinity},
     sys::signal::{Signal, kill},
@@ -32,7 +31,7 @@ use pcap_file::{
         },
     },
 };
-use support::{attached_veth, fails, kernel_available, ok};
+use support::{attached_veth, eventually, fails, kernel_available, ok};
 
 /// `netxdp capture ARGS`, running, once it said it captures.
 struct Capturing {
@@ -77,16 +76,10 @@ impl Capturing {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal capture");
     }
 
-    /// Waits (at most 20 s) for the capture to end: its status and the rest of its stderr.
+    /// Waits (patiently) for the capture to end: its status and the rest of its stderr.
     fn finish(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "capture did not end");
-            thread::sleep(Duration::from_millis(20));
-        };
+        let status = eventually(|| self.child.try_wait().expect("wait"), Option::is_some)
+            .expect("capture did not end");
         let mut rest = String::new();
         self.stderr.read_to_string(&mut rest).expect("stderr");
         (status, rest)
@@ -122,10 +115,45 @@ fn frames(count: usize, dport: u16, payload: usize, first: u32) -> Vec<Vec<u8>> 
         .collect()
 }
 
+/// Packets the XDP program on `iface` has given a verdict, since attach.
+fn classified(iface: &str) -> u64 {
+    netxdp::counters::CounterMap::from_pin(&support::pins(iface))
+        .and_then(|counters| counters.read())
+        .expect("read the counters")
+        .total()
+        .packets
+}
+
+/// The capture counters of `iface` (selected, captured, lost), since attach.
+fn capture_counters(iface: &str) -> Counters {
+    netxdp::capture::CounterMap::from_pin(&support::pins(iface))
+        .and_then(|counters| counters.read())
+        .expect("read the capture counters")
+}
+
+/// Waits until the program on `iface` selected `selected` packets more than `before` and
+/// has put the `copied` of them that sampling chose in the ring, or counted them lost: the
+/// last thing it does with a packet. A capture stopped then finds them all.
+fn await_copied(iface: &str, before: Counters, selected: u64, copied: u64) {
+    let delta = |now: &Counters| {
+        (
+            now.selected - before.selected,
+            now.captured + now.lost - before.captured - before.lost,
+        )
+    };
+    let now = eventually(
+        || capture_counters(iface),
+        |now| delta(now) == (selected, copied),
+    );
+    assert_eq!(delta(&now), (selected, copied), "selected, copied: {now:?}");
+}
+
 /// Sends `frames` raw from the namespace, from one CPU (so that per-CPU sampling sees them
-/// all), then gives the kernel a moment to run XDP on the last of them.
+/// all), and waits until the program on the host end gave every one a verdict: the kernel
+/// may run it a moment after the send returned.
 fn send(net: &VethNet, frames: Vec<Vec<u8>>) {
-    let peer = net.peer_if().to_owned();
+    let (peer, iface) = (net.peer_if().to_owned(), net.host_if());
+    let (before, count) = (classified(iface), frames.len() as u64);
     net.run_in_namespace(move || {
         let mut one_cpu = CpuSet::new();
         one_cpu.set(0).map_err(std::io::Error::from)?;
@@ -133,7 +161,12 @@ fn send(net: &VethNet, frames: Vec<Vec<u8>>) {
         traffic::send_frames(&peer, &frames)
     })
     .expect("send frames");
-    thread::sleep(Duration::from_millis(200));
+    let after = eventually(|| classified(iface), |now| now - before >= count);
+    assert!(
+        after - before >= count,
+        "{} of {count} frames",
+        after - before
+    );
 }
 
 fn rule_id(text: &str) -> String {
@@ -446,7 +479,24 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
     let refused = fails(&["capture", &iface, "--rule", "999", "-w", "/dev/null"]);
     assert!(refused.contains("has no rule 999"), "{refused}");
 
-    // --rule and --snaplen, as classic pcap; ended by --duration.
+    // --duration ends a capture by itself (nothing selected arrives meanwhile).
+    let file = TempFile::new("duration.pcap");
+    let capture = Capturing::start(&[
+        &iface,
+        "--rule",
+        &rule_10,
+        "--pcap",
+        "--duration",
+        "0.3",
+        "-w",
+        file.arg(),
+    ]);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 0, "{stderr}");
+
+    // --rule and --snaplen, as classic pcap; ended by -c, which comes after the first two
+    // frames to port 9 (interleaved), so that selecting those would show.
     let file = TempFile::new("rule.pcap");
     let capture = Capturing::start(&[
         &iface,
@@ -455,8 +505,8 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
         "--snaplen",
         "64",
         "--pcap",
-        "--duration",
-        "1.5",
+        "-c",
+        "6",
         "-w",
         file.arg(),
     ]);
@@ -487,10 +537,12 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
         assert_eq!(text.lines().count(), 6, "{text}");
     }
 
-    // --sample 10 of 100 selected packets, ended by SIGINT.
+    // --sample 10 of 100 selected packets, ended by SIGINT once all are through.
     let file = TempFile::new("sample.pcapng");
     let capture = Capturing::start(&[&iface, "--sample", "10", "-w", file.arg()]);
+    let before = capture_counters(&iface);
     send(&net, frames(100, 9, 20, 0));
+    await_copied(&iface, before, 100, 10);
     capture.signal(Signal::SIGINT);
     let (status, stderr) = capture.finish();
     assert!(status.success(), "capture failed: {stderr}");
@@ -548,9 +600,12 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
     );
     capture.signal(Signal::SIGSTOP);
     let sent = 4_000;
+    let before = capture_counters(&iface);
     send(&net, frames(sent, 9, 1_400, 0));
+    // Every frame in the ring or counted lost before the reader goes on: it drains the ring
+    // when it stops.
+    await_copied(&iface, before, sent as u64, sent as u64);
     capture.signal(Signal::SIGCONT);
-    thread::sleep(Duration::from_millis(300));
     capture.signal(Signal::SIGTERM);
     let (status, stderr) = capture.finish();
     assert!(status.success(), "capture failed: {stderr}");

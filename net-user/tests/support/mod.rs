@@ -5,7 +5,10 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions},
 };
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
 
 use net_common::stats::Stats;
 use netxdp::{counters::CounterMap, netns::VethNet, pins::PinDir, preflight, program};
@@ -26,6 +29,26 @@ pub fn kernel_available(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: {problem} (under CI=true this fails)");
     false
+}
+
+/// How long a test waits for something that happens within milliseconds on any working
+/// machine: only a bound, so that a broken test fails instead of hanging, never a condition
+/// a slow machine could miss.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Reads with `read` until `done` holds of what it read, for at most [`PATIENCE`]; returns
+/// the last reading, for the caller to assert on. Traffic sent from a namespace reaches the
+/// XDP program in a softirq, which a busy machine may defer to ksoftirqd: a count can move a
+/// moment after the send returned, so a test waits for it rather than reading it once.
+pub fn eventually<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let value = read();
+        if done(&value) || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A frame as hex, for failure messages that can be replayed.
