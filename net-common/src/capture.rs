@@ -27,6 +27,8 @@ pub struct CaptureConfig {
     pub actions: u32,
     /// Only packets this rule decided; 0 for any (rule ids start at 1).
     pub rule_id: u32,
+    /// The verdict reasons captured ([`crate::rule::reason`] codes), as a bit set.
+    pub reasons: u32,
     /// Bytes copied of each packet, 1..=[`MAX_SNAPLEN`].
     pub snaplen: u32,
     /// One selected packet in `sample` is copied; 1 copies them all.
@@ -37,12 +39,15 @@ pub struct CaptureConfig {
 }
 
 impl CaptureConfig {
-    /// Whether the running capture selects a packet of `action` decided by `rule_id`.
+    /// Whether the running capture selects a packet of `action` decided by `rule_id` for
+    /// `reason`.
     #[inline(always)]
-    pub fn selects(&self, action: u32, rule_id: u32) -> bool {
+    pub fn selects(&self, action: u32, rule_id: u32, reason: u8) -> bool {
         action < 32
             && self.actions & (1 << action) != 0
             && (self.rule_id == 0 || self.rule_id == rule_id)
+            && reason < 32
+            && self.reasons & (1 << reason) != 0
     }
 }
 
@@ -112,7 +117,8 @@ pub struct CaptureHeader {
     pub action: u32,
     /// The rule that decided it; 0 for the default policy.
     pub rule_id: u32,
-    pub _pad: u32,
+    /// Why it got its action: a [`crate::rule::reason`] code.
+    pub reason: u32,
 }
 
 impl CaptureHeader {
@@ -166,24 +172,34 @@ mod tests {
     }
 
     #[test]
-    fn selection_by_action_and_rule() {
+    fn selection_by_action_rule_and_reason() {
+        use crate::rule::reason;
         let config = CaptureConfig {
             active: 1,
             actions: 1 << 1,
             rule_id: 7,
+            reasons: u32::MAX,
             snaplen: 64,
             sample: 1,
             owner_pid: 1,
         };
-        assert!(config.selects(1, 7));
-        assert!(!config.selects(1, 8));
-        assert!(!config.selects(2, 7));
-        assert!(!config.selects(40, 7));
+        assert!(config.selects(1, 7, reason::RULE));
+        assert!(!config.selects(1, 8, reason::RULE));
+        assert!(!config.selects(2, 7, reason::RULE));
+        assert!(!config.selects(40, 7, reason::RULE));
         let any_rule = CaptureConfig {
             rule_id: 0,
             ..config
         };
-        assert!(any_rule.selects(1, 0));
+        assert!(any_rule.selects(1, 0, reason::POLICY));
+        let tiny = reason::DEFECT + crate::parse::Defect::TinyFragment as u8;
+        let tiny_only = CaptureConfig {
+            reasons: 1 << tiny,
+            ..any_rule
+        };
+        assert!(tiny_only.selects(1, 0, tiny));
+        assert!(!tiny_only.selects(1, 0, reason::POLICY));
+        assert!(!tiny_only.selects(1, 0, 40));
     }
 
     #[test]
@@ -195,7 +211,7 @@ mod tests {
             captured_len: 4,
             action: 1,
             rule_id: 2,
-            _pad: 0,
+            reason: 0,
         };
         let mut record = [0u8; size_of::<CaptureHeader>() + 6];
         // SAFETY: the record has room for the header.

@@ -28,6 +28,20 @@ pub const SUMMARY_WORDS: usize = BITMAP_WORDS.div_ceil(64);
 /// Generations of tables: the active one and the one being written.
 pub const GENERATIONS: usize = 2;
 
+// The hash maps and tries hold as many entries as a rule set needs, and both generations are
+// full at once while a commit writes one and packets still read the other: each map is sized
+// for two generations of the worst rule set of `MAX_RULES` rules, so that no valid commit
+// can find a map full. (Arrays are indexed by generation and need no such bound.)
+
+/// Entries of each prefix trie (`SRC_V4`, `DST_V4`, `SRC_V6`, `DST_V6`), per generation: a
+/// distinct prefix of that field and family per rule, and the root, always written.
+pub const TRIE_ENTRIES: u32 = GENERATIONS as u32 * (MAX_RULES as u32 + 1);
+/// Entries of each host table (`HOSTS_V4`, `HOSTS_V6`), per generation: its key holds the
+/// address field, so one rule can need two, a source host and a destination host.
+pub const HOST_ENTRIES: u32 = GENERATIONS as u32 * 2 * MAX_RULES as u32;
+/// Entries of `PORT_BITMAPS`, per generation: each port field's elementary intervals.
+pub const PORT_BITMAP_ENTRIES: u32 = GENERATIONS as u32 * 2 * MAX_PORT_INTERVALS as u32;
+
 /// A set of rules, by rank.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -410,9 +410,9 @@ fn parse_arp<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
     let Some(arp) = frame.bytes::<8>(offset) else {
         return packet.set_malformed();
     };
-    // Hardware type Ethernet, protocol IPv4, address lengths 6 and 4: what Linux's ARP
-    // accepts on an Ethernet device.
-    if arp[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+    // Hardware type Ethernet (1) or IEEE 802 (6), protocol IPv4, address lengths 6 and 4:
+    // what Linux's ARP accepts on an Ethernet device.
+    if arp[0] != 0 || !matches!(arp[1], 1 | 6) || arp[2..6] != [0x08, 0x00, 6, 4] {
         return;
     }
     let Some(addresses) = frame.bytes::<20>(offset + 8) else {
@@ -494,7 +494,11 @@ fn parse_ipv6<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
         // Every header but the last takes 8 bytes or more: this many turns walk any chain
         // that fits in the datagram.
         let turns = (datagram_end - chain.offset) / 8 + 1;
-        frame.repeat(turns as u32, &mut chain);
+        // A copy goes to the walk: were `chain` itself lent, its fields would live in memory
+        // on every path, extension headers or not.
+        let mut walked = chain;
+        frame.repeat(turns as u32, &mut walked);
+        chain = walked;
         if chain.walking {
             chain.defect = Defect::Ipv6Chain;
         }
@@ -530,6 +534,7 @@ fn is_extension_header(next_header: u8) -> bool {
 }
 
 /// An IPv6 extension header chain, walked one header per [`Step::step`].
+#[derive(Clone, Copy)]
 struct Chain {
     /// The header at `offset`.
     next_header: u8,

@@ -3,8 +3,12 @@
 
 use net_common::{
     frame::SliceFrame,
-    parse::{Fragment, L3, L4, Packet, Transport as Parsed, parse},
-    testing::{Body, Case, FrameGenerator, FrameSpec, Transport, catalogue, ipv4, ipv6},
+    parse::{Defect, Fragment, L3, L4, Packet, Transport as Parsed, parse},
+    rule::Family,
+    testing::{
+        Body, Case, Extension, FrameGenerator, FrameSpec, Transport, catalogue, cut_datagram, ipv4,
+        ipv6, ipv6_with,
+    },
 };
 
 fn parsed(frame: &[u8]) -> Packet {
@@ -226,4 +230,185 @@ fn generated_frames_never_panic_and_respect_invariants() {
             assert_eq!(packet.l4, L4::Other);
         }
     }
+}
+
+/// An IPv4 frame carrying `transport` with this flags-and-offset field.
+fn ipv4_fragment(transport: Transport, flags_and_offset: u16) -> Vec<u8> {
+    let mut spec = ipv4(transport);
+    if let Body::Ipv4 { fragment, .. } = &mut spec.body {
+        *fragment = flags_and_offset;
+    }
+    spec.build()
+}
+
+const SYN: Transport = Transport::Tcp {
+    sport: 40000,
+    dport: 7777,
+    flags: 0x02,
+    payload: 0,
+};
+const UDP: Transport = Transport::Udp {
+    sport: 5353,
+    dport: 7778,
+    payload: 10,
+};
+
+#[test]
+fn first_fragments_without_the_whole_transport_header_are_tiny() {
+    let first = ipv4_fragment(SYN, 0x2000);
+    for tcp_bytes in [0, 8, 16, 19] {
+        let packet = parsed(&cut_datagram(&first, tcp_bytes).expect("cut"));
+        assert_eq!(
+            packet.defect,
+            Defect::TinyFragment,
+            "{tcp_bytes} bytes of TCP"
+        );
+        assert_eq!(packet.fragment, Fragment::First);
+        assert_eq!(packet.ports(), None);
+    }
+    let whole = parsed(&first);
+    assert_eq!(
+        (whole.defect, whole.ports()),
+        (Defect::None, Some((40000, 7777)))
+    );
+    // Unfragmented, the same cut is a header cut short: malformed.
+    let unfragmented = parsed(&cut_datagram(&ipv4_fragment(SYN, 0), 8).expect("cut"));
+    assert_eq!(unfragmented.defect, Defect::Malformed);
+}
+
+#[test]
+fn ipv4_fragments_at_offset_one_overlap() {
+    for flags in [0, 0x2000] {
+        let packet = parsed(&ipv4_fragment(UDP, flags | 1));
+        assert_eq!(packet.defect, Defect::OverlapFragment);
+        assert_eq!(packet.fragment, Fragment::Later);
+    }
+    let offset_two = parsed(&ipv4_fragment(UDP, 2));
+    assert_eq!(
+        (offset_two.defect, offset_two.fragment),
+        (Defect::None, Fragment::Later)
+    );
+}
+
+#[test]
+fn the_ipv6_chain_is_walked_to_its_end_however_long() {
+    for headers in [9, 16, 32, 100] {
+        let frame = ipv6_with(
+            vec![Extension::DestinationOptions { units: 0 }; headers],
+            UDP,
+        );
+        let packet = parsed(&frame.build());
+        assert_eq!(packet.defect, Defect::None, "{headers} headers");
+        assert_eq!(packet.ports(), Some((5353, 7778)), "{headers} headers");
+    }
+    let behind_ah = ipv6_with(
+        vec![
+            Extension::HopByHop { units: 0 },
+            Extension::Authentication { units: 4 },
+            Extension::Routing { units: 1 },
+        ],
+        UDP,
+    );
+    let packet = parsed(&behind_ah.build());
+    assert_eq!((packet.ip_proto, packet.ports()), (17, Some((5353, 7778))));
+}
+
+#[test]
+fn ipv6_first_fragments_must_hold_the_whole_chain() {
+    let chain = vec![
+        Extension::HopByHop { units: 0 },
+        Extension::Fragment {
+            offset: 0,
+            more: true,
+        },
+        Extension::DestinationOptions { units: 1 },
+    ];
+    let frame = ipv6_with(chain, UDP).build();
+    // Hop-by-hop (8), fragment (8), destination options (16), UDP (8).
+    for (payload, defect) in [
+        (4, Defect::Malformed), // inside hop-by-hop: in every fragment, cut short
+        (16 + 4, Defect::TinyFragment), // inside the destination options
+        (32 + 4, Defect::TinyFragment), // inside the UDP header
+        (32 + 8, Defect::None),
+    ] {
+        let packet = parsed(&cut_datagram(&frame, payload).expect("cut"));
+        assert_eq!(packet.defect, defect, "cut {payload} bytes in");
+    }
+    let two = ipv6_with(
+        vec![
+            Extension::Fragment {
+                offset: 0,
+                more: false,
+            },
+            Extension::Fragment {
+                offset: 0,
+                more: true,
+            },
+        ],
+        UDP,
+    );
+    assert_eq!(parsed(&two.build()).defect, Defect::Ipv6Chain);
+    let atomic = ipv6_with(
+        vec![Extension::Fragment {
+            offset: 0,
+            more: false,
+        }],
+        UDP,
+    );
+    let packet = parsed(&atomic.build());
+    assert_eq!(
+        (packet.defect, packet.fragment, packet.ports()),
+        (Defect::None, Fragment::None, Some((5353, 7778)))
+    );
+}
+
+#[test]
+fn only_well_formed_neighbour_traffic_is_neighbour_traffic() {
+    let solicitation = |extensions| {
+        ipv6_with(
+            extensions,
+            Transport::Icmpv6 {
+                icmp_type: 135,
+                code: 0,
+                payload: 20,
+            },
+        )
+        .build()
+    };
+    assert!(parsed(&solicitation(Vec::new())).neighbour);
+    let mut hop_limit_64 = solicitation(Vec::new());
+    hop_limit_64[14 + 7] = 64;
+    assert!(!parsed(&hop_limit_64).neighbour, "hop limit 64");
+    let mut code_1 = solicitation(Vec::new());
+    code_1[14 + 40 + 1] = 1;
+    assert!(!parsed(&code_1).neighbour, "code 1");
+    let atomic = solicitation(vec![Extension::Fragment {
+        offset: 0,
+        more: false,
+    }]);
+    assert!(!parsed(&atomic).neighbour, "behind a fragment header");
+
+    let arp = FrameSpec {
+        vlans: Vec::new(),
+        body: Body::Arp,
+    }
+    .build();
+    let packet = parsed(&arp);
+    assert!(packet.neighbour);
+    assert_eq!(packet.addr_family, Family::Ipv4);
+    assert_eq!(
+        (&packet.src[..4], &packet.dst[..4]),
+        (&[198, 18, 0, 2][..], &[198, 18, 0, 1][..])
+    );
+    let mut ieee802 = arp.clone();
+    ieee802[15] = 6;
+    assert!(parsed(&ieee802).neighbour, "hardware type IEEE 802");
+    let mut other_protocol = arp.clone();
+    other_protocol[19] = 16;
+    let packet = parsed(&other_protocol);
+    assert!(
+        !packet.neighbour && packet.addr_family == Family::Any,
+        "protocol length 16"
+    );
+    assert!(!parsed(&arp[..14 + 27]).neighbour, "27 bytes of ARP");
 }

@@ -61,7 +61,7 @@ pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
 /// The capture path proper, out of line: the hot path only pays for the test above.
 #[inline(never)]
 fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &CaptureConfig) {
-    if !config.selects(decision.action, decision.rule_id) {
+    if !config.selects(decision.action, decision.rule_id, decision.reason) {
         return;
     }
     let Some(counters) = CAPTURE_STATS.get_ptr_mut(0) else {
@@ -92,7 +92,7 @@ fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &Capture
             captured_len: len,
             action: decision.action,
             rule_id: decision.rule_id,
-            _pad: 0,
+            reason: decision.reason as u32,
         };
         bpf_xdp_load_bytes(ctx.ctx, 0, (*record).data.as_mut_ptr().cast(), len)
     };

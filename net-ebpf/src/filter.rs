@@ -25,8 +25,9 @@ use net_common::{
 };
 
 const GENERATIONS_U32: u32 = GENERATIONS as u32;
-/// Per generation: every rule's prefix, and the root.
-const TRIE_ENTRIES: u32 = GENERATIONS_U32 * (MAX_RULES as u32 + 1);
+// Sized for two full generations: see net_common::filter.
+const TRIE_ENTRIES: u32 = net_common::filter::TRIE_ENTRIES;
+const HOST_ENTRIES: u32 = net_common::filter::HOST_ENTRIES;
 
 #[map(name = "FILTER_STATE")]
 static FILTER_STATE: Array<FilterState> = Array::pinned(1, 0);
@@ -54,11 +55,11 @@ static DST_V6: LpmTrie<Ipv6Key, RuleBitmap> = LpmTrie::pinned(TRIE_ENTRIES, 0);
 
 #[map(name = "HOSTS_V4")]
 static HOSTS_V4: HashMap<Ipv4HostKey, RuleBitmap> =
-    HashMap::pinned(TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+    HashMap::pinned(HOST_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "HOSTS_V6")]
 static HOSTS_V6: HashMap<Ipv6HostKey, RuleBitmap> =
-    HashMap::pinned(TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+    HashMap::pinned(HOST_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "NET_BLOCKS")]
 static NET_BLOCKS: Array<NetBlocks> = Array::pinned(GENERATIONS_U32 * 4, 0);

@@ -66,8 +66,8 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
         // attachment) the verifier proves this call dead and removes it.
         debug!(
             &ctx,
-            "defective frame ({}), {} bytes",
-            packet.defect_index(),
+            "{} frame, {} bytes",
+            packet.defect.as_str(),
             packet.len
         );
     }

@@ -52,7 +52,7 @@ use net_common::{
     parse::parse,
     rule::{Action, XDP_DROP, XDP_PASS, classify},
     rulegen::{self, BenchFrame, FrameKind, GenRule, Shape},
-    testing::FrameSpec,
+    testing::{Extension, FrameSpec, Transport, ipv6_with},
 };
 use netxdp::{
     filter::{FilterMaps, NewRule, RuleSet},
@@ -83,7 +83,7 @@ fn main() -> Result<()> {
              run `cargo xtask bench`, or `sudo -E cargo bench -p net-user --bench xdp`"
         );
     }
-    netxdp::preflight::require_bpffs()?;
+    netxdp::preflight::ensure_bpffs()?;
     let started = Instant::now();
     let repeat = repeat_from_env("NETXDP_BENCH_REPEAT", DEFAULT_REPEAT)?;
     let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", repeat)?;
@@ -420,6 +420,19 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// An IPv6 UDP datagram (10 bytes of payload) behind `headers` 8-byte destination options.
+fn udp_behind_dstopts(headers: usize) -> Vec<u8> {
+    ipv6_with(
+        vec![Extension::DestinationOptions { units: 0 }; headers],
+        Transport::Udp {
+            sport: 5353,
+            dport: 53,
+            payload: 10,
+        },
+    )
+    .build()
+}
+
 struct NoRulesRow {
     frame: &'static str,
     bytes: usize,
@@ -443,6 +456,9 @@ fn measure_without_rules(floor: &Prog, netxdp: &Prog, repeat: u32) -> Result<Vec
                 .with_vlans(&[0x8100])
                 .build(),
         ),
+        // The extension header walk (bpf_loop), one turn per header.
+        ("udp/ipv6 2 dstopts", 88, udp_behind_dstopts(2)),
+        ("udp/ipv6 32 dstopts", 328, udp_behind_dstopts(32)),
     ];
     let mut rows = Vec::new();
     for (name, bytes, frame) in &frames {

@@ -23,6 +23,7 @@ use tracing::{debug, info};
 use crate::{
     counters::CounterMap,
     filter::FilterMaps,
+    iface::IfaceName,
     iflink,
     pins::PinDir,
     preflight,
@@ -72,14 +73,14 @@ pub enum Outcome {
 /// With `force`, another tool's XDP program on the interface is removed first; without, it
 /// is named and left alone.
 pub fn attach_pinned(
-    iface: &str,
+    iface: &IfaceName,
     request: ModeRequest,
     force: bool,
     flows: Flows,
 ) -> Result<Outcome> {
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if pins.is_attached() {
         match read_info(&pins) {
@@ -136,7 +137,7 @@ fn attach_and_pin(
     };
     let mut ebpf = program::load(Some(pins.dir()), options)?;
     let program = program::xdp_program(&mut ebpf)?;
-    let (link_id, mode) = attach_to(program, pins.iface(), ifindex, request)?;
+    let (link_id, mode) = attach_to(program, pins.iface().as_str(), ifindex, request)?;
     let link: FdLink = program
         .take_link(link_id)?
         .try_into()
@@ -190,7 +191,7 @@ pub fn attach_to(
 
 /// Checks that no other XDP program holds the interface; with `force`, removes one that
 /// was attached through netlink, as `ip link set dev IFACE xdp off` would.
-fn make_way(iface: &str, ifindex: u32, force: bool) -> Result<()> {
+fn make_way(iface: &IfaceName, ifindex: u32, force: bool) -> Result<()> {
     let Some(other) = iflink::attached_xdp(ifindex)
         .with_context(|| format!("asking the kernel which XDP program {iface} has"))?
     else {
@@ -279,9 +280,9 @@ pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
 
 /// Detaches netxdp from `iface` and removes its pins; with `keep_rules`, the filter's maps
 /// stay pinned, for the next attach to reuse.
-pub fn detach_pinned(iface: &str, keep_rules: bool) -> Result<()> {
+pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if !pins.dir().exists() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
@@ -322,7 +323,7 @@ fn remove_link(pins: &PinDir) -> Result<()> {
 /// One pinned attachment, as `status` shows it.
 #[derive(Debug)]
 pub struct Attachment {
-    pub iface: String,
+    pub iface: IfaceName,
     pub info: Option<AttachInfo>,
     pub program: Option<ProgramInfo>,
     /// Whether the interface the record names still exists under this name.
@@ -337,7 +338,7 @@ pub struct Attachment {
 /// Every pinned attachment.
 pub fn list_pinned() -> Result<Vec<Attachment>> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let mut found = Vec::new();
     for pins in PinDir::all().context("listing /sys/fs/bpf/netxdp")? {
         let info = read_info(&pins).ok();
@@ -345,7 +346,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             pins.is_attached() && preflight::ifindex(pins.iface()).ok() == Some(record.ifindex)
         });
         found.push(Attachment {
-            iface: pins.iface().to_owned(),
+            iface: pins.iface().clone(),
             info,
             program: ProgramInfo::from_pin(pins.prog()).ok(),
             live,
@@ -366,7 +367,7 @@ pub struct ScopedAttachment {
 }
 
 impl ScopedAttachment {
-    pub fn new(iface: &str, request: ModeRequest, options: program::Options) -> Result<Self> {
+    pub fn new(iface: &IfaceName, request: ModeRequest, options: program::Options) -> Result<Self> {
         preflight::require_privileges()?;
         let ifindex = preflight::ifindex(iface)?;
         if PinDir::new(iface).is_attached() {
@@ -378,7 +379,7 @@ impl ScopedAttachment {
         make_way(iface, ifindex, false)?;
         let mut ebpf = program::load(None, options)?;
         let program = program::xdp_program(&mut ebpf)?;
-        let (_link, mode) = attach_to(program, iface, ifindex, request)?;
+        let (_link, mode) = attach_to(program, iface.as_str(), ifindex, request)?;
         write_info(&mut ebpf, ifindex, mode, options.flows)?;
         Ok(Self { ebpf, mode })
     }

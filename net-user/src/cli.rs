@@ -20,6 +20,7 @@ use crate::{
         DEFAULT_PRIORITY,
         spec::{self, Normalised},
     },
+    iface::IfaceName,
     program::Flows,
 };
 
@@ -65,7 +66,7 @@ pub enum Command {
         Attaching again in a compatible mode changes nothing and succeeds.")]
     Attach {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// XDP mode: auto tries native (driver) mode and falls back to skb (generic) mode.
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
@@ -85,7 +86,7 @@ pub enum Command {
         them back in force, and `netxdp rule` can edit them meanwhile.")]
     Detach {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// Keep the rule set (and its counters) pinned for the next attach.
         #[arg(long)]
         keep_rules: bool,
@@ -101,7 +102,7 @@ pub enum Command {
         seen flows (`netxdp attach --flow-table-size`).")]
     Flows {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// Order of the rows.
         #[arg(long, value_enum, default_value_t = FlowSort::Bytes)]
         sort: FlowSort,
@@ -140,14 +141,19 @@ pub enum Command {
         /// The interfaces, as `ip link` names them; netxdp must be attached to each. Several
         /// go to one file, an interface block each (pcapng).
         #[arg(required = true, value_name = "IFACE")]
-        ifaces: Vec<String>,
+        ifaces: Vec<IfaceName>,
         /// The packets to copy, by the action netxdp gave them [default: drop; all with
-        /// --rule].
+        /// --rule or --reason].
         #[arg(long, value_enum)]
         action: Option<CaptureAction>,
         /// Only packets this rule decided (ids as `netxdp rule list` shows them).
         #[arg(long, value_name = "ID")]
         rule: Option<NonZeroU32>,
+        /// Only packets given their verdict for these reasons (comma-separated): a rule, the
+        /// policy, the neighbour exemption, `--fragments drop`, or a defect (malformed,
+        /// tiny-fragment, overlap-fragment, ipv6-chain), as `netxdp stats` counts them.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "REASON")]
+        reason: Vec<ReasonArg>,
         /// Bytes to keep of each packet; the kernel copies at most 16,384.
         #[arg(short, long, value_name = "BYTES", default_value_t = NonZeroU32::new(262_144).expect("non-zero"))]
         snaplen: NonZeroU32,
@@ -197,7 +203,7 @@ pub enum Command {
         datagram behind the rule's back.")]
     Policy {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// pass: a deny-list (rules drop what they match); drop: an allow-list.
         #[arg(value_enum)]
         policy: Option<PolicyArg>,
@@ -221,7 +227,7 @@ pub enum Command {
         keep their ids and counters.")]
     Apply {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// The rules file (TOML).
         file: PathBuf,
         /// Print what would change, and change nothing.
@@ -252,10 +258,10 @@ pub enum Command {
         rates over the interval before it.")]
     Stats {
         /// Interfaces to show (default: every attached interface).
-        ifaces: Vec<String>,
+        ifaces: Vec<IfaceName>,
         #[command(flatten)]
         sampling: Sampling,
-        /// One JSON object per interface per sample, one per line (schema netxdp.stats/v1).
+        /// One JSON object per interface per sample, one per line (schema netxdp.stats/v2).
         #[arg(long)]
         json: bool,
     },
@@ -285,7 +291,7 @@ pub enum Command {
         the flow table.")]
     Top {
         /// Interfaces to show (default: every attached interface).
-        ifaces: Vec<String>,
+        ifaces: Vec<IfaceName>,
         #[command(flatten)]
         sampling: Sampling,
     },
@@ -294,7 +300,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  sudo netxdp watch eth0 --interval 2")]
     Watch {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// XDP mode: auto tries native (driver) mode and falls back to skb (generic) mode.
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
@@ -384,6 +390,37 @@ pub enum CaptureAction {
     All,
 }
 
+/// Why a packet got its verdict, as `capture --reason` names it (`net_common::rule::REASONS`
+/// with dashes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReasonArg {
+    Rule,
+    Policy,
+    Neighbour,
+    Fragment,
+    Malformed,
+    TinyFragment,
+    OverlapFragment,
+    Ipv6Chain,
+}
+
+impl ReasonArg {
+    /// The reason's code (`net_common::rule::reason`).
+    pub fn code(self) -> u8 {
+        use net_common::{parse::Defect, rule::reason};
+        match self {
+            Self::Rule => reason::RULE,
+            Self::Policy => reason::POLICY,
+            Self::Neighbour => reason::NEIGHBOUR,
+            Self::Fragment => reason::FRAGMENT,
+            Self::Malformed => reason::DEFECT + Defect::Malformed as u8,
+            Self::TinyFragment => reason::DEFECT + Defect::TinyFragment as u8,
+            Self::OverlapFragment => reason::DEFECT + Defect::OverlapFragment as u8,
+            Self::Ipv6Chain => reason::DEFECT + Defect::Ipv6Chain as u8,
+        }
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
@@ -419,7 +456,7 @@ pub enum RuleCommand {
         A rule matches when all its fields do.")]
     Add {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         #[command(flatten)]
         rule: RuleArgs,
     },
@@ -427,7 +464,7 @@ pub enum RuleCommand {
     #[command(after_help = "Example:\n  sudo netxdp rule del eth0 7 9")]
     Del {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// Rule ids, as `netxdp rule list` shows them.
         #[arg(required = true)]
         ids: Vec<u32>,
@@ -439,7 +476,7 @@ pub enum RuleCommand {
         sudo netxdp rule list eth0 --toml > eth0.toml   # a rules file for `netxdp apply`")]
     List {
         /// The interface, as `ip link` names it.
-        iface: String,
+        iface: IfaceName,
         /// One JSON document (schema netxdp.rules/v1, see the README).
         #[arg(long, conflicts_with = "toml")]
         json: bool,
@@ -664,6 +701,50 @@ mod tests {
         assert_eq!(ifaces, ["eth0", "eth1"]);
         assert_eq!(sampling.interval, Duration::from_millis(500));
         assert_eq!(sampling.count.map(NonZeroU64::get), Some(2));
+    }
+
+    #[test]
+    fn every_command_refuses_a_name_no_interface_can_have_as_a_usage_error() {
+        let commands: [&[&str]; 13] = [
+            &["attach", "IF"],
+            &["detach", "IF"],
+            &["flows", "IF"],
+            &["capture", "IF", "-w", "x.pcapng"],
+            &["capture", "lo", "IF", "-w", "x.pcapng"],
+            &["rule", "add", "IF", "--action", "drop"],
+            &["rule", "del", "IF", "1"],
+            &["rule", "list", "IF"],
+            &["policy", "IF"],
+            &["apply", "IF", "rules.toml"],
+            &["stats", "lo", "IF"],
+            &["top", "IF"],
+            &["watch", "IF"],
+        ];
+        let with = |command: &[&'static str], name: &'static str| -> Vec<&'static str> {
+            command
+                .iter()
+                .map(|&arg| if arg == "IF" { name } else { arg })
+                .collect()
+        };
+        for command in commands {
+            assert!(parse(&with(command, "lo")).is_ok(), "{command:?}");
+            for (bad, why) in [
+                ("..", "refuses"),
+                (".", "refuses"),
+                ("", "empty"),
+                ("../x", "'/'"),
+                ("a/b", "'/'"),
+                ("eth0:1", "':'"),
+                ("a b", "whitespace"),
+                ("sixteen-bytes-xx", "at most 15"),
+            ] {
+                let args = with(command, bad);
+                let error = parse(&args).unwrap_err();
+                assert_eq!(error.exit_code(), 2, "{args:?}");
+                let text = error.to_string();
+                assert!(text.contains(why), "{args:?}: {text}");
+            }
+        }
     }
 
     #[test]

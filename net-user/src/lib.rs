@@ -2,6 +2,7 @@
 //! the binary runs.
 //!
 //! - [`program`]: the embedded XDP object and how it is loaded.
+//! - [`iface`]: interface names, checked as the kernel checks them.
 //! - [`pins`]: where an attachment lives in bpffs.
 //! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
 //! - [`attach`]: attach, detach and inspect pinned attachments.
@@ -23,6 +24,7 @@ pub mod counters;
 pub mod filter;
 pub mod flows;
 pub mod generate;
+pub mod iface;
 pub mod iflink;
 pub mod netns;
 pub mod pins;

@@ -26,6 +26,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use nix::sched::{CloneFlags, setns};
 
+use crate::iface::IfaceName;
+
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn ip(args: &[&str]) -> Result<()> {
     let output = Command::new("ip")
@@ -46,8 +48,8 @@ pub fn ip(args: &[&str]) -> Result<()> {
 #[derive(Debug)]
 pub struct VethNet {
     namespace: String,
-    host_if: String,
-    peer_if: String,
+    host_if: IfaceName,
+    peer_if: IfaceName,
     subnet: u8,
 }
 
@@ -56,22 +58,27 @@ impl VethNet {
     /// `nxTAG<pid>p` (namespace), addressed within 198.18.SUBNET.0/30 and fd00:SUBNET::/64.
     pub fn create(tag: &str, subnet: u8) -> Result<Self> {
         let pid = std::process::id() % 100_000;
+        let name = |end: char| {
+            IfaceName::new(format!("nx{tag}{pid}{end}"))
+                .with_context(|| format!("tag {tag:?} does not make an interface name"))
+        };
         let net = VethNet {
             namespace: format!("netxdp-{tag}-{pid}"),
-            host_if: format!("nx{tag}{pid}h"),
-            peer_if: format!("nx{tag}{pid}p"),
+            host_if: name('h')?,
+            peer_if: name('p')?,
             subnet,
         };
-        if net.host_if.len() > 15 {
-            bail!("tag {tag:?} is too long for an interface name");
-        }
         // On failure part-way, `net`'s drop removes whatever was made.
         net.build()?;
         Ok(net)
     }
 
     fn build(&self) -> Result<()> {
-        let (ns, host, peer) = (&self.namespace, &self.host_if, &self.peer_if);
+        let (ns, host, peer) = (
+            &self.namespace,
+            self.host_if.as_str(),
+            self.peer_if.as_str(),
+        );
         let (host_mac, peer_mac) = (Self::host_mac(self.subnet), Self::peer_mac(self.subnet));
         let host_v4 = format!("{}/30", Self::host_v4(self.subnet));
         let peer_v4 = format!("{}/30", Self::peer_v4(self.subnet));
@@ -141,12 +148,17 @@ impl VethNet {
 
     /// The end in the root namespace, where netxdp attaches.
     pub fn host_if(&self) -> &str {
+        self.host_if.as_str()
+    }
+
+    /// [`Self::host_if`], as netxdp takes it.
+    pub fn host_iface(&self) -> &IfaceName {
         &self.host_if
     }
 
     /// The end inside the namespace.
     pub fn peer_if(&self) -> &str {
-        &self.peer_if
+        self.peer_if.as_str()
     }
 
     pub fn host_v4(subnet: u8) -> Ipv4Addr {
@@ -210,7 +222,7 @@ impl Drop for VethNet {
     fn drop(&mut self) {
         // Deleting the namespace deletes the peer end, and with it the pair; the explicit
         // link delete covers a pair whose peer never reached the namespace.
-        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["link", "del", self.host_if.as_str()]);
         let _ = ip(&["netns", "del", &self.namespace]);
     }
 }

@@ -19,21 +19,25 @@ use anyhow::{Context as _, Result};
 use net_common::names;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::iface::IfaceName;
+
 /// Where bpffs is expected to be mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The pins of one interface's attachment.
 #[derive(Clone, Debug)]
 pub struct PinDir {
-    iface: String,
+    iface: IfaceName,
     dir: PathBuf,
 }
 
 impl PinDir {
-    pub fn new(iface: &str) -> Self {
+    /// Only a checked name: it becomes a path component, where `..` or `a/b` would name
+    /// other pins.
+    pub fn new(iface: &IfaceName) -> Self {
         Self {
-            iface: iface.to_owned(),
-            dir: Self::root().join(iface),
+            iface: iface.clone(),
+            dir: Self::root().join(iface.as_str()),
         }
     }
 
@@ -44,21 +48,13 @@ impl PinDir {
 
     /// Every interface that has a pin directory, sorted by name.
     pub fn all() -> std::io::Result<Vec<PinDir>> {
-        let mut found = match std::fs::read_dir(Self::root()) {
-            Ok(entries) => entries
-                .filter_map(|entry| entry.ok())
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .map(|iface| PinDir::new(&iface))
-                .collect(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(error),
-        };
-        found.sort_by(|a, b| a.iface.cmp(&b.iface));
-        Ok(found)
+        Ok(names_under(&Self::root())?
+            .iter()
+            .map(PinDir::new)
+            .collect())
     }
 
-    pub fn iface(&self) -> &str {
+    pub fn iface(&self) -> &IfaceName {
         &self.iface
     }
 
@@ -95,5 +91,54 @@ impl PinDir {
         Flock::lock(dir, FlockArg::LockExclusive)
             .map_err(|(_, errno)| errno)
             .with_context(|| format!("locking {}", self.dir.display()))
+    }
+}
+
+/// The directories under `root` named as an interface could be, sorted. Others (made by
+/// someone else, or a name no interface can have) are not netxdp's: they are left out.
+fn names_under(root: &Path) -> std::io::Result<Vec<IfaceName>> {
+    let mut found: Vec<IfaceName> = match std::fs::read_dir(root) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter_map(|name| IfaceName::new(name).ok())
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error),
+    };
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_named_as_interfaces_are_listed() {
+        let root = std::env::temp_dir().join(format!("netxdp-pins-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["eth1", "eth0", "a b", "eth0:1", "sixteen-bytes-xx", "à"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("file0"), b"").unwrap();
+        let names = names_under(&root);
+        std::fs::remove_dir_all(&root).unwrap();
+        let names: Vec<String> = names.unwrap().into_iter().map(String::from).collect();
+        assert_eq!(names, ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn a_missing_root_lists_nothing() {
+        let root = std::env::temp_dir().join(format!("netxdp-pins-none-{}", std::process::id()));
+        assert!(names_under(&root).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_pin_directory_is_the_name_under_the_root() {
+        let pins = PinDir::new(&"eth0".parse().unwrap());
+        assert_eq!(pins.dir(), Path::new("/sys/fs/bpf/netxdp/eth0"));
+        assert_eq!(pins.iface().as_str(), "eth0");
     }
 }

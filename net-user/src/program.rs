@@ -13,7 +13,7 @@ use aya::{
 };
 use net_common::{flow::DEFAULT_FLOW_TABLE_SIZE, names};
 
-use crate::pins::BPFFS;
+use crate::{pins::BPFFS, preflight};
 
 /// The XDP object built by `cargo xtask build` from `net-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NETXDP_EBPF_OBJECT"));
@@ -82,6 +82,8 @@ impl Default for Options {
 /// there, and created and pinned there when they are not. Without, the maps are private to
 /// the returned object.
 pub fn load(pin_dir: Option<&Path>, options: Options) -> Result<Ebpf> {
+    // Either way maps are pinned in bpffs, if only for a moment (`demo` and `watch` too).
+    preflight::ensure_bpffs()?;
     match pin_dir {
         Some(dir) => load_pinned(dir, options),
         None => {

@@ -5,13 +5,14 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use net_common::{
     parse::{L3, L4},
-    stats::{Counter, Stats, XDP_ACTIONS},
+    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 use serde::Serialize;
 
 use crate::{attach::Attachment, counters::Sample};
 
-pub const STATS_SCHEMA: &str = "netxdp.stats/v1";
+/// v2: `dropped` (by reason) and `search_failed`; `malformed` counts every defect.
+pub const STATS_SCHEMA: &str = "netxdp.stats/v2";
 pub const STATUS_SCHEMA: &str = "netxdp.status/v1";
 
 /// One counter with its rates over the last interval (`None` on the first sample).
@@ -64,7 +65,8 @@ pub struct StatsRecord {
     pub l3: Vec<(&'static str, CounterRecord)>,
     /// By transport: tcp, udp, icmp, icmpv6, other.
     pub l4: Vec<(&'static str, CounterRecord)>,
-    /// Truncated or invalid frames (also counted above).
+    /// Defective frames: malformed headers, tiny or overlapping fragments, IPv6 chains with
+    /// two fragment headers (also counted above).
     pub malformed: CounterRecord,
     /// IP packets without their L4 header: later fragments, truncated or malformed ones.
     pub no_l4: CounterRecord,
@@ -72,6 +74,12 @@ pub struct StatsRecord {
     pub matched: CounterRecord,
     /// Packets that needed the full rule search (the fast path settles the rest).
     pub searched: CounterRecord,
+    /// Packets the full search could not reach (its program was removed): they got the
+    /// default.
+    pub search_failed: CounterRecord,
+    /// Packets dropped for a reason other than a rule or the policy, by reason:
+    /// fragment (`--fragments drop`), malformed, tiny_fragment, overlap_fragment, ipv6_chain.
+    pub dropped: Vec<(&'static str, CounterRecord)>,
 }
 
 /// What a record counts: one interface, or the sum of several.
@@ -129,6 +137,12 @@ impl StatsRecord {
                 before.map(|b| &b.searched),
                 seconds,
             ),
+            search_failed: CounterRecord::new(
+                &current.stats.search_failed,
+                before.map(|b| &b.search_failed),
+                seconds,
+            ),
+            dropped: group(&DROP_REASONS, |s| &s.dropped),
         }
     }
 
@@ -157,6 +171,8 @@ impl StatsRecord {
             "no_l4": self.no_l4,
             "matched": self.matched,
             "searched": self.searched,
+            "search_failed": self.search_failed,
+            "dropped": group(&self.dropped),
         });
         if let Some(ifaces) = total_of {
             record["total_of"] = serde_json::json!(ifaces);
@@ -204,10 +220,14 @@ impl StatsRecord {
             ("no l4 header", &self.no_l4),
             ("matched a rule", &self.matched),
             ("full rule search", &self.searched),
+            ("search failed", &self.search_failed),
         ] {
             if counter.packets > 0 {
                 row(label.to_owned(), counter);
             }
+        }
+        for (reason, counter) in self.dropped.iter().filter(|(_, c)| c.packets > 0) {
+            row(format!("drop {}", reason.replace('_', "-")), counter);
         }
         out
     }
@@ -246,7 +266,7 @@ impl StatusRecord {
         let interfaces = attachments
             .iter()
             .map(|a| AttachmentRecord {
-                iface: a.iface.clone(),
+                iface: a.iface.to_string(),
                 ifindex: a.info.map(|i| i.ifindex),
                 mode: a.info.and_then(|i| i.mode()).map(|m| m.as_str()),
                 program_id: a.program.as_ref().map(|p| p.id()),
@@ -365,7 +385,7 @@ mod tests {
             None,
         );
         let json = record.to_json();
-        assert_eq!(json["schema"], "netxdp.stats/v1");
+        assert_eq!(json["schema"], "netxdp.stats/v2");
         assert_eq!(json["timestamp"], "2027-01-15T08:00:00Z");
         assert_eq!(json["total"]["packets"], 10);
         assert_eq!(json["action"]["pass"]["bytes"], 640);
@@ -417,7 +437,7 @@ mod tests {
         .to_json();
         assert!(
             json.to_string()
-                .starts_with(r#"{"schema":"netxdp.stats/v1""#),
+                .starts_with(r#"{"schema":"netxdp.stats/v2""#),
             "{json}"
         );
     }

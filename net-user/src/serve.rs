@@ -29,7 +29,7 @@ use aya::programs::ProgramInfo;
 use net_common::{
     parse::{L3, L4},
     rule::RuleCounter,
-    stats::{Counter, Stats, XDP_ACTIONS},
+    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 use prometheus_client::{
     collector::Collector,
@@ -142,7 +142,7 @@ impl IfaceMetrics {
             }
         };
         Ok(Self {
-            iface: pins.iface().to_owned(),
+            iface: pins.iface().to_string(),
             stats,
             filter,
             program,
@@ -273,7 +273,7 @@ impl Collector for Snapshot {
         let l3: Vec<&'static str> = L3::ALL.iter().map(|class| class.as_str()).collect();
         let l4: Vec<&'static str> = L4::ALL.iter().map(|class| class.as_str()).collect();
         type Group = fn(&Stats) -> &[Counter];
-        let groups: [(&str, &str, &[&str], Group, &str); 3] = [
+        let groups: [(&str, &str, &[&str], Group, &str); 4] = [
             (
                 "netxdp",
                 "action",
@@ -283,6 +283,13 @@ impl Collector for Snapshot {
             ),
             ("netxdp_l3", "l3", &l3, |s| &s.l3, "by network layer"),
             ("netxdp_l4", "l4", &l4, |s| &s.l4, "by transport"),
+            (
+                "netxdp_dropped",
+                "reason",
+                &DROP_REASONS,
+                |s| &s.dropped,
+                "dropped for a reason other than a rule or the policy, by reason",
+            ),
         ];
         for (stem, label, names, group, by) in groups {
             for bytes in [false, true] {
@@ -311,12 +318,13 @@ impl Collector for Snapshot {
         }
 
         type Single = fn(&Stats) -> &Counter;
-        let singles: [(&str, Single, &str, Option<&str>); 4] = [
+        let singles: [(&str, Single, &str, Option<&str>); 5] = [
             (
                 "netxdp_malformed",
                 |s| &s.malformed,
-                "Frames whose headers are cut short or invalid (also counted by class).",
-                Some("Bytes of frames whose headers are cut short or invalid."),
+                "Defective frames: malformed headers, tiny or overlapping fragments, IPv6 \
+                 chains with two fragment headers (also counted by class).",
+                Some("Bytes of defective frames."),
             ),
             (
                 "netxdp_no_l4",
@@ -334,6 +342,13 @@ impl Collector for Snapshot {
                 "netxdp_searched",
                 |s| &s.searched,
                 "Packets the fast path handed to the full rule search.",
+                None,
+            ),
+            (
+                "netxdp_search_failed",
+                |s| &s.search_failed,
+                "Packets the full rule search could not reach (its program was removed): \
+                 they got the default.",
                 None,
             ),
         ];

@@ -38,6 +38,40 @@ impl UdpSink {
         })
     }
 
+    /// Receives until `expected` datagrams came (waiting for them up to `patience`, a bound
+    /// for a stalled machine, not a deadline), then until nothing more has come for `quiet`;
+    /// returns how many came. With `expected` 0, the same as [`UdpSink::drain`].
+    pub fn receive(
+        &self,
+        expected: usize,
+        patience: Duration,
+        quiet: Duration,
+    ) -> io::Result<usize> {
+        let deadline = Instant::now() + patience;
+        let mut buffer = [0u8; 2048];
+        let mut received = 0;
+        while received < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(received);
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.recv(&mut buffer) {
+                Ok(_) => received += 1,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(received);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(received + self.drain(quiet)?)
+    }
+
     /// Receives until nothing has arrived for `quiet`; returns how many datagrams came.
     pub fn drain(&self, quiet: Duration) -> io::Result<usize> {
         self.socket.set_read_timeout(Some(quiet))?;

@@ -5,15 +5,16 @@
 mod support;
 
 use std::{
+    fs::Permissions,
     io::{BufRead as _, BufReader, Read as _},
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
-use net_common::testing::FrameSpec;
-use netxdp::{netns::VethNet, traffic};
+use net_common::testing::{Body, FrameSpec, cut_datagram};
+use netxdp::{capture::Counters, netns::VethNet, traffic};
 use nix::{
     sched::{CpuSet, sched_setaffinity},
     sys::signal::{Signal, kill},
@@ -30,7 +31,7 @@ use pcap_file::{
         },
     },
 };
-use support::{attached_veth, fails, kernel_available, ok};
+use support::{attached_veth, eventually, fails, kernel_available, ok};
 
 /// `netxdp capture ARGS`, running, once it said it captures.
 struct Capturing {
@@ -75,16 +76,10 @@ impl Capturing {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal capture");
     }
 
-    /// Waits (at most 20 s) for the capture to end: its status and the rest of its stderr.
+    /// Waits (patiently) for the capture to end: its status and the rest of its stderr.
     fn finish(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "capture did not end");
-            thread::sleep(Duration::from_millis(20));
-        };
+        let status = eventually(|| self.child.try_wait().expect("wait"), Option::is_some)
+            .expect("capture did not end");
         let mut rest = String::new();
         self.stderr.read_to_string(&mut rest).expect("stderr");
         (status, rest)
@@ -120,10 +115,45 @@ fn frames(count: usize, dport: u16, payload: usize, first: u32) -> Vec<Vec<u8>> 
         .collect()
 }
 
+/// Packets the XDP program on `iface` has given a verdict, since attach.
+fn classified(iface: &str) -> u64 {
+    netxdp::counters::CounterMap::from_pin(&support::pins(iface))
+        .and_then(|counters| counters.read())
+        .expect("read the counters")
+        .total()
+        .packets
+}
+
+/// The capture counters of `iface` (selected, captured, lost), since attach.
+fn capture_counters(iface: &str) -> Counters {
+    netxdp::capture::CounterMap::from_pin(&support::pins(iface))
+        .and_then(|counters| counters.read())
+        .expect("read the capture counters")
+}
+
+/// Waits until the program on `iface` selected `selected` packets more than `before` and
+/// has put the `copied` of them that sampling chose in the ring, or counted them lost: the
+/// last thing it does with a packet. A capture stopped then finds them all.
+fn await_copied(iface: &str, before: Counters, selected: u64, copied: u64) {
+    let delta = |now: &Counters| {
+        (
+            now.selected - before.selected,
+            now.captured + now.lost - before.captured - before.lost,
+        )
+    };
+    let now = eventually(
+        || capture_counters(iface),
+        |now| delta(now) == (selected, copied),
+    );
+    assert_eq!(delta(&now), (selected, copied), "selected, copied: {now:?}");
+}
+
 /// Sends `frames` raw from the namespace, from one CPU (so that per-CPU sampling sees them
-/// all), then gives the kernel a moment to run XDP on the last of them.
+/// all), and waits until the program on the host end gave every one a verdict: the kernel
+/// may run it a moment after the send returned.
 fn send(net: &VethNet, frames: Vec<Vec<u8>>) {
-    let peer = net.peer_if().to_owned();
+    let (peer, iface) = (net.peer_if().to_owned(), net.host_if());
+    let (before, count) = (classified(iface), frames.len() as u64);
     net.run_in_namespace(move || {
         let mut one_cpu = CpuSet::new();
         one_cpu.set(0).map_err(std::io::Error::from)?;
@@ -131,7 +161,12 @@ fn send(net: &VethNet, frames: Vec<Vec<u8>>) {
         traffic::send_frames(&peer, &frames)
     })
     .expect("send frames");
-    thread::sleep(Duration::from_millis(200));
+    let after = eventually(|| classified(iface), |now| now - before >= count);
+    assert!(
+        after - before >= count,
+        "{} of {count} frames",
+        after - before
+    );
 }
 
 fn rule_id(text: &str) -> String {
@@ -321,6 +356,74 @@ fn capture_of_drops_holds_exactly_the_dropped_packets_byte_for_byte() {
 }
 
 #[test]
+fn capture_by_reason_holds_exactly_the_defective_packets_and_names_their_defect() {
+    let test = "capture_by_reason_holds_exactly_the_defective_packets_and_names_their_defect";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("crsn", 36);
+    ok(&[
+        "rule", "add", &iface, "--action", "drop", "--proto", "udp", "--dport", "9",
+    ]);
+    let fragment = |index: u16, flags_and_offset: u16| {
+        let mut spec = FrameSpec::ipv4_udp(30_000 + index, 9, 40);
+        if let Body::Ipv4 { fragment, .. } = &mut spec.body {
+            *fragment = flags_and_offset;
+        }
+        spec.build()
+    };
+    // A first fragment with 4 bytes of the UDP header (tiny), and one at offset 1.
+    let tiny: Vec<Vec<u8>> = (0..3)
+        .map(|i| cut_datagram(&fragment(i, 0x2000), 4).expect("an IPv4 frame"))
+        .collect();
+    let overlapping: Vec<Vec<u8>> = (0..3).map(|i| fragment(10 + i, 1)).collect();
+    let file = TempFile::new("reasons.pcapng");
+    let capture = Capturing::start(&[
+        &iface,
+        "--reason",
+        "tiny-fragment,overlap-fragment",
+        "-w",
+        file.arg(),
+        "-c",
+        "6",
+    ]);
+    // Between them, frames the rule drops and frames the policy passes: not selected.
+    let mut all = Vec::new();
+    for ((tiny, overlapping), (dropped, passed)) in tiny
+        .iter()
+        .zip(&overlapping)
+        .zip(frames(3, 9, 40, 0).into_iter().zip(frames(3, 10, 40, 100)))
+    {
+        all.extend([dropped, tiny.clone(), passed, overlapping.clone()]);
+    }
+    send(&net, all);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 6, "{stderr}");
+
+    let read = read_pcapng(&file.0);
+    let expected = tiny.iter().zip(&overlapping).flat_map(|(t, o)| {
+        [
+            (t, "netxdp: drop as defective: tiny_fragment"),
+            (o, "netxdp: drop as defective: overlap_fragment"),
+        ]
+    });
+    assert_eq!(read.packets.len(), 6);
+    for ((_, data, comment, _), (sent, why)) in read.packets.iter().zip(expected) {
+        assert_eq!(data, sent, "byte for byte");
+        assert_eq!(comment, why);
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(ok(&["stats", &iface, "--json", "--count", "1"]).trim())
+            .expect("stats JSON");
+    assert_eq!(stats["dropped"]["tiny_fragment"]["packets"], 3, "{stats}");
+    assert_eq!(
+        stats["dropped"]["overlap_fragment"]["packets"], 3,
+        "{stats}"
+    );
+}
+
+#[test]
 fn capture_of_two_interfaces_gives_each_its_interface_block() {
     let test = "capture_of_two_interfaces_gives_each_its_interface_block";
     if !kernel_available(test) {
@@ -376,7 +479,24 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
     let refused = fails(&["capture", &iface, "--rule", "999", "-w", "/dev/null"]);
     assert!(refused.contains("has no rule 999"), "{refused}");
 
-    // --rule and --snaplen, as classic pcap; ended by --duration.
+    // --duration ends a capture by itself (nothing selected arrives meanwhile).
+    let file = TempFile::new("duration.pcap");
+    let capture = Capturing::start(&[
+        &iface,
+        "--rule",
+        &rule_10,
+        "--pcap",
+        "--duration",
+        "0.3",
+        "-w",
+        file.arg(),
+    ]);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 0, "{stderr}");
+
+    // --rule and --snaplen, as classic pcap; ended by -c, which comes after the first two
+    // frames to port 9 (interleaved), so that selecting those would show.
     let file = TempFile::new("rule.pcap");
     let capture = Capturing::start(&[
         &iface,
@@ -385,8 +505,8 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
         "--snaplen",
         "64",
         "--pcap",
-        "--duration",
-        "1.5",
+        "-c",
+        "6",
         "-w",
         file.arg(),
     ]);
@@ -417,10 +537,12 @@ fn capture_by_snaplen_rule_and_sample_selects_what_they_say() {
         assert_eq!(text.lines().count(), 6, "{text}");
     }
 
-    // --sample 10 of 100 selected packets, ended by SIGINT.
+    // --sample 10 of 100 selected packets, ended by SIGINT once all are through.
     let file = TempFile::new("sample.pcapng");
     let capture = Capturing::start(&[&iface, "--sample", "10", "-w", file.arg()]);
+    let before = capture_counters(&iface);
     send(&net, frames(100, 9, 20, 0));
+    await_copied(&iface, before, 100, 10);
     capture.signal(Signal::SIGINT);
     let (status, stderr) = capture.finish();
     assert!(status.success(), "capture failed: {stderr}");
@@ -478,9 +600,12 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
     );
     capture.signal(Signal::SIGSTOP);
     let sent = 4_000;
+    let before = capture_counters(&iface);
     send(&net, frames(sent, 9, 1_400, 0));
+    // Every frame in the ring or counted lost before the reader goes on: it drains the ring
+    // when it stops.
+    await_copied(&iface, before, sent as u64, sent as u64);
     capture.signal(Signal::SIGCONT);
-    thread::sleep(Duration::from_millis(300));
     capture.signal(Signal::SIGTERM);
     let (status, stderr) = capture.finish();
     assert!(status.success(), "capture failed: {stderr}");
@@ -570,4 +695,45 @@ fn a_full_disk_ends_capture_with_a_file_whole_up_to_its_last_packet() {
         assert_eq!(data, sent);
         assert_eq!(comment, "netxdp: pass by the policy");
     }
+}
+
+#[test]
+fn capture_files_are_for_their_owner_only_and_never_written_through_a_link() {
+    let test = "capture_files_are_for_their_owner_only_and_never_written_through_a_link";
+    if !kernel_available(test) {
+        return;
+    }
+    let (_net, iface, _detach) = attached_veth("cmode", 72);
+    // Under umask 022, as most shells have it: the mode must be netxdp's, not the umask's.
+    let capture = |path: &str| {
+        Command::new("sh")
+            .args(["-c", r#"umask 022 && exec "$0" "$@""#])
+            .arg(env!("CARGO_BIN_EXE_netxdp"))
+            .args(["capture", &iface, "--duration", "0.2", "-w", path])
+            .output()
+            .expect("run netxdp capture")
+    };
+
+    let sentinel = TempFile::new("sentinel");
+    std::fs::write(&sentinel.0, b"sentinel").expect("write the sentinel");
+    std::fs::set_permissions(&sentinel.0, Permissions::from_mode(0o644)).expect("chmod");
+    let link = TempFile::new("link.pcapng");
+    std::os::unix::fs::symlink(&sentinel.0, &link.0).expect("symlink");
+    let output = capture(link.arg());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(link.arg()), "names the file: {stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&sentinel.0).expect("sentinel"), b"sentinel");
+    let mode = std::fs::metadata(&sentinel.0).expect("sentinel").mode();
+    assert_eq!(mode & 0o777, 0o644, "the link's target keeps its mode");
+    assert!(link.0.is_symlink(), "the link is left as it was");
+
+    let file = TempFile::new("mode.pcapng");
+    let output = capture(file.arg());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mode = std::fs::metadata(&file.0).expect("capture file").mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert_eq!(read_pcapng(&file.0).if_names, [iface.as_str()]);
 }

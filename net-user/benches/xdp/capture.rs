@@ -87,6 +87,7 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
             active: 1,
             actions: u32::MAX,
             rule_id: 0,
+            reasons: u32::MAX,
             snaplen: MAX_SNAPLEN,
             sample: 1,
             owner_pid: std::process::id(),

@@ -79,7 +79,7 @@ impl XdpFilter {
             made,
         };
         xdp_filter(&["load", "--mode", "native", "--features", &features, &iface])?;
-        let ifindex = preflight::ifindex(&iface)?;
+        let ifindex = preflight::ifindex(net.host_iface())?;
         let attached = iflink::attached_xdp(ifindex)
             .with_context(|| format!("reading the XDP program of {iface}"))?
             .with_context(|| format!("xdp-filter load left no XDP program on {iface}"))?;

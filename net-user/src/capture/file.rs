@@ -9,8 +9,9 @@
 
 use std::{
     borrow::Cow,
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, Write},
+    os::unix::fs::OpenOptionsExt as _,
     path::Path,
     time::Duration,
 };
@@ -18,7 +19,7 @@ use std::{
 use byteorder_slice::LittleEndian;
 use net_common::{
     capture::CaptureHeader,
-    rule::{XDP_DROP, XDP_PASS},
+    rule::{REASONS, XDP_DROP, XDP_PASS, reason},
     stats::XDP_ACTIONS,
 };
 use pcap_file::{
@@ -52,12 +53,29 @@ pub enum Output {
 }
 
 impl Output {
-    /// `-` is standard output; anything else a file, created or truncated.
+    /// `-` is standard output; anything else a file, created (mode 0600: packets are
+    /// sensitive) or truncated, as tcpdump -w does. Never through a symbolic link: root
+    /// writing where a link in a shared directory points is how files get clobbered.
     pub fn create(path: &Path) -> io::Result<Self> {
         if path == Path::new("-") {
-            Ok(Output::Stdout(io::stdout().lock()))
-        } else {
-            File::create(path).map(Output::File)
+            return Ok(Output::Stdout(io::stdout().lock()));
+        }
+        let opened = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path);
+        match opened {
+            Ok(file) => Ok(Output::File(file)),
+            // O_NOFOLLOW's answer when the last component is a link.
+            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::new(
+                error.kind(),
+                "it is a symbolic link, and netxdp does not write packets through one \
+                 (name the file itself, or remove the link)",
+            )),
+            Err(error) => Err(error),
         }
     }
 
@@ -320,10 +338,16 @@ pub fn comment(header: &CaptureHeader) -> String {
         .get(header.action as usize)
         .copied()
         .unwrap_or("unknown");
-    let why = match (header.rule_id, header.action) {
-        (0, XDP_DROP | XDP_PASS) => "by the policy".to_owned(),
-        (0, _) => "by the program".to_owned(),
-        (rule, _) => format!("by rule {rule}"),
+    let why = match (header.rule_id, header.action, header.reason as u8) {
+        (0, XDP_DROP | XDP_PASS, reason::POLICY) => "by the policy".to_owned(),
+        (0, XDP_PASS, reason::NEIGHBOUR) => "as neighbour traffic".to_owned(),
+        (0, XDP_DROP, reason::FRAGMENT) => "as a fragment (--fragments drop)".to_owned(),
+        (0, XDP_DROP, code) if code > reason::DEFECT => match REASONS.get(code as usize) {
+            Some(defect) => format!("as defective: {defect}"),
+            None => "by the program".to_owned(),
+        },
+        (0, _, _) => "by the program".to_owned(),
+        (rule, _, _) => format!("by rule {rule}"),
     };
     format!("netxdp: {action} {why}")
 }
@@ -334,14 +358,95 @@ mod tests {
 
     #[test]
     fn comments_say_the_action_and_what_decided_it() {
-        let header = |action, rule_id| CaptureHeader {
+        let header = |action, rule_id, reason: u8| CaptureHeader {
             action,
             rule_id,
+            reason: reason.into(),
             ..CaptureHeader::default()
         };
-        assert_eq!(comment(&header(XDP_DROP, 7)), "netxdp: drop by rule 7");
-        assert_eq!(comment(&header(XDP_PASS, 0)), "netxdp: pass by the policy");
-        assert_eq!(comment(&header(0, 0)), "netxdp: aborted by the program");
-        assert_eq!(comment(&header(99, 0)), "netxdp: unknown by the program");
+        let drop = |reason| comment(&header(XDP_DROP, 0, reason));
+        assert_eq!(
+            comment(&header(XDP_DROP, 7, reason::RULE)),
+            "netxdp: drop by rule 7"
+        );
+        assert_eq!(
+            comment(&header(XDP_PASS, 0, reason::POLICY)),
+            "netxdp: pass by the policy"
+        );
+        assert_eq!(
+            comment(&header(XDP_PASS, 0, reason::NEIGHBOUR)),
+            "netxdp: pass as neighbour traffic"
+        );
+        assert_eq!(
+            drop(reason::FRAGMENT),
+            "netxdp: drop as a fragment (--fragments drop)"
+        );
+        assert_eq!(
+            drop(reason::DEFECT + 2),
+            "netxdp: drop as defective: tiny_fragment"
+        );
+        assert_eq!(drop(200), "netxdp: drop by the program");
+        assert_eq!(
+            comment(&header(0, 0, reason::POLICY)),
+            "netxdp: aborted by the program"
+        );
+        assert_eq!(
+            comment(&header(99, 0, reason::POLICY)),
+            "netxdp: unknown by the program"
+        );
+    }
+
+    /// A path in the temporary directory, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("netxdp-file-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            Self(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_new_file_is_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = Scratch::new("new.pcapng");
+        drop(Output::create(&file.0).unwrap());
+        let mode = std::fs::metadata(&file.0).unwrap().permissions().mode();
+        // Whatever the umask, which can only take bits away: nothing for group or others.
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn an_existing_file_is_truncated() {
+        let file = Scratch::new("old.pcapng");
+        std::fs::write(&file.0, b"old content").unwrap();
+        drop(Output::create(&file.0).unwrap());
+        assert_eq!(std::fs::read(&file.0).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused_and_its_target_left_alone() {
+        let target = Scratch::new("target");
+        let link = Scratch::new("link.pcapng");
+        std::fs::write(&target.0, b"sentinel").unwrap();
+        std::os::unix::fs::symlink(&target.0, &link.0).unwrap();
+        let error = match Output::create(&link.0) {
+            Ok(_) => panic!("wrote through a symbolic link"),
+            Err(error) => error,
+        };
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read(&target.0).unwrap(), b"sentinel");
+        // A dangling link is refused too, rather than creating its target.
+        std::fs::remove_file(&target.0).unwrap();
+        assert!(Output::create(&link.0).is_err());
+        assert!(!target.0.exists());
     }
 }

@@ -12,7 +12,7 @@
 //! use netxdp::pins::PinDir;
 //!
 //! let selection = Selection::drops();
-//! let (session, mut ring) = Session::start(&PinDir::new("eth0"), &selection)?;
+//! let (session, mut ring) = Session::start(&PinDir::new(&"eth0".parse()?), &selection)?;
 //! while let Some(record) = ring.next() {
 //!     println!("{} bytes", record.len());
 //! }
@@ -40,6 +40,8 @@ pub struct Selection {
     pub actions: u32,
     /// Only packets this rule decided; `None` for any.
     pub rule: Option<u32>,
+    /// Verdict reasons (`net_common::rule::reason` codes), as a bit set.
+    pub reasons: u32,
     /// Bytes of each packet; at most [`MAX_SNAPLEN`] are copied.
     pub snaplen: u32,
     /// One selected packet in `sample`.
@@ -52,6 +54,7 @@ impl Selection {
         Self {
             actions: 1 << XDP_DROP,
             rule: None,
+            reasons: u32::MAX,
             snaplen: MAX_SNAPLEN,
             sample: 1,
         }
@@ -198,6 +201,7 @@ impl Session {
                 active: session,
                 actions: selection.actions,
                 rule_id: selection.rule.unwrap_or(0),
+                reasons: selection.reasons,
                 snaplen: selection.effective_snaplen(),
                 sample: selection.sample.max(1),
                 owner_pid,
@@ -230,7 +234,7 @@ impl Session {
     }
 
     pub fn iface(&self) -> &str {
-        self.pins.iface()
+        self.pins.iface().as_str()
     }
 
     /// Stops the copying; records already in the ring stay readable. Also done on drop.

@@ -18,8 +18,9 @@ use crate::{
         Counters, Selection, Session,
         file::{CaptureFile, Described, Format, Output, WriteError},
     },
-    cli::CaptureAction,
+    cli::{CaptureAction, ReasonArg},
     filter::maps::{FilterMaps, monotonic_ns},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
 };
@@ -33,9 +34,11 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What `netxdp capture` was asked for.
 pub struct Request {
-    pub ifaces: Vec<String>,
+    pub ifaces: Vec<IfaceName>,
     pub action: Option<CaptureAction>,
     pub rule: Option<u32>,
+    /// Any reason when empty.
+    pub reasons: Vec<ReasonArg>,
     pub snaplen: u32,
     pub sample: u32,
     pub count: Option<u64>,
@@ -45,13 +48,15 @@ pub struct Request {
 }
 
 impl Request {
-    /// The action asked for; by default a named rule's packets whatever it does with them,
-    /// else the drops.
+    /// The action asked for; by default the packets of a named rule or reason whatever
+    /// their action, else the drops.
     fn action(&self) -> CaptureAction {
-        self.action.unwrap_or(match self.rule {
-            Some(_) => CaptureAction::All,
-            None => CaptureAction::Drop,
-        })
+        self.action
+            .unwrap_or(if self.rule.is_some() || !self.reasons.is_empty() {
+                CaptureAction::All
+            } else {
+                CaptureAction::Drop
+            })
     }
 
     fn selection(&self) -> Selection {
@@ -60,8 +65,15 @@ impl Request {
             CaptureAction::Pass => Selection::passes(),
             CaptureAction::All => Selection::all(),
         };
+        let reasons = match self.reasons.as_slice() {
+            [] => base.reasons,
+            named => named
+                .iter()
+                .fold(0, |bits, reason| bits | 1 << reason.code()),
+        };
         Selection {
             rule: self.rule,
+            reasons,
             snaplen: self.snaplen,
             sample: self.sample,
             ..base
@@ -79,6 +91,15 @@ impl Request {
         if let Some(rule) = self.rule {
             text.push_str(&format!(" decided by rule {rule}"));
         }
+        if !self.reasons.is_empty() {
+            let names: Vec<String> = self
+                .reasons
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value)
+                .map(|value| value.get_name().to_owned())
+                .collect();
+            text.push_str(&format!(" for reason {}", names.join(" or ")));
+        }
         if selection.sample > 1 {
             text.push_str(&format!(" (one in {})", selection.sample));
         }
@@ -88,7 +109,7 @@ impl Request {
 
 pub async fn capture(request: Request) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let to_stdout = request.write.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(
@@ -122,8 +143,9 @@ pub async fn capture(request: Request) -> Result<()> {
         .with_context(|| format!("creating {}", request.write.display()))?;
     let what = request.describe(&selection);
     let snaplen = selection.effective_snaplen();
+    let names: Vec<String> = request.ifaces.iter().map(IfaceName::to_string).collect();
     let described = Described {
-        ifaces: &request.ifaces,
+        ifaces: &names,
         selection: &what,
         snaplen,
         realtime_offset_ns: realtime_offset_ns(),
@@ -136,7 +158,7 @@ pub async fn capture(request: Request) -> Result<()> {
     };
     eprintln!(
         "netxdp: capturing {what} on {}, snapshot length {snaplen} bytes{}, to {target}",
-        request.ifaces.join(", "),
+        names.join(", "),
         if request.snaplen > MAX_SNAPLEN {
             " (the most the kernel side copies)"
         } else {
@@ -183,7 +205,7 @@ struct Tap {
 }
 
 impl Tap {
-    fn start(iface: &str, selection: &Selection, rule: Option<u32>) -> Result<Self> {
+    fn start(iface: &IfaceName, selection: &Selection, rule: Option<u32>) -> Result<Self> {
         let pins = PinDir::new(iface);
         if let Some(rule) = rule {
             require_rule(&pins, rule)?;

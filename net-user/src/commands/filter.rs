@@ -15,14 +15,15 @@ use crate::{
         listing::RulesRecord,
         spec::{self, build_match},
     },
+    iface::IfaceName,
     pins::PinDir,
     preflight,
 };
 
 /// The filter maps of `iface`, locked for this command.
-fn open(iface: &str) -> Result<FilterMaps> {
+fn open(iface: &IfaceName) -> Result<FilterMaps> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     FilterMaps::from_pins(&PinDir::new(iface))
 }
 
@@ -51,7 +52,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
                 .iter()
                 .map(|rule| maps.counter(rule))
                 .collect::<Result<Vec<_>>>()?;
-            let record = RulesRecord::new(&iface, &set, &counters);
+            let record = RulesRecord::new(iface.as_str(), &set, &counters);
             if json {
                 emit(&serde_json::to_string(&record)?)
             } else {
@@ -61,7 +62,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
     }
 }
 
-fn add(iface: &str, args: RuleArgs) -> Result<()> {
+fn add(iface: &IfaceName, args: RuleArgs) -> Result<()> {
     let action = args.action_text();
     let (src, src_note) = args.src.unwrap_or((Prefix::ANY, None));
     let (dst, dst_note) = args.dst.unwrap_or((Prefix::ANY, None));
@@ -92,7 +93,7 @@ fn add(iface: &str, args: RuleArgs) -> Result<()> {
 }
 
 pub fn policy(
-    iface: &str,
+    iface: &IfaceName,
     policy: Option<PolicyArg>,
     fragments: Option<FragmentsArg>,
     malformed: Option<MalformedArg>,
@@ -114,7 +115,7 @@ pub fn policy(
     emit(&describe_policy(iface, &set))
 }
 
-fn describe_policy(iface: &str, set: &RuleSet) -> String {
+fn describe_policy(iface: &IfaceName, set: &RuleSet) -> String {
     format!(
         "{iface}: policy {}, fragments {}, malformed {} ({} rules)",
         set.policy.as_str(),
@@ -124,7 +125,7 @@ fn describe_policy(iface: &str, set: &RuleSet) -> String {
     )
 }
 
-pub fn apply(iface: &str, path: &Path, dry_run: bool) -> Result<()> {
+pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool) -> Result<()> {
     // Before the file is read: without root, an unreadable file would hide the real problem.
     preflight::require_privileges()?;
     let text = std::fs::read_to_string(path).map_err(|error| {

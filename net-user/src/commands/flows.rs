@@ -8,13 +8,14 @@ use crate::{
     attach::read_info,
     cli::FlowSort,
     flows::{FlowTable, FlowsRecord, average_bps},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
 };
 
-pub fn show(iface: &str, sort: FlowSort, limit: Option<usize>, json: bool) -> Result<()> {
+pub fn show(iface: &IfaceName, sort: FlowSort, limit: Option<usize>, json: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = PinDir::new(iface);
     if !pins.is_attached() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
@@ -32,7 +33,7 @@ pub fn show(iface: &str, sort: FlowSort, limit: Option<usize>, json: bool) -> Re
         FlowSort::Packets => |flow: &FlowStats| flow.packets as f64,
         FlowSort::Rate => |flow: &FlowStats| average_bps(flow).unwrap_or(0.0),
     };
-    let record = FlowsRecord::new(iface, table_size, flows, key, limit);
+    let record = FlowsRecord::new(iface.as_str(), table_size, flows, key, limit);
     if json {
         emit(&serde_json::to_string(&record)?)
     } else {

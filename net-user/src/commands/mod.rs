@@ -27,6 +27,7 @@ use crate::{
     attach::{self, ModeRequest, Outcome, ScopedAttachment},
     cli::{Command, Sampling},
     counters::{CounterMap, Sample},
+    iface::IfaceName,
     netns::VethNet,
     pins::PinDir,
     preflight,
@@ -80,6 +81,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             ifaces,
             action,
             rule,
+            reason,
             snaplen,
             sample,
             count,
@@ -91,6 +93,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
                 ifaces,
                 action,
                 rule: rule.map(NonZeroU32::get),
+                reasons: reason,
                 snaplen: snaplen.get(),
                 sample: sample.get(),
                 count: count.map(NonZeroU64::get),
@@ -143,7 +146,7 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         }
         Command::Serve { listen } => {
             preflight::require_privileges()?;
-            preflight::require_bpffs()?;
+            preflight::ensure_bpffs()?;
             let mut shutdown = Shutdown::new()?;
             crate::serve::serve(listen, async move { shutdown.recv().await }).await
         }
@@ -165,9 +168,9 @@ pub(crate) fn emit(text: &str) -> Result<()> {
 #[error("stdout closed")]
 pub struct StdoutClosed;
 
-async fn stats(ifaces: Vec<String>, sampling: Sampling, json: bool) -> Result<()> {
+async fn stats(ifaces: Vec<IfaceName>, sampling: Sampling, json: bool) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let pins = if ifaces.is_empty() {
         let all = PinDir::all()?;
         if all.is_empty() {
@@ -175,7 +178,7 @@ async fn stats(ifaces: Vec<String>, sampling: Sampling, json: bool) -> Result<()
         }
         all
     } else {
-        ifaces.iter().map(|iface| PinDir::new(iface)).collect()
+        ifaces.iter().map(PinDir::new).collect()
     };
     let mut sources = Vec::new();
     for pin in &pins {
@@ -185,7 +188,7 @@ async fn stats(ifaces: Vec<String>, sampling: Sampling, json: bool) -> Result<()
                 pin.iface()
             );
         }
-        sources.push((pin.iface().to_owned(), CounterMap::from_pin(pin)?));
+        sources.push((pin.iface().to_string(), CounterMap::from_pin(pin)?));
     }
     sample_loop(&sources, sampling, json, || Ok(())).await
 }
@@ -295,7 +298,7 @@ fn forward_kernel_logs(
 }
 
 async fn watch(
-    iface: &str,
+    iface: &IfaceName,
     mode: ModeRequest,
     sampling: Sampling,
     json: bool,
@@ -312,7 +315,7 @@ async fn watch(
     );
     let logs = forward_kernel_logs(&mut attachment.ebpf, kernel_log);
     let sources = [(
-        iface.to_owned(),
+        iface.to_string(),
         CounterMap::take_from(&mut attachment.ebpf)?,
     )];
     let result = sample_loop(&sources, sampling, json, || Ok(())).await;
@@ -342,7 +345,7 @@ async fn demo(duration: Duration, mode: ModeRequest, kernel_log: KernelLog) -> R
         log: kernel_log,
         ..Default::default()
     };
-    let mut attachment = ScopedAttachment::new(net.host_if(), mode, options)?;
+    let mut attachment = ScopedAttachment::new(net.host_iface(), mode, options)?;
     eprintln!(
         "demo: attached to {} in {} mode",
         net.host_if(),

@@ -5,7 +5,7 @@
 //! use net_common::rule::{Action, Match};
 //! use netxdp::{filter::{FilterMaps, NewRule}, pins::PinDir};
 //!
-//! let mut maps = FilterMaps::from_pins(&PinDir::new("eth0"))?;
+//! let mut maps = FilterMaps::from_pins(&PinDir::new(&"eth0".parse()?))?;
 //! let mut rules = maps.load()?;
 //! rules.add(NewRule { action: Action::Drop, priority: 10, matches: Match { proto: 47, ..Match::ANY } })?;
 //! maps.commit(&mut rules)?;
@@ -15,28 +15,29 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
+    io::BufRead as _,
+    sync::OnceLock,
     thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::{
-    Ebpf,
-    maps::{
-        Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues, lpm_trie,
-        lpm_trie::LpmTrie,
-    },
+use aya::maps::{
+    Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    lpm_trie, lpm_trie::LpmTrie,
 };
+use aya::{Ebpf, Pod};
 use net_common::{
     filter::{
-        ADDR_DST, ADDR_SRC, FilterConfig, FilterState, GENERATIONS, Ipv4HostKey, Ipv4Key,
-        Ipv6HostKey, Ipv6Key, NetBlocks, PortIntervals, RuleBitmap, bitmap_index, ipv4_host_key,
-        ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index, port_bitmap_key, port_intervals_index,
+        ADDR_DST, ADDR_SRC, FilterConfig, FilterState, GENERATIONS, HOST_ENTRIES, Ipv4HostKey,
+        Ipv4Key, Ipv6HostKey, Ipv6Key, NetBlocks, PORT_BITMAP_ENTRIES, PortIntervals, RuleBitmap,
+        TRIE_ENTRIES, bitmap_index, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key,
+        net_blocks_index, port_bitmap_key, port_intervals_index,
     },
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
 };
-use nix::fcntl::Flock;
+use nix::{errno::Errno, fcntl::Flock};
 
 use super::{
     RuleSet,
@@ -48,22 +49,67 @@ use crate::pins::PinDir;
 /// that read the old generation number takes to finish classifying (microseconds).
 const GRACE: Duration = Duration::from_millis(20);
 
+/// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
+/// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a
+/// test can kill `netxdp apply` at exactly that stage, on a machine of any speed.
+pub const PAUSE_AT_ENV: &str = "NETXDP_TEST_PAUSE_AT";
+
+/// The stages of [`FilterMaps::commit`], in order; a commit killed at any of them leaves the
+/// old set in force up to `flip` (the write of `FILTER_STATE`), the new one from `flipped`.
+pub const COMMIT_STAGES: &[&str] = &[
+    // Waiting until the inactive generation has been out of use for GRACE.
+    "grace",
+    // Zeroing the counters of new rules (slots no rule in force uses).
+    "counters",
+    // Deleting what an earlier set left in the inactive generation.
+    "clear SRC_V4",
+    "clear DST_V4",
+    "clear SRC_V6",
+    "clear DST_V6",
+    "clear PORT_BITMAPS",
+    "clear HOSTS_V4",
+    "clear HOSTS_V6",
+    // Writing the new set into the inactive generation, map by map.
+    "write RULES",
+    "write SRC_V4",
+    "write DST_V4",
+    "write SRC_V6",
+    "write DST_V6",
+    "write HOSTS_V4",
+    "write HOSTS_V6",
+    "write NET_BLOCKS",
+    "write BITMAPS",
+    "write PORT_INTERVALS",
+    "write PORT_BITMAPS",
+    "write FILTER_CONFIG",
+    // Making the inactive generation the active one: one write of FILTER_STATE.
+    "flip",
+    "flipped",
+];
+
+type V4Trie = LpmTrie<MapData, Ipv4Key, RuleBitmap>;
+type V6Trie = LpmTrie<MapData, Ipv6Key, RuleBitmap>;
+/// One of the maps, picked out of [`FilterMaps`].
+type Field<T> = fn(&mut FilterMaps) -> &mut T;
+
 /// Every map of the filter.
 pub struct FilterMaps {
     state: Array<MapData, FilterState>,
     config: Array<MapData, FilterConfig>,
     rules: Array<MapData, Rule>,
     counters: PerCpuArray<MapData, RuleCounter>,
-    src_v4: LpmTrie<MapData, Ipv4Key, RuleBitmap>,
-    dst_v4: LpmTrie<MapData, Ipv4Key, RuleBitmap>,
-    src_v6: LpmTrie<MapData, Ipv6Key, RuleBitmap>,
-    dst_v6: LpmTrie<MapData, Ipv6Key, RuleBitmap>,
+    src_v4: V4Trie,
+    dst_v4: V4Trie,
+    src_v6: V6Trie,
+    dst_v6: V6Trie,
     bitmaps: Array<MapData, RuleBitmap>,
     hosts_v4: BpfHashMap<MapData, Ipv4HostKey, RuleBitmap>,
     hosts_v6: BpfHashMap<MapData, Ipv6HostKey, RuleBitmap>,
     net_blocks: Array<MapData, NetBlocks>,
     port_intervals: Array<MapData, PortIntervals>,
     port_bitmaps: BpfHashMap<MapData, u32, RuleBitmap>,
+    /// The interface whose pinned maps these are, for advice in errors.
+    iface: Option<String>,
     /// Held while this value lives, on pinned maps: one writer per interface at a time.
     _lock: Option<Flock<File>>,
 }
@@ -101,7 +147,7 @@ impl FilterMaps {
             })?;
             Ok(wrap(data))
         };
-        Self::open(open, lock)
+        Self::open(open, lock, Some(pins.iface().to_string()))
     }
 
     /// The maps of an object this process loaded; they leave the object.
@@ -110,12 +156,13 @@ impl FilterMaps {
             ebpf.take_map(name)
                 .with_context(|| format!("the object has no {name} map"))
         };
-        Self::open(&mut take, None)
+        Self::open(&mut take, None, None)
     }
 
     fn open(
         mut open: impl FnMut(&str, fn(MapData) -> Map) -> Result<Map>,
         lock: Option<Flock<File>>,
+        iface: Option<String>,
     ) -> Result<Self> {
         Ok(Self {
             state: open(names::FILTER_STATE_MAP, Map::Array)?.try_into()?,
@@ -132,6 +179,7 @@ impl FilterMaps {
             net_blocks: open(names::NET_BLOCKS_MAP, Map::Array)?.try_into()?,
             port_intervals: open(names::PORT_INTERVALS_MAP, Map::Array)?.try_into()?,
             port_bitmaps: open(names::PORT_BITMAPS_MAP, Map::HashMap)?.try_into()?,
+            iface,
             _lock: lock,
         })
     }
@@ -166,27 +214,55 @@ impl FilterMaps {
     /// the inactive generation, then makes that generation active with one map write. Until
     /// that write the old set is in force untouched, so an interrupted commit changes nothing.
     pub fn commit(&mut self, set: &mut RuleSet) -> Result<()> {
+        let pause_at = pause_at()?;
         let active = self.active_generation()?;
         let target = (active + 1) % GENERATIONS as u32;
         let active_config = self.config.get(&active, 0)?;
+        pause(pause_at, "grace");
         let since_flip = monotonic_ns().saturating_sub(active_config.activated_ns);
         if let Some(rest) = GRACE.checked_sub(Duration::from_nanos(since_flip)) {
             thread::sleep(rest);
         }
 
+        pause(pause_at, "counters");
         self.assign_counter_slots(set, active, active_config.rule_count)?;
         let tables = compile(set);
-        self.clear_generation(target)?;
-        self.write_generation(target, &tables)?;
+        self.clear_generation(target, pause_at)?;
+        self.write_generation(target, &tables, pause_at)?;
         let config = FilterConfig {
             activated_ns: monotonic_ns(),
             ..tables.config
         };
-        self.config.set(target, config, 0)?;
-        self.state
-            .set(0, FilterState { generation: target }, 0)
-            .context("switching to the new rule set")?;
+        pause(pause_at, "write FILTER_CONFIG");
+        let written = self.config.set(target, config, 0);
+        self.check(names::FILTER_CONFIG_MAP, Doing::Write, written)?;
+        pause(pause_at, "flip");
+        let flipped = self.state.set(0, FilterState { generation: target }, 0);
+        self.check(names::FILTER_STATE_MAP, Doing::Flip, flipped)?;
+        pause(pause_at, "flipped");
         Ok(())
+    }
+
+    /// `result` of an operation on the map `name`, its error told with what to do.
+    fn check<T>(
+        &self,
+        name: &'static str,
+        doing: Doing,
+        result: Result<T, MapError>,
+    ) -> Result<T, MapWriteError> {
+        result.map_err(|source| {
+            let capacity = match name {
+                names::SRC_V4_MAP => capacity(&self.src_v4),
+                names::DST_V4_MAP => capacity(&self.dst_v4),
+                names::SRC_V6_MAP => capacity(&self.src_v6),
+                names::DST_V6_MAP => capacity(&self.dst_v6),
+                names::HOSTS_V4_MAP => capacity(&self.hosts_v4),
+                names::HOSTS_V6_MAP => capacity(&self.hosts_v6),
+                names::PORT_BITMAPS_MAP => capacity(&self.port_bitmaps),
+                _ => None,
+            };
+            MapWriteError::new(name, doing, capacity, self.iface.as_deref(), source)
+        })
     }
 
     /// Rules that stay keep their slot (and counts); new ones get a free slot, zeroed.
@@ -214,7 +290,8 @@ impl FilterMaps {
                         .context("no free counter slot")?;
                     taken.insert(slot);
                     let zero = PerCpuValues::try_from(vec![RuleCounter::default(); cpus])?;
-                    self.counters.set(slot, zero, 0)?;
+                    let zeroed = self.counters.set(slot, zero, 0);
+                    self.check(names::RULE_COUNTERS_MAP, Doing::Write, zeroed)?;
                     rule.counter_slot = slot;
                 }
             }
@@ -223,60 +300,110 @@ impl FilterMaps {
     }
 
     /// Deletes the hash and trie entries of `generation`: what an earlier set left there.
-    fn clear_generation(&mut self, generation: u32) -> Result<()> {
+    /// Only then is it written, so that no hash map or trie ever holds more than two
+    /// generations: the one in force and the one being written.
+    fn clear_generation(&mut self, generation: u32, pause_at: PauseAt) -> Result<()> {
         let byte = generation as u8;
-        clear_trie(&mut self.src_v4, |key| key[0] == byte)?;
-        clear_trie(&mut self.dst_v4, |key| key[0] == byte)?;
-        clear_trie(&mut self.src_v6, |key| key[0] == byte)?;
-        clear_trie(&mut self.dst_v6, |key| key[0] == byte)?;
-        clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation)?;
-        clear_hash(&mut self.hosts_v4, |key| key[0] == byte)?;
-        clear_hash(&mut self.hosts_v6, |key| key[0] == byte)?;
+        let v4: [(_, Field<V4Trie>); 2] = [
+            (names::SRC_V4_MAP, |maps| &mut maps.src_v4),
+            (names::DST_V4_MAP, |maps| &mut maps.dst_v4),
+        ];
+        for (name, trie) in v4 {
+            pause(pause_at, &format!("clear {name}"));
+            let cleared = clear_trie(trie(self), |key| key[0] == byte);
+            self.check(name, Doing::Clear, cleared)?;
+        }
+        let v6: [(_, Field<V6Trie>); 2] = [
+            (names::SRC_V6_MAP, |maps| &mut maps.src_v6),
+            (names::DST_V6_MAP, |maps| &mut maps.dst_v6),
+        ];
+        for (name, trie) in v6 {
+            pause(pause_at, &format!("clear {name}"));
+            let cleared = clear_trie(trie(self), |key| key[0] == byte);
+            self.check(name, Doing::Clear, cleared)?;
+        }
+        pause(pause_at, "clear PORT_BITMAPS");
+        let cleared = clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation);
+        self.check(names::PORT_BITMAPS_MAP, Doing::Clear, cleared)?;
+        pause(pause_at, "clear HOSTS_V4");
+        let cleared = clear_hash(&mut self.hosts_v4, |key| key[0] == byte);
+        self.check(names::HOSTS_V4_MAP, Doing::Clear, cleared)?;
+        pause(pause_at, "clear HOSTS_V6");
+        let cleared = clear_hash(&mut self.hosts_v6, |key| key[0] == byte);
+        self.check(names::HOSTS_V6_MAP, Doing::Clear, cleared)?;
         Ok(())
     }
 
-    fn write_generation(&mut self, generation: u32, tables: &Tables) -> Result<()> {
+    fn write_generation(
+        &mut self,
+        generation: u32,
+        tables: &Tables,
+        pause_at: PauseAt,
+    ) -> Result<()> {
+        pause(pause_at, "write RULES");
         for (rank, rule) in tables.rules.iter().enumerate() {
-            self.rules
-                .set(rule_index(generation, rank as u32), rule, 0)?;
+            let written = self.rules.set(rule_index(generation, rank as u32), rule, 0);
+            self.check(names::RULES_MAP, Doing::Write, written)?;
         }
-        write_trie(&mut self.src_v4, generation, &tables.src_v4, ipv4_key)?;
-        write_trie(&mut self.dst_v4, generation, &tables.dst_v4, ipv4_key)?;
-        write_trie(&mut self.src_v6, generation, &tables.src_v6, ipv6_key)?;
-        write_trie(&mut self.dst_v6, generation, &tables.dst_v6, ipv6_key)?;
+        let v4: [(_, Field<V4Trie>, _); 2] = [
+            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, &tables.src_v4),
+            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, &tables.dst_v4),
+        ];
+        for (name, trie, entries) in v4 {
+            pause(pause_at, &format!("write {name}"));
+            let written = write_trie(trie(self), generation, entries, ipv4_key);
+            self.check(name, Doing::Write, written)?;
+        }
+        let v6: [(_, Field<V6Trie>, _); 2] = [
+            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, &tables.src_v6),
+            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, &tables.dst_v6),
+        ];
+        for (name, trie, entries) in v6 {
+            pause(pause_at, &format!("write {name}"));
+            let written = write_trie(trie(self), generation, entries, ipv6_key);
+            self.check(name, Doing::Write, written)?;
+        }
+        pause(pause_at, "write HOSTS_V4");
         for (field, table) in [(ADDR_SRC, &tables.src_v4), (ADDR_DST, &tables.dst_v4)] {
             for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 32) {
                 let key = ipv4_host_key(generation, field, &prefix.addr);
-                self.hosts_v4.insert(key, bitmap, 0)?;
+                let written = self.hosts_v4.insert(key, bitmap, 0);
+                self.check(names::HOSTS_V4_MAP, Doing::Write, written)?;
             }
         }
+        pause(pause_at, "write HOSTS_V6");
         for (field, table) in [(ADDR_SRC, &tables.src_v6), (ADDR_DST, &tables.dst_v6)] {
             for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 128) {
                 let key = ipv6_host_key(generation, field, &prefix.addr);
-                self.hosts_v6.insert(key, bitmap, 0)?;
+                let written = self.hosts_v6.insert(key, bitmap, 0);
+                self.check(names::HOSTS_V6_MAP, Doing::Write, written)?;
             }
         }
+        pause(pause_at, "write NET_BLOCKS");
         for (field, ipv6, blocks) in &tables.net_blocks {
             let index = net_blocks_index(generation, *field, *ipv6);
-            self.net_blocks.set(index, blocks.as_ref(), 0)?;
+            let written = self.net_blocks.set(index, blocks.as_ref(), 0);
+            self.check(names::NET_BLOCKS_MAP, Doing::Write, written)?;
         }
+        pause(pause_at, "write BITMAPS");
         for (slot, bitmap) in tables.bitmaps.iter().enumerate() {
-            self.bitmaps
-                .set(bitmap_index(generation, slot as u32), bitmap, 0)?;
+            let written = self
+                .bitmaps
+                .set(bitmap_index(generation, slot as u32), bitmap, 0);
+            self.check(names::BITMAPS_MAP, Doing::Write, written)?;
         }
+        pause(pause_at, "write PORT_INTERVALS");
         for (field, table) in tables.ports.iter().enumerate() {
-            let field = field as u32;
-            self.port_intervals.set(
-                port_intervals_index(generation, field),
-                table.intervals.as_ref(),
-                0,
-            )?;
+            let index = port_intervals_index(generation, field as u32);
+            let written = self.port_intervals.set(index, table.intervals.as_ref(), 0);
+            self.check(names::PORT_INTERVALS_MAP, Doing::Write, written)?;
+        }
+        pause(pause_at, "write PORT_BITMAPS");
+        for (field, table) in tables.ports.iter().enumerate() {
             for (interval, bitmap) in table.bitmaps.iter().enumerate() {
-                self.port_bitmaps.insert(
-                    port_bitmap_key(generation, field, interval as u32),
-                    bitmap,
-                    0,
-                )?;
+                let key = port_bitmap_key(generation, field as u32, interval as u32);
+                let written = self.port_bitmaps.insert(key, bitmap, 0);
+                self.check(names::PORT_BITMAPS_MAP, Doing::Write, written)?;
             }
         }
         Ok(())
@@ -300,47 +427,182 @@ fn rule_index(generation: u32, rank: u32) -> u32 {
     generation * MAX_RULES as u32 + rank
 }
 
-fn clear_trie<K: aya::Pod>(
+fn clear_trie<K: Pod>(
     trie: &mut LpmTrie<MapData, K, RuleBitmap>,
     stale: impl Fn(&K) -> bool,
-) -> Result<()> {
-    let keys: Vec<lpm_trie::Key<K>> = trie
-        .keys()
-        .collect::<Result<_, _>>()
-        .context("listing a prefix table")?;
+) -> Result<(), MapError> {
+    let keys: Vec<lpm_trie::Key<K>> = trie.keys().collect::<Result<_, _>>()?;
     for key in keys.iter().filter(|key| stale(&key.data())) {
         trie.remove(key)?;
     }
     Ok(())
 }
 
-fn clear_hash<K: aya::Pod>(
+fn clear_hash<K: Pod>(
     map: &mut BpfHashMap<MapData, K, RuleBitmap>,
     stale: impl Fn(&K) -> bool,
-) -> Result<()> {
-    let keys: Vec<K> = map
-        .keys()
-        .collect::<Result<_, _>>()
-        .context("listing a hash table")?;
+) -> Result<(), MapError> {
+    let keys: Vec<K> = map.keys().collect::<Result<_, _>>()?;
     for key in keys.iter().filter(|key| stale(key)) {
         map.remove(key)?;
     }
     Ok(())
 }
 
-fn write_trie<K: aya::Pod>(
+fn write_trie<K: Pod>(
     trie: &mut LpmTrie<MapData, K, RuleBitmap>,
     generation: u32,
     entries: &[(Prefix, RuleBitmap)],
     key: fn(u32, &[u8; 16]) -> K,
-) -> Result<()> {
+) -> Result<(), MapError> {
     for (prefix, bitmap) in entries {
         // The generation byte comes first in the key, and counts in the prefix length.
         let key = lpm_trie::Key::new(8 + prefix.len as u32, key(generation, &prefix.addr));
-        trie.insert(&key, bitmap, 0)
-            .context("writing a prefix table")?;
+        trie.insert(&key, bitmap, 0)?;
     }
     Ok(())
+}
+
+/// The most entries `map` holds, as the kernel says; `None` if it cannot say.
+fn capacity<K: Pod, V>(map: &impl IterableMap<K, V>) -> Option<u32> {
+    map.map().info().ok().map(|info| info.max_entries())
+}
+
+/// What a commit was doing to a map when the kernel refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doing {
+    /// Deleting what an earlier set left in the inactive generation.
+    Clear,
+    /// Writing the new set into the inactive generation.
+    Write,
+    /// Making the new generation the active one.
+    Flip,
+}
+
+/// A kernel error on one of the filter's maps during a commit: which map, what the error
+/// means, and what to do about it. The old set is still in force unless `doing` is a flip
+/// (which is one write: it either happened or not).
+#[derive(Debug, thiserror::Error)]
+#[error("{} {map} for the new rule set: {advice}", doing.verb())]
+pub struct MapWriteError {
+    pub map: &'static str,
+    pub doing: Doing,
+    advice: String,
+    #[source]
+    source: Box<MapError>,
+}
+
+impl Doing {
+    fn verb(self) -> &'static str {
+        match self {
+            Doing::Clear => "clearing",
+            Doing::Write => "writing",
+            Doing::Flip => "switching",
+        }
+    }
+}
+
+/// The entries this netxdp's object gives the filter map `name`, if it can fill up.
+fn entries_needed(name: &str) -> Option<u32> {
+    match name {
+        names::SRC_V4_MAP | names::DST_V4_MAP | names::SRC_V6_MAP | names::DST_V6_MAP => {
+            Some(TRIE_ENTRIES)
+        }
+        names::HOSTS_V4_MAP | names::HOSTS_V6_MAP => Some(HOST_ENTRIES),
+        names::PORT_BITMAPS_MAP => Some(PORT_BITMAP_ENTRIES),
+        _ => None,
+    }
+}
+
+impl MapWriteError {
+    /// `capacity`: the map's `max_entries`, if known; `iface`: whose pinned map it is.
+    pub fn new(
+        map: &'static str,
+        doing: Doing,
+        capacity: Option<u32>,
+        iface: Option<&str>,
+        source: MapError,
+    ) -> Self {
+        let errno = match &source {
+            MapError::SyscallError(error) => error.io_error.raw_os_error().map(Errno::from_raw),
+            _ => None,
+        };
+        Self {
+            map,
+            doing,
+            advice: advice(map, errno, capacity, iface),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What an error `errno` on the map `name` means, and what to do.
+fn advice(name: &str, errno: Option<Errno>, capacity: Option<u32>, iface: Option<&str>) -> String {
+    let iface = iface.unwrap_or("IFACE");
+    match errno {
+        // A hash map says E2BIG when full, an LPM trie ENOSPC.
+        Some(errno @ (Errno::E2BIG | Errno::ENOSPC)) => {
+            let needed = entries_needed(name);
+            match (capacity, needed) {
+                (Some(capacity), Some(needed)) if capacity < needed => format!(
+                    "the map is full ({errno:?}): it holds {capacity} entries, fewer than the \
+                     {needed} this netxdp needs, so an older netxdp created it. The rule set in \
+                     force is unchanged; to move to maps of the right size, save the rules \
+                     (`netxdp rule list {iface} --toml > FILE`), `netxdp detach {iface}`, \
+                     `netxdp attach {iface}` and `netxdp apply {iface} FILE`"
+                ),
+                _ => format!(
+                    "the map is full ({errno:?}); this is a bug in netxdp's map sizing (every map \
+                     holds two whole generations of {MAX_RULES} rules), please report it"
+                ),
+            }
+        }
+        Some(Errno::ENOMEM) => "the kernel could not allocate memory for it (ENOMEM): the \
+             memory cgroup netxdp runs in is at its limit (memory.max) or the machine is out \
+             of memory; free some or raise the limit and run the command again (kernels before \
+             5.11 count BPF maps against RLIMIT_MEMLOCK instead: `ulimit -l`)"
+            .to_owned(),
+        Some(errno @ (Errno::EPERM | Errno::EACCES)) => {
+            format!("permission denied ({errno:?}): netxdp needs root (CAP_BPF and CAP_NET_ADMIN)")
+        }
+        Some(errno) => format!("unexpected kernel error ({errno:?}); please report it"),
+        None => "unexpected error; this is a bug in netxdp, please report it".to_owned(),
+    }
+}
+
+/// The stage [`PAUSE_AT_ENV`] names, if any: a stage of [`COMMIT_STAGES`].
+type PauseAt = Option<&'static str>;
+
+fn pause_at() -> Result<PauseAt> {
+    static PAUSE_AT: OnceLock<Option<String>> = OnceLock::new();
+    let Some(wanted) = PAUSE_AT.get_or_init(|| std::env::var(PAUSE_AT_ENV).ok()) else {
+        return Ok(None);
+    };
+    match COMMIT_STAGES
+        .iter()
+        .find(|stage| **stage == wanted.as_str())
+    {
+        Some(stage) => Ok(Some(stage)),
+        None => bail!(
+            "{PAUSE_AT_ENV}={wanted} names no stage of a commit (a test-only setting; the \
+             stages are: {})",
+            COMMIT_STAGES.join(", ")
+        ),
+    }
+}
+
+/// Test-only: stops at `stage` if [`PAUSE_AT_ENV`] names it.
+fn pause(pause_at: PauseAt, stage: &str) {
+    debug_assert!(
+        COMMIT_STAGES.contains(&stage),
+        "{stage} is in COMMIT_STAGES"
+    );
+    if pause_at != Some(stage) {
+        return;
+    }
+    eprintln!("paused at {stage}");
+    // The test kills the process here; a line, or the end of stdin, goes on.
+    let _ = std::io::stdin().lock().read_line(&mut String::new());
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock of `activated_ns` and of the kernel's
@@ -349,4 +611,118 @@ pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|now| now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use aya::sys::SyscallError;
+
+    use super::*;
+
+    fn update_failed(errno: Errno) -> MapError {
+        MapError::SyscallError(SyscallError {
+            call: "bpf_map_update_elem",
+            io_error: io::Error::from_raw_os_error(errno as i32),
+        })
+    }
+
+    #[test]
+    fn a_full_map_is_named_and_called_a_sizing_bug() {
+        let error = MapWriteError::new(
+            names::HOSTS_V4_MAP,
+            Doing::Write,
+            Some(HOST_ENTRIES),
+            Some("eth0"),
+            update_failed(Errno::E2BIG),
+        );
+        let text = format!("{:#}", anyhow::Error::new(error));
+        assert!(
+            text.starts_with("writing HOSTS_V4 for the new rule set: the map is full (E2BIG)"),
+            "{text}"
+        );
+        assert!(text.contains("bug in netxdp's map sizing"), "{text}");
+        assert!(text.contains("please report it"), "{text}");
+        assert!(
+            text.contains("os error 7"),
+            "the kernel's own words too: {text}"
+        );
+
+        let trie = advice(names::SRC_V6_MAP, Some(Errno::ENOSPC), None, None);
+        assert!(
+            trie.contains("full (ENOSPC)") && trie.contains("bug"),
+            "{trie}"
+        );
+    }
+
+    #[test]
+    fn a_map_smaller_than_this_netxdp_needs_says_how_to_recreate_it() {
+        // The size HOSTS_V4 had before it counted a source and a destination per rule.
+        let old = GENERATIONS as u32 * (MAX_RULES as u32 + 1);
+        let text = advice(
+            names::HOSTS_V4_MAP,
+            Some(Errno::E2BIG),
+            Some(old),
+            Some("eth0"),
+        );
+        assert!(text.contains(&format!("holds {old} entries")), "{text}");
+        assert!(text.contains("older netxdp"), "{text}");
+        assert!(
+            text.contains("`netxdp rule list eth0 --toml > FILE`")
+                && text.contains("`netxdp detach eth0`")
+                && text.contains("`netxdp apply eth0 FILE`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn other_errors_name_the_limit_or_the_permission() {
+        let memory = advice(names::PORT_BITMAPS_MAP, Some(Errno::ENOMEM), None, None);
+        assert!(
+            memory.contains("memory.max") && memory.contains("RLIMIT_MEMLOCK"),
+            "{memory}"
+        );
+        let denied = advice(names::RULES_MAP, Some(Errno::EPERM), None, None);
+        assert!(denied.contains("root"), "{denied}");
+        let flip = MapWriteError::new(
+            names::FILTER_STATE_MAP,
+            Doing::Flip,
+            None,
+            None,
+            update_failed(Errno::EINVAL),
+        );
+        assert!(
+            flip.to_string().starts_with(
+                "switching FILTER_STATE for the new rule set: unexpected kernel error (EINVAL)"
+            ),
+            "{flip}"
+        );
+    }
+
+    #[test]
+    fn commit_stages_are_distinct_and_the_flip_is_among_them() {
+        let distinct: HashSet<&str> = COMMIT_STAGES.iter().copied().collect();
+        assert_eq!(distinct.len(), COMMIT_STAGES.len());
+        let flip = COMMIT_STAGES.iter().position(|stage| *stage == "flip");
+        assert_eq!(
+            flip,
+            Some(COMMIT_STAGES.len() - 2),
+            "flip, then flipped, last"
+        );
+        // Every hash map and trie is cleared before it is written.
+        for name in [
+            names::SRC_V4_MAP,
+            names::DST_V4_MAP,
+            names::SRC_V6_MAP,
+            names::DST_V6_MAP,
+            names::HOSTS_V4_MAP,
+            names::HOSTS_V6_MAP,
+            names::PORT_BITMAPS_MAP,
+        ] {
+            let at = |stage: String| COMMIT_STAGES.iter().position(|s| *s == stage);
+            let (cleared, written) = (at(format!("clear {name}")), at(format!("write {name}")));
+            assert!(cleared.is_some() && cleared < written, "{name}");
+        }
+    }
 }

@@ -35,7 +35,7 @@ use net_common::{
     flow::{FlowKey, FlowStats},
     parse::{L3, L4},
     rule::{Rule, RuleCounter},
-    stats::{Counter, Stats, XDP_ACTIONS},
+    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 
 use crate::{
@@ -44,6 +44,7 @@ use crate::{
     counters::{CounterMap, Sample},
     filter::{maps::FilterMaps, maps::monotonic_ns, spec},
     flows::{FlowRecord, FlowTable, FlowsRecord},
+    iface::IfaceName,
     pins::PinDir,
     preflight,
     report::{Scope, StatsRecord},
@@ -235,6 +236,8 @@ pub struct Frame {
     pub total: ClassRow,
     /// By verdict (aborted, drop, pass, tx, redirect).
     pub actions: Vec<ClassRow>,
+    /// Drops for a reason other than a rule or the policy, by reason (`stats`' `dropped`).
+    pub drops: Vec<ClassRow>,
     /// By transport (tcp, udp, icmp, icmpv6, other).
     pub protocols: Vec<ClassRow>,
     /// By network layer (ipv4, ipv6, arp, other).
@@ -292,6 +295,14 @@ impl Rates {
             .enumerate()
             .map(|(i, name)| class(name, &stats.action[i], before.map(|b| &b.action[i])))
             .collect();
+        let drops = DROP_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let name = format!(" {}", name.replace('_', "-"));
+                class(&name, &stats.dropped[i], before.map(|b| &b.dropped[i]))
+            })
+            .collect();
         let protocols = L4::ALL
             .iter()
             .enumerate()
@@ -347,6 +358,7 @@ impl Rates {
             ifaces: sample.ifaces.iter().map(|i| i.iface.clone()).collect(),
             total,
             actions,
+            drops,
             protocols,
             layers,
             flows: Arc::clone(&self.flow_rows),
@@ -559,6 +571,7 @@ impl App {
         if frame.interval.is_some() {
             let classes = std::iter::once(&frame.total)
                 .chain(&frame.actions)
+                .chain(&frame.drops)
                 .chain(&frame.protocols)
                 .chain(&frame.layers);
             for class in classes {
@@ -664,7 +677,7 @@ struct Source {
 }
 
 impl Sources {
-    fn open(ifaces: &[String]) -> Result<Self> {
+    fn open(ifaces: &[IfaceName]) -> Result<Self> {
         let pins = if ifaces.is_empty() {
             let all = PinDir::all()?;
             if all.is_empty() {
@@ -674,7 +687,7 @@ impl Sources {
             }
             all
         } else {
-            ifaces.iter().map(|iface| PinDir::new(iface)).collect()
+            ifaces.iter().map(PinDir::new).collect()
         };
         let mut sources = Vec::new();
         for pins in pins {
@@ -707,7 +720,7 @@ impl Sources {
             .iter()
             .map(|source| {
                 let mut sample = IfaceSample {
-                    iface: source.pins.iface().to_owned(),
+                    iface: source.pins.iface().to_string(),
                     table_size: source.table_size,
                     ..Default::default()
                 };
@@ -805,9 +818,9 @@ fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
 }
 
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
-pub async fn run(ifaces: Vec<String>, sampling: Sampling) -> Result<()> {
+pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
     preflight::require_privileges()?;
-    preflight::require_bpffs()?;
+    preflight::ensure_bpffs()?;
     let sources = Sources::open(&ifaces)?;
     if io::stdout().is_terminal() {
         interactive(sources, sampling).await

@@ -161,7 +161,8 @@ fn bps_text(bps: Option<f64>) -> String {
 fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
     let [title, header, tabs, body, status] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(8),
+        // Borders and the column heading, then the rows.
+        Constraint::Length(3 + header_rows(app) as u16),
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -232,6 +233,29 @@ fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
     canvas.render_widget(status_line, status);
 }
 
+/// Rows of the header's panes: five, more when the verdict pane needs them.
+fn header_rows(app: &App) -> usize {
+    app.frame
+        .as_ref()
+        .map_or(0, |frame| verdict_rows(frame).len())
+        .max(5)
+}
+
+/// Total, pass and drop always; the rarer verdicts, and the drops for a defect or a fragment
+/// (indented, under drop), when they happen.
+fn verdict_rows(frame: &Frame) -> Vec<&ClassRow> {
+    std::iter::once(&frame.total)
+        .chain(
+            frame
+                .actions
+                .iter()
+                .filter(|a| matches!(a.name.as_str(), "pass" | "drop") || a.packets > 0),
+        )
+        .chain(frame.drops.iter().filter(|d| d.packets > 0))
+        .take(9)
+        .collect()
+}
+
 fn draw_header(canvas: &mut Canvas, app: &App, area: Rect) {
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
@@ -260,7 +284,7 @@ fn draw_header(canvas: &mut Canvas, app: &App, area: Rect) {
         Table::new(
             rows,
             [
-                Constraint::Length(8),
+                Constraint::Length(17),
                 Constraint::Length(10),
                 Constraint::Length(15),
                 Constraint::Min(5),
@@ -269,17 +293,7 @@ fn draw_header(canvas: &mut Canvas, app: &App, area: Rect) {
         .header(Row::new(vec!["", "pps", "bps", "pps history"]).bold())
         .block(Block::bordered().title(title))
     };
-    // Total, pass and drop always; the rarer verdicts when they happen.
-    let verdicts: Vec<&ClassRow> = std::iter::once(&frame.total)
-        .chain(
-            frame
-                .actions
-                .iter()
-                .filter(|a| matches!(a.name.as_str(), "pass" | "drop") || a.packets > 0),
-        )
-        .take(6)
-        .collect();
-    canvas.render_widget(table(verdicts, " by verdict "), left);
+    canvas.render_widget(table(verdict_rows(frame), " by verdict "), left);
     let protocols: Vec<&ClassRow> = frame
         .protocols
         .iter()

@@ -5,17 +5,21 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions},
 };
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
 
 use net_common::stats::Stats;
 use netxdp::{counters::CounterMap, netns::VethNet, pins::PinDir, preflight, program};
 use serde_json::Value;
 
-/// Whether the kernel tests can run here: root and bpffs. Under CI=true a missing
-/// precondition fails the test; elsewhere the test says loudly that it skipped.
+/// Whether the kernel tests can run here: root and bpffs (mounted here when it is not, as
+/// netxdp itself does). Under CI=true a missing precondition fails the test; elsewhere the
+/// test says loudly that it skipped.
 pub fn kernel_available(test: &str) -> bool {
     let problem = preflight::require_privileges()
-        .and_then(|()| preflight::require_bpffs())
+        .and_then(|()| preflight::ensure_bpffs())
         .err();
     let Some(problem) = problem else {
         return true;
@@ -25,6 +29,26 @@ pub fn kernel_available(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: {problem} (under CI=true this fails)");
     false
+}
+
+/// How long a test waits for something that happens within milliseconds on any working
+/// machine: only a bound, so that a broken test fails instead of hanging, never a condition
+/// a slow machine could miss.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Reads with `read` until `done` holds of what it read, for at most [`PATIENCE`]; returns
+/// the last reading, for the caller to assert on. Traffic sent from a namespace reaches the
+/// XDP program in a softirq, which a busy machine may defer to ksoftirqd: a count can move a
+/// moment after the send returned, so a test waits for it rather than reading it once.
+pub fn eventually<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let value = read();
+        if done(&value) || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A frame as hex, for failure messages that can be replayed.
@@ -88,13 +112,18 @@ pub fn fails(args: &[&str]) -> String {
     stderr(&output)
 }
 
+/// The pins of `iface`, a name the test made.
+pub fn pins(iface: &str) -> PinDir {
+    PinDir::new(&iface.parse().expect("an interface name"))
+}
+
 /// Detaches on drop, so that a failing test leaves no pins behind. Declared after the
 /// VethNet, so that it runs before the interface goes.
 pub struct DetachOnDrop(pub String);
 
 impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        if PinDir::new(&self.0).dir().exists() {
+        if pins(&self.0).dir().exists() {
             let _ = netxdp(&["detach", &self.0]);
         }
     }
