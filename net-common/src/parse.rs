@@ -22,7 +22,8 @@
 //!   carries no ports.
 //! - [`Defect::OverlapFragment`]: an IPv4 fragment at offset 1 (8 bytes), which can only
 //!   serve to overwrite a first fragment's transport header (RFC 1858, RFC 3128).
-//! - [`Defect::Ipv6Chain`]: an IPv6 extension header chain with a second fragment header.
+//! - [`Defect::Ipv6Chain`]: an IPv6 extension header chain with a second fragment header (or
+//!   one reaching past [`MAX_HEADER_OFFSET`], which no frame does).
 //!
 //! Ethertypes other than IPv4, IPv6 and ARP (including a third VLAN tag) are `L3::Other`,
 //! not defective. Non-first fragments carry no L4 header: they are classed by the IP
@@ -65,6 +66,10 @@ pub const IPPROTO_DSTOPTS: u8 = 60;
 
 /// VLAN tags (802.1Q or 802.1ad) parsed before giving up on a frame as `L3::Other`.
 pub const MAX_VLAN_TAGS: usize = 2;
+/// The furthest into a frame an IPv6 extension or upper-layer header is looked for: beyond
+/// any frame XDP sees, and within the verifier's limit on packet offsets (0xffff), which the
+/// walk's offsets, kept in a map value, must be seen to respect.
+pub const MAX_HEADER_OFFSET: usize = 0xff00;
 /// The hop limit of genuine neighbour discovery: a router would have decreased it.
 pub const ND_HOP_LIMIT: u8 = 255;
 /// ICMPv6 types of neighbour discovery: router solicitation and advertisement, neighbour
@@ -202,12 +207,15 @@ pub struct Packet {
     l4_header: L4Header,
     /// The frame's length in bytes.
     pub len: u32,
-    pub l3: L3,
-    pub l4: L4,
+    // The byte fields are ordered so that the zeros `reset` writes fall in whole aligned
+    // words around `l3` and `l4`: a zero run across a word boundary compiles, in the XDP
+    // program, to a call to a byte-wise `memset`.
     /// Which addresses [`Packet::src`] and [`Packet::dst`] hold: IPv4 for IPv4 and for
     /// Ethernet/IPv4 ARP (sender and target), IPv6 for IPv6, none otherwise.
     pub addr_family: Family,
     pub defect: Defect,
+    pub l3: L3,
+    pub l4: L4,
     /// Well-formed ARP or neighbour discovery (see the module documentation).
     pub neighbour: bool,
     pub vlan_tags: u8,
@@ -499,7 +507,7 @@ fn parse_ipv6<F: Frame>(frame: &F, offset: usize, packet: &mut Packet) {
         let mut walked = chain;
         frame.repeat(turns as u32, &mut walked);
         chain = walked;
-        if chain.walking {
+        if chain.walking || chain.offset > MAX_HEADER_OFFSET {
             chain.defect = Defect::Ipv6Chain;
         }
     }
@@ -567,6 +575,11 @@ impl<F: Frame> Step<F> for Chain {
     #[inline(always)]
     fn step(&mut self, frame: &F) -> bool {
         if !is_extension_header(self.next_header) {
+            self.walking = false;
+            return false;
+        }
+        if self.offset > MAX_HEADER_OFFSET {
+            self.defect = Defect::Ipv6Chain;
             self.walking = false;
             return false;
         }

@@ -5,10 +5,6 @@ use aya_ebpf::{
 };
 use net_common::frame::{Frame, Step};
 
-/// The largest offset read: with the read's length, within the verifier's MAX_PACKET_OFF
-/// (0xffff). No frame XDP sees has headers that far in.
-const MAX_OFFSET: usize = 0xffff - 64;
-
 /// Where a walk's state lives while `bpf_loop` runs it, one per CPU. On the stack, the state's
 /// exact values (the offsets of each path through the parser) would make the verifier check
 /// the loop body again for every turn; read from a map value they are unknown, and one check
@@ -45,13 +41,6 @@ impl Frame for XdpFrame {
 
     #[inline(always)]
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        // The verifier learns nothing from comparing a pointer against data_end unless the
-        // pointer's offset is known to stay within 64 KiB (MAX_PACKET_OFF); an offset the
-        // IPv6 chain walk computed may not be. The compiler drops this test wherever the
-        // offset is plainly small.
-        if offset > MAX_OFFSET {
-            return None;
-        }
         // The verifier accepts a packet read only after comparing the pointer it reads
         // through against data_end, so the check is written on pointers, not lengths.
         let at = self.start + offset;

@@ -623,6 +623,25 @@ fn the_full_search_finds_a_rule_behind_words_of_false_candidates() {
         searched, 1,
         "the fast path handed the packet to the full search"
     );
+
+    // Anyone with access to the pins can empty the program array: the packet then gets the
+    // default, and the failed search is counted.
+    let map = filter
+        .ebpf
+        .map_mut(net_common::names::SEARCH_MAP)
+        .expect("the SEARCH map");
+    aya::maps::ProgramArray::try_from(map)
+        .expect("a program array")
+        .clear_index(&0)
+        .expect("empty the SEARCH slot");
+    let (verdict, delta) = filter.run(&frame);
+    assert_eq!(verdict, Action::Pass as u32, "the policy, pass");
+    assert_eq!(delta.search_failed.packets, 1, "{delta:?}");
+    assert_eq!(
+        (delta.searched.packets, delta.matched.packets),
+        (0, 0),
+        "{delta:?}"
+    );
 }
 
 /// `count` rules, each dropping what one source host sends one destination host of its own:
