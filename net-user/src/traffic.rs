@@ -55,41 +55,38 @@ impl UdpSink {
             if left.is_zero() {
                 return Ok(received);
             }
-            self.socket.set_read_timeout(Some(left))?;
-            match self.socket.recv(&mut buffer) {
-                Ok(_) => received += 1,
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(received);
-                }
-                Err(error) => return Err(error),
+            if !self.receive_within(left, &mut buffer)? {
+                return Ok(received);
             }
+            received += 1;
         }
         Ok(received + self.drain(quiet)?)
     }
 
     /// Receives until nothing has arrived for `quiet`; returns how many datagrams came.
     pub fn drain(&self, quiet: Duration) -> io::Result<usize> {
-        self.socket.set_read_timeout(Some(quiet))?;
         let mut buffer = [0u8; 2048];
         let mut received = 0;
-        loop {
-            match self.socket.recv(&mut buffer) {
-                Ok(_) => received += 1,
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(received);
-                }
-                Err(error) => return Err(error),
+        while self.receive_within(quiet, &mut buffer)? {
+            received += 1;
+        }
+        Ok(received)
+    }
+
+    /// Receives one datagram into `buffer`, waiting at most `wait`: whether one came.
+    fn receive_within(&self, wait: Duration, buffer: &mut [u8]) -> io::Result<bool> {
+        self.socket.set_read_timeout(Some(wait))?;
+        match self.socket.recv(buffer) {
+            Ok(_) => Ok(true),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
             }
+            Err(error) => Err(error),
         }
     }
 }
