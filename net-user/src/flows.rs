@@ -90,6 +90,8 @@ impl FlowTable {
 
         use aya::maps::IterableMap as _;
 
+        use crate::bpf_syscall::{BPF_MAP_LOOKUP_BATCH, bpf};
+
         /// The batch part of `union bpf_attr`.
         #[repr(C)]
         #[derive(Default)]
@@ -103,7 +105,6 @@ impl FlowTable {
             elem_flags: u64,
             flags: u64,
         }
-        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
         const BATCH: usize = 4096;
 
         let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
@@ -131,23 +132,11 @@ impl FlowTable {
             };
             // SAFETY: every pointer in `attr` is to a buffer of the size the kernel writes:
             // `count` keys and `count` per-CPU values, and a u32 batch token (hash maps).
-            let result = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    &raw mut attr,
-                    size_of::<BatchAttr>(),
-                )
-            };
+            let result = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
             let done = match result {
-                0 => false,
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    if error.raw_os_error() != Some(libc::ENOENT) {
-                        return Err(error);
-                    }
-                    true
-                }
+                Ok(_) => false,
+                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => true,
+                Err(error) => return Err(error),
             };
             for (index, key) in keys.iter().take(attr.count as usize).enumerate() {
                 let per_cpu = (0..cpus).map(|cpu| {

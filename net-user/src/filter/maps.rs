@@ -17,8 +17,6 @@ use std::{
     fs::File,
     io::BufRead as _,
     sync::OnceLock,
-    thread,
-    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -42,12 +40,9 @@ use nix::{errno::Errno, fcntl::Flock};
 use super::{
     RuleSet,
     compile::{Tables, compile},
+    rcu::RcuBarrier,
 };
 use crate::pins::PinDir;
-
-/// How long a generation stays untouched after it was flipped out: longer than any packet
-/// that read the old generation number takes to finish classifying (microseconds).
-const GRACE: Duration = Duration::from_millis(20);
 
 /// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
 /// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a
@@ -57,8 +52,9 @@ pub const PAUSE_AT_ENV: &str = "NETXDP_TEST_PAUSE_AT";
 /// The stages of [`FilterMaps::commit`], in order; a commit killed at any of them leaves the
 /// old set in force up to `flip` (the write of `FILTER_STATE`), the new one from `flipped`.
 pub const COMMIT_STAGES: &[&str] = &[
-    // Waiting until the inactive generation has been out of use for GRACE.
-    "grace",
+    // Waiting for an RCU grace period (see `rcu`): no packet still classifies with the
+    // inactive generation, flipped out by the previous commit, whatever became of it.
+    "synchronize",
     // Zeroing the counters of new rules (slots no rule in force uses).
     "counters",
     // Deleting what an earlier set left in the inactive generation.
@@ -218,28 +214,31 @@ impl FilterMaps {
         let active = self.active_generation()?;
         let target = (active + 1) % GENERATIONS as u32;
         let active_config = self.config.get(&active, 0)?;
-        pause(pause_at, "grace");
-        let since_flip = monotonic_ns().saturating_sub(active_config.activated_ns);
-        if let Some(rest) = GRACE.checked_sub(Duration::from_nanos(since_flip)) {
-            thread::sleep(rest);
-        }
+        pause(pause_at, "synchronize");
+        RcuBarrier::new()
+            .and_then(|barrier| barrier.wait())
+            .context("waiting for an RCU grace period (an update of a map-in-map)")?;
 
         pause(pause_at, "counters");
         self.assign_counter_slots(set, active, active_config.rule_count)?;
         let tables = compile(set);
         self.clear_generation(target, pause_at)?;
         self.write_generation(target, &tables, pause_at)?;
-        let config = FilterConfig {
-            activated_ns: monotonic_ns(),
-            ..tables.config
-        };
         pause(pause_at, "write FILTER_CONFIG");
-        let written = self.config.set(target, config, 0);
+        let written = self.config.set(target, tables.config, 0);
         self.check(names::FILTER_CONFIG_MAP, Doing::Write, written)?;
         pause(pause_at, "flip");
         let flipped = self.state.set(0, FilterState { generation: target }, 0);
         self.check(names::FILTER_STATE_MAP, Doing::Flip, flipped)?;
         pause(pause_at, "flipped");
+        // Stamped once in force. The program reads this config meanwhile; rewriting it with
+        // the same bytes but this one field changes nothing it reads.
+        let activated = FilterConfig {
+            activated_ns: monotonic_ns(),
+            ..tables.config
+        };
+        let stamped = self.config.set(target, activated, 0);
+        self.check(names::FILTER_CONFIG_MAP, Doing::Write, stamped)?;
         Ok(())
     }
 
@@ -710,6 +709,9 @@ mod tests {
             Some(COMMIT_STAGES.len() - 2),
             "flip, then flipped, last"
         );
+        // The RCU wait comes before anything touches the inactive generation, which the
+        // previous commit flipped out.
+        assert_eq!(COMMIT_STAGES[0], "synchronize");
         // Every hash map and trie is cleared before it is written.
         for name in [
             names::SRC_V4_MAP,

@@ -7,11 +7,13 @@
 //! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
 //! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
+//! - [`rcu`]: waiting until no CPU still classifies with a generation flipped out.
 
 pub mod compile;
 pub mod file;
 pub mod listing;
 pub mod maps;
+pub mod rcu;
 pub mod ruleset;
 pub mod spec;
 

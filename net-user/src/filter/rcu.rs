@@ -1,0 +1,114 @@
+//! Waiting, from userspace, until no CPU still runs an XDP program that read the old value of
+//! a map.
+//!
+//! XDP programs run inside RCU read-side critical sections. After the commit flips the active
+//! generation, a packet that read the old generation number may still be classifying with the
+//! old tables; only when an RCU grace period has passed is the retired generation free to be
+//! rewritten. Userspace cannot call `synchronize_rcu()`, but the kernel calls it on its behalf
+//! whenever a map-in-map element is updated (`maybe_wait_bpf_programs` in
+//! kernel/bpf/syscall.c, for BPF_MAP_TYPE_ARRAY_OF_MAPS and HASH_OF_MAPS, used by a program or
+//! not; the kernel's own selftests trigger it this way). [`RcuBarrier`] is such a map, with
+//! the one-entry array it stores, made for that purpose only.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use crate::bpf_syscall::{BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, bpf};
+
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
+
+/// The map-creation part of `union bpf_attr`, up to `inner_map_fd`.
+#[repr(C)]
+#[derive(Default)]
+struct CreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+}
+
+/// The element part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ElementAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// A one-entry array of maps holding a one-entry array: updating it waits for an RCU grace
+/// period.
+pub struct RcuBarrier {
+    outer: OwnedFd,
+    inner: OwnedFd,
+}
+
+impl RcuBarrier {
+    pub fn new() -> io::Result<Self> {
+        let inner = create(&mut CreateAttr {
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            ..CreateAttr::default()
+        })?;
+        let outer = create(&mut CreateAttr {
+            map_type: BPF_MAP_TYPE_ARRAY_OF_MAPS,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            inner_map_fd: inner.as_raw_fd() as u32,
+            ..CreateAttr::default()
+        })?;
+        Ok(Self { outer, inner })
+    }
+
+    /// Returns once every XDP program run that began before the call has ended.
+    pub fn wait(&self) -> io::Result<()> {
+        let key = 0u32;
+        let value = self.inner.as_raw_fd() as u32;
+        let mut attr = ElementAttr {
+            map_fd: self.outer.as_raw_fd() as u32,
+            key: (&raw const key) as u64,
+            value: (&raw const value) as u64,
+            ..ElementAttr::default()
+        };
+        // SAFETY: `attr` is the element member BPF_MAP_UPDATE_ELEM reads; its pointers are to
+        // a 4-byte key and a 4-byte value (an inner map's fd), the map's sizes.
+        unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
+    }
+}
+
+fn create(attr: &mut CreateAttr) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is the creation member BPF_MAP_CREATE reads; it holds no pointers.
+    let fd = unsafe { bpf(BPF_MAP_CREATE, attr) }?;
+    // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_barrier_is_made_and_waits() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "creating BPF maps needs root under CI"
+            );
+            eprintln!("SKIPPED the_barrier_is_made_and_waits: creating BPF maps needs root");
+            return;
+        }
+        let barrier = RcuBarrier::new().expect("a map-in-map");
+        barrier.wait().expect("an RCU wait");
+        barrier.wait().expect("and another");
+    }
+}
