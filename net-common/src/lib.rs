@@ -61,6 +61,12 @@ pub mod names {
     pub const SEARCH_MAP: &str = "SEARCH";
     /// A program that only returns XDP_PASS: the benchmarks' floor.
     pub const PASS_FLOOR: &str = "pass_floor";
+    /// A program that only returns XDP_DROP: the flood benchmark's receiving floor.
+    pub const DROP_FLOOR: &str = "drop_floor";
+    /// Flood generators (XDP_TX in live-frames mode): the frame as it is, and with a random
+    /// IPv4 source in every copy.
+    pub const FLOOD_FIXED: &str = "flood_fixed";
+    pub const FLOOD_SPOOF: &str = "flood_spoof";
     /// The read-only global that builds the capture path in (1, the default) or out (0, for
     /// the benchmarks' "before capture" program).
     pub const CAPTURE_ENABLED: &str = "CAPTURE_ENABLED";

@@ -9,6 +9,7 @@
 mod capture;
 mod clock;
 mod filter;
+mod flood;
 mod flows;
 mod frame;
 

@@ -23,7 +23,9 @@
 //! - the time to apply a 10,000-rule set (`RuleSet::replace`, then `FilterMaps::commit`).
 //!
 //! Last, on veth pairs of their own: the userspace cost of reading a full flow table once a
-//! second (`xdp/userspace.rs`), and the rate `netxdp capture` writes a file at.
+//! second (`xdp/userspace.rs`), the rate `netxdp capture` writes a file at, and floods
+//! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
+//! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 25 s).
 //!
 //! Run with `cargo xtask bench` (as root); about 160 seconds, 30 of them the userspace refresh
 //! and 13 xdp-filter's CLI.
@@ -33,6 +35,8 @@
 
 #[path = "xdp/capture.rs"]
 mod capture;
+#[path = "xdp/flood.rs"]
+mod flood;
 #[path = "xdp/peer.rs"]
 mod peer;
 #[path = "xdp/userspace.rs"]
@@ -88,6 +92,14 @@ fn main() -> Result<()> {
     let repeat = repeat_from_env("NETXDP_BENCH_REPEAT", DEFAULT_REPEAT)?;
     let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", repeat)?;
     catch_interrupts()?;
+    let only_floods = match std::env::var("NETXDP_BENCH_ONLY").as_deref() {
+        Err(_) => false,
+        Ok("flood") => true,
+        Ok(other) => bail!("NETXDP_BENCH_ONLY={other:?}: the one section it can name is `flood`"),
+    };
+    if only_floods {
+        return print_floods();
+    }
 
     // The filter is measured with flow tracking off, as xdp-filter has none; the cost of the
     // flow table is measured on its own, just below.
@@ -253,6 +265,7 @@ fn main() -> Result<()> {
             rate.lost as f64 * 100.0 / rate.sent as f64,
         );
     }
+    print_floods()?;
     println!(
         "bench wall time: {:.1} s ({} (program, frame) pairs x {ROUNDS} rounds, xdp-filter's \
          CLI, {} applies, setup and cleanup)",
@@ -858,6 +871,92 @@ fn print_apply(applied: &[Applied], peer: Option<&XdpFilter>) {
 }
 
 /// `n` with thousands separators: 1000000 as "1,000,000".
+/// The flood table ([`flood`]), its ratios and the issue's goals.
+fn print_floods() -> Result<()> {
+    let rows = flood::floods().context("measuring floods")?;
+    let counts: Vec<usize> = {
+        let mut counts: Vec<usize> = rows.iter().map(|row| row.cpus).collect();
+        counts.dedup();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    };
+    println!(
+        "floods: Mpps taken by the receiving end of a veth pair ({} queues), 64-byte UDP/IPv4 \
+         live frames sent by XDP_TX (BPF_PROG_TEST_RUN, batch 64), one generator per CPU, \
+         median of 3 runs, rule `drop proto udp dport 1500`; by CPUs sending:",
+        counts.last().copied().unwrap_or(1)
+    );
+    print!("{:<20} {:<14}", "receiver", "flood");
+    for count in &counts {
+        print!(" {:>8}", format!("{count} CPU"));
+    }
+    println!("  counted");
+    let mut keys: Vec<(flood::Receiver, flood::Flood)> = Vec::new();
+    for row in &rows {
+        if !keys.contains(&(row.receiver, row.flood)) {
+            keys.push((row.receiver, row.flood));
+        }
+    }
+    let mpps = |receiver, flood, cpus| {
+        rows.iter()
+            .find(|row| row.receiver == receiver && row.flood == flood && row.cpus == cpus)
+            .map(|row| row.mpps)
+    };
+    for (receiver, flood) in &keys {
+        print!("{:<20} {:<14}", receiver.as_str(), flood.name());
+        for &count in &counts {
+            match mpps(*receiver, *flood, count) {
+                Some(value) => print!(" {value:>8.2}"),
+                None => print!(" {:>8}", "-"),
+            }
+        }
+        let (counted, sent) = rows
+            .iter()
+            .filter(|row| row.receiver == *receiver && row.flood == *flood)
+            .filter_map(|row| row.counted)
+            .fold((0, 0), |(c, s), (counted, sent)| (c + counted, s + sent));
+        if sent > 0 {
+            println!("  {:.1}%", counted as f64 * 100.0 / sent as f64);
+        } else {
+            println!("  -");
+        }
+    }
+    println!("default / --no-flows, same flood and CPUs:");
+    let worst = |flood: flood::Flood| {
+        let mut worst: Option<f64> = None;
+        print!("  {:<14}", flood.name());
+        for &count in &counts {
+            let with = mpps(flood::Receiver::Default, flood, count);
+            let without = mpps(flood::Receiver::NoFlows, flood, count);
+            if let (Some(with), Some(without)) = (with, without) {
+                let ratio = with / without;
+                print!(" {ratio:>7.2}x");
+                worst = Some(worst.map_or(ratio, |w: f64| w.min(ratio)));
+            }
+        }
+        println!();
+        worst.unwrap_or(0.0)
+    };
+    let ratios: Vec<(flood::Flood, f64)> = flood::Flood::ALL
+        .iter()
+        .map(|flood| (*flood, worst(*flood)))
+        .collect();
+    for (flood, goal) in [(flood::Flood::ALL[0], 0.9), (flood::Flood::ALL[2], 0.8)] {
+        let worst = ratios
+            .iter()
+            .find(|(candidate, _)| *candidate == flood)
+            .map_or(0.0, |(_, ratio)| *ratio);
+        println!(
+            "goal: {} flood with flow tracking on >= {goal}x of --no-flows at every CPU count: \
+             {} (worst {worst:.2}x)",
+            flood.name(),
+            if worst >= goal { "met" } else { "NOT met" }
+        );
+    }
+    Ok(())
+}
+
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();

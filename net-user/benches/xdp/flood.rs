@@ -1,0 +1,393 @@
+//! Floods: how many frames a second the receiving end of a veth pair takes with netxdp
+//! attached, as the number of CPUs sending grows, for a spoofed-source flood (every frame a
+//! new flow) and a fixed-source one, of frames a rule drops and frames the policy passes.
+//!
+//! The generator is the kernel's own: BPF_PROG_TEST_RUN in live-frames mode runs an XDP_TX
+//! program (`flood_spoof` or `flood_fixed`) on the sending end, which sends every copy of the
+//! frame to the receiving end, synchronously, on the calling CPU; the receiving end's XDP
+//! program runs there too, on the queue of that CPU. One generator thread per CPU, pinned.
+//! The veth pair has as many queues as the machine has CPUs, so the bench runs unchanged on 2
+//! or 64. Both ends stay in the root namespace (netxdp pins in its bpffs), with no addresses:
+//! frames are sent to a MAC address that is not the receiver's, so a frame netxdp passes is
+//! dropped by the stack (`PACKET_OTHERHOST`) and nothing is ever routed anywhere.
+
+use std::{
+    os::fd::AsRawFd as _,
+    process::{Command, Stdio},
+    sync::Barrier,
+    thread,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, ensure};
+use aya::programs::{Xdp, XdpMode};
+use net_common::{names, testing::FrameSpec};
+use netxdp::{counters::CounterMap, iface::IfaceName, netns::ip, pins::PinDir, program};
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    unistd::Pid,
+};
+
+use super::{BPF_PROG_TEST_RUN, Prog, TestRunAttr, check_interrupted};
+use crate::userspace::NETXDP;
+
+/// Frames each generator thread sends per run.
+const FRAMES_PER_CPU: u32 = 1_000_000;
+/// Runs per measurement; the median is reported.
+const RUNS: usize = 3;
+/// Live frames the kernel sends per batch.
+const BATCH: u32 = 64;
+/// The UDP port the rule drops; the pass floods go to the next one.
+const DROP_PORT: u16 = 1500;
+/// Not the receiver's MAC: passed frames die in the stack as `PACKET_OTHERHOST`.
+const OTHER_HOST_MAC: [u8; 6] = [0x02, 0x4e, 0x58, 0xff, 0xff, 0x09];
+
+/// What receives the flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receiver {
+    /// A program that drops every frame: the generator's and the veth's limit.
+    DropFloor,
+    NoFlows,
+    Default,
+}
+
+impl Receiver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receiver::DropFloor => "XDP_DROP floor",
+            Receiver::NoFlows => "netxdp --no-flows",
+            Receiver::Default => "netxdp (default)",
+        }
+    }
+}
+
+/// A flood: spoofed sources or one, to the port the rule drops or to one the policy passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flood {
+    pub spoofed: bool,
+    pub dropped: bool,
+}
+
+impl Flood {
+    pub const ALL: [Flood; 4] = [
+        Flood {
+            spoofed: true,
+            dropped: true,
+        },
+        Flood {
+            spoofed: false,
+            dropped: true,
+        },
+        Flood {
+            spoofed: true,
+            dropped: false,
+        },
+        Flood {
+            spoofed: false,
+            dropped: false,
+        },
+    ];
+
+    pub fn name(self) -> String {
+        format!(
+            "{} {}",
+            if self.spoofed { "spoofed" } else { "fixed" },
+            if self.dropped { "drop" } else { "pass" }
+        )
+    }
+}
+
+/// One measurement.
+pub struct FloodRow {
+    pub receiver: Receiver,
+    pub flood: Flood,
+    pub cpus: usize,
+    pub mpps: f64,
+    /// Frames the receiver counted of those sent (netxdp's counters; the floor has none).
+    pub counted: Option<(u64, u64)>,
+}
+
+/// The CPU counts measured: 1, 2, 4, ... and all of them.
+pub fn cpu_counts(cpus: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |n| Some(n * 2))
+        .take_while(|n| *n < cpus)
+        .collect();
+    counts.push(cpus);
+    counts
+}
+
+/// Every flood at every CPU count, against the floor, `--no-flows` and the default.
+pub fn floods() -> Result<Vec<FloodRow>> {
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let cpus = usize::try_from(online)
+        .ok()
+        .filter(|n| *n > 0)
+        .context("counting the online CPUs")?;
+    let pair = FloodPair::create(cpus)?;
+    let mut ebpf = program::load(None, program::Options::default())?;
+    for name in [names::FLOOD_FIXED, names::FLOOD_SPOOF, names::DROP_FLOOR] {
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .with_context(|| format!("the object has no program named {name}"))?
+            .try_into()?;
+        program.load().with_context(|| format!("loading {name}"))?;
+    }
+    let sender_ifindex = netxdp::preflight::ifindex(&pair.sender)?;
+    let mut rows = Vec::new();
+
+    // The floor: the generator and the veth with nothing to do on the receiving end.
+    {
+        let floor: &mut Xdp = ebpf
+            .program_mut(names::DROP_FLOOR)
+            .context("drop_floor")?
+            .try_into()?;
+        let link = floor
+            .attach(pair.receiver.as_str(), XdpMode::Driver)
+            .context("attaching drop_floor")?;
+        let generator = Prog::of(&ebpf, names::FLOOD_FIXED)?;
+        let flood = Flood {
+            spoofed: false,
+            dropped: true,
+        };
+        for &count in &cpu_counts(cpus) {
+            check_interrupted()?;
+            let mpps = run(&generator, &frame(flood), sender_ifindex, count)?;
+            rows.push(FloodRow {
+                receiver: Receiver::DropFloor,
+                flood,
+                cpus: count,
+                mpps,
+                counted: None,
+            });
+        }
+        let floor: &mut Xdp = ebpf
+            .program_mut(names::DROP_FLOOR)
+            .context("drop_floor")?
+            .try_into()?;
+        floor.detach(link).context("detaching drop_floor")?;
+    }
+
+    for receiver in [Receiver::NoFlows, Receiver::Default] {
+        let flags: &[&str] = match receiver {
+            Receiver::NoFlows => &["--no-flows"],
+            _ => &[],
+        };
+        let attached = Attached::attach(&pair.receiver, flags)?;
+        let counters = CounterMap::from_pin(&PinDir::new(&pair.receiver))?;
+        for flood in Flood::ALL {
+            let name = if flood.spoofed {
+                names::FLOOD_SPOOF
+            } else {
+                names::FLOOD_FIXED
+            };
+            let generator = Prog::of(&ebpf, name)?;
+            for &count in &cpu_counts(cpus) {
+                check_interrupted()?;
+                let before = counters.read()?.total().packets;
+                let mpps = run(&generator, &frame(flood), sender_ifindex, count)?;
+                let counted = counters.read()?.total().packets - before;
+                rows.push(FloodRow {
+                    receiver,
+                    flood,
+                    cpus: count,
+                    mpps,
+                    counted: Some((counted, u64::from(FRAMES_PER_CPU) * (count * RUNS) as u64)),
+                });
+            }
+        }
+        drop(attached);
+    }
+    Ok(rows)
+}
+
+/// A 64-byte UDP/IPv4 frame of `flood`, to a MAC that is not the receiver's.
+fn frame(flood: Flood) -> Vec<u8> {
+    let port = if flood.dropped {
+        DROP_PORT
+    } else {
+        DROP_PORT + 1
+    };
+    let mut frame = FrameSpec::ipv4_udp(40_000, port, 22).build();
+    frame[..6].copy_from_slice(&OTHER_HOST_MAC);
+    frame
+}
+
+/// The median of [`RUNS`] runs of [`run_once`], in millions of frames per second.
+fn run(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) -> Result<f64> {
+    let mut runs = (0..RUNS)
+        .map(|_| run_once(generator, frame, sender_ifindex, cpus))
+        .collect::<Result<Vec<f64>>>()?;
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[RUNS / 2])
+}
+
+/// Runs `generator` on `cpus` CPUs at once, each sending [`FRAMES_PER_CPU`] live frames from
+/// the sending end: frames per second, in millions.
+fn run_once(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) -> Result<f64> {
+    let start = Barrier::new(cpus + 1);
+    let elapsed = thread::scope(|scope| -> Result<f64> {
+        let threads: Vec<_> = (0..cpus)
+            .map(|cpu| {
+                let start = &start;
+                scope.spawn(move || -> Result<()> {
+                    let mut one = CpuSet::new();
+                    one.set(cpu)?;
+                    sched_setaffinity(Pid::from_raw(0), &one)?;
+                    start.wait();
+                    live_frames(generator, frame, sender_ifindex)
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
+        }
+        Ok(began.elapsed().as_secs_f64())
+    })?;
+    Ok(f64::from(FRAMES_PER_CPU) * cpus as f64 / elapsed / 1e6)
+}
+
+/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it: the frame's length (no metadata before it)
+/// and the interface it arrived on.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// One BPF_PROG_TEST_RUN of `generator` in live-frames mode: [`FRAMES_PER_CPU`] copies of
+/// `frame` sent from the interface `ifindex`, on this thread's CPU.
+fn live_frames(generator: &Prog, frame: &[u8], ifindex: u32) -> Result<()> {
+    let ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex: ifindex,
+        ..XdpMd::default()
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: generator.fd.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: FRAMES_PER_CPU,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: (&raw const ctx) as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size: BATCH,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute of its exact size; the kernel
+    // reads `frame` and `ctx` (borrowed for the call) and writes only into `attr`.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            size_of::<TestRunAttr>() as libc::c_uint,
+        )
+    };
+    if result < 0 {
+        let error = std::io::Error::last_os_error();
+        check_interrupted()?;
+        return Err(error).with_context(|| format!("live frames of {}", generator.name));
+    }
+    Ok(())
+}
+
+/// The veth pair, in the root namespace, with a queue per CPU; removed on drop.
+struct FloodPair {
+    sender: IfaceName,
+    receiver: IfaceName,
+}
+
+impl FloodPair {
+    fn create(cpus: usize) -> Result<Self> {
+        let pid = std::process::id() % 100_000;
+        let pair = FloodPair {
+            sender: IfaceName::new(format!("nxfl{pid}s"))?,
+            receiver: IfaceName::new(format!("nxfl{pid}r"))?,
+        };
+        let queues = cpus.to_string();
+        ip(&[
+            "link",
+            "add",
+            pair.sender.as_str(),
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            pair.receiver.as_str(),
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+        ])?;
+        for end in [&pair.sender, &pair.receiver] {
+            // No link-local address: nothing of the host's own on the wire.
+            ip(&["link", "set", "dev", end.as_str(), "addrgenmode", "none"])?;
+            ip(&["link", "set", "dev", end.as_str(), "up"])?;
+        }
+        Ok(pair)
+    }
+}
+
+impl Drop for FloodPair {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", self.sender.as_str()]);
+    }
+}
+
+/// `netxdp attach IFACE --mode native FLAGS` with the rule that drops [`DROP_PORT`];
+/// detached on drop.
+struct Attached<'a>(&'a IfaceName);
+
+impl<'a> Attached<'a> {
+    fn attach(iface: &'a IfaceName, flags: &[&str]) -> Result<Self> {
+        let netxdp = |args: &[&str]| -> Result<()> {
+            let output = Command::new(NETXDP).args(args).output()?;
+            ensure!(
+                output.status.success(),
+                "netxdp {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Ok(())
+        };
+        netxdp(&[&["attach", iface.as_str(), "--mode", "native"], flags].concat())?;
+        let attached = Attached(iface);
+        let port = DROP_PORT.to_string();
+        netxdp(&[
+            "rule",
+            "add",
+            iface.as_str(),
+            "--action",
+            "drop",
+            "--proto",
+            "udp",
+            "--dport",
+            &port,
+        ])?;
+        Ok(attached)
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(NETXDP)
+            .args(["detach", self.0.as_str()])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
