@@ -882,7 +882,12 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
         }
 
         let in_force = FilterMaps::from_pins(&pins)
-            .and_then(|maps| maps.load())
+            .and_then(|maps| {
+                // Whole tables, whether the apply before the killed one rewrote the
+                // generation whole or only what differed.
+                maps.verify()?;
+                maps.load()
+            })
             .expect("load the rule set");
         let matches = sorted_matches(&in_force);
         let (want, which) = if index < flipped {

@@ -106,10 +106,14 @@ impl Filter {
         Ok((tally.values().sum(), searched))
     }
 
-    /// Puts `set` in force.
+    /// Puts `set` in force, and checks that the generation now active holds exactly its
+    /// tables, whether the commit rewrote it whole or wrote only what differed.
     fn commit(&mut self, mut set: RuleSet) {
         self.maps.commit(&mut set).expect("commit the rule set");
         assert_eq!(self.maps.load().expect("load the rule set"), set);
+        self.maps
+            .verify()
+            .expect("the active generation holds exactly the set in force");
         self.set = set;
     }
 

@@ -13,13 +13,13 @@
 //! ```
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fs::File,
     io::BufRead as _,
     sync::OnceLock,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use aya::maps::{
     Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
     lpm_trie, lpm_trie::LpmTrie,
@@ -222,8 +222,9 @@ impl FilterMaps {
         pause(pause_at, "counters");
         self.assign_counter_slots(set, active, active_config.rule_count)?;
         let tables = compile(set);
-        self.clear_generation(target, pause_at)?;
-        self.write_generation(target, &tables, pause_at)?;
+        let held = self.held_tables(target)?;
+        self.clear_generation(target, held.as_ref(), &tables, pause_at)?;
+        self.write_generation(target, held.as_ref(), &tables, pause_at)?;
         pause(pause_at, "write FILTER_CONFIG");
         let written = self.config.set(target, tables.config, 0);
         self.check(names::FILTER_CONFIG_MAP, Doing::Write, written)?;
@@ -301,91 +302,269 @@ impl FilterMaps {
     /// Deletes the hash and trie entries of `generation`: what an earlier set left there.
     /// Only then is it written, so that no hash map or trie ever holds more than two
     /// generations: the one in force and the one being written.
-    fn clear_generation(&mut self, generation: u32, pause_at: PauseAt) -> Result<()> {
+    /// Checks that the active generation's tries, host tables and port bitmaps hold exactly
+    /// the entries of the rule set in force, and nothing more: a commit that writes only
+    /// what differs must leave what a whole rewrite would. The error names the first map that
+    /// does not.
+    pub fn verify(&self) -> Result<()> {
+        let generation = self.active_generation()?;
+        let tables = compile(&self.load()?);
         let byte = generation as u8;
-        let v4: [(_, Field<V4Trie>); 2] = [
-            (names::SRC_V4_MAP, |maps| &mut maps.src_v4),
-            (names::DST_V4_MAP, |maps| &mut maps.dst_v4),
+        let v4 = |table: &[(Prefix, RuleBitmap)]| -> BTreeMap<(u32, Vec<u8>), RuleBitmap> {
+            table
+                .iter()
+                .map(|(prefix, bitmap)| {
+                    let key = ipv4_key(generation, &prefix.addr);
+                    ((8 + u32::from(prefix.len), key.to_vec()), *bitmap)
+                })
+                .collect()
+        };
+        let v6 = |table: &[(Prefix, RuleBitmap)]| -> BTreeMap<(u32, Vec<u8>), RuleBitmap> {
+            table
+                .iter()
+                .map(|(prefix, bitmap)| {
+                    let key = ipv6_key(generation, &prefix.addr);
+                    ((8 + u32::from(prefix.len), key.to_vec()), *bitmap)
+                })
+                .collect()
+        };
+        let tries = [
+            (
+                names::SRC_V4_MAP,
+                trie_entries(&self.src_v4, byte)?,
+                v4(&tables.src_v4),
+            ),
+            (
+                names::DST_V4_MAP,
+                trie_entries(&self.dst_v4, byte)?,
+                v4(&tables.dst_v4),
+            ),
+            (
+                names::SRC_V6_MAP,
+                trie_entries(&self.src_v6, byte)?,
+                v6(&tables.src_v6),
+            ),
+            (
+                names::DST_V6_MAP,
+                trie_entries(&self.dst_v6, byte)?,
+                v6(&tables.dst_v6),
+            ),
         ];
-        for (name, trie) in v4 {
+        for (name, held, wanted) in tries {
+            ensure!(held == wanted, "{name} does not hold the set in force");
+        }
+        let hosts_v4: BTreeMap<Vec<u8>, RuleBitmap> = host_entries(&tables, 32)
+            .into_iter()
+            .map(|((field, addr), bitmap)| {
+                (ipv4_host_key(generation, field, &addr).to_vec(), *bitmap)
+            })
+            .collect();
+        ensure!(
+            hash_entries(&self.hosts_v4, |key| key[0] == byte, |key| key.to_vec())? == hosts_v4,
+            "{} does not hold the set in force",
+            names::HOSTS_V4_MAP
+        );
+        let hosts_v6: BTreeMap<Vec<u8>, RuleBitmap> = host_entries(&tables, 128)
+            .into_iter()
+            .map(|((field, addr), bitmap)| {
+                (ipv6_host_key(generation, field, &addr).to_vec(), *bitmap)
+            })
+            .collect();
+        ensure!(
+            hash_entries(&self.hosts_v6, |key| key[0] == byte, |key| key.to_vec())? == hosts_v6,
+            "{} does not hold the set in force",
+            names::HOSTS_V6_MAP
+        );
+        let ports: BTreeMap<u32, RuleBitmap> = port_entries(&tables)
+            .into_iter()
+            .map(|((field, interval), bitmap)| {
+                (port_bitmap_key(generation, field, interval), *bitmap)
+            })
+            .collect();
+        ensure!(
+            hash_entries(
+                &self.port_bitmaps,
+                |key| key >> 31 == generation,
+                |key| *key
+            )? == ports,
+            "{} does not hold the set in force",
+            names::PORT_BITMAPS_MAP
+        );
+        Ok(())
+    }
+
+    /// The tables the inactive generation `generation` holds, when it is known to hold them
+    /// whole: it was flipped in once (its activation is stamped only after the flip), and no
+    /// commit has touched it since (a commit clears the stamp before it touches anything).
+    /// A commit then writes only what differs; otherwise it rewrites the generation whole.
+    fn held_tables(&self, generation: u32) -> Result<Option<Tables>> {
+        let config = self.config.get(&generation, 0)?;
+        if config.activated_ns == 0 {
+            return Ok(None);
+        }
+        let rules = (0..config.rule_count.min(MAX_RULES as u32))
+            .map(|rank| self.rules.get(&rule_index(generation, rank), 0))
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the inactive generation's rule table")?;
+        let set = RuleSet::from_rules(
+            Action::from_raw(config.policy).unwrap_or(Action::Pass),
+            Fragments::from_raw(config.fragments).unwrap_or_default(),
+            Malformed::from_raw(config.malformed).unwrap_or_default(),
+            rules,
+            config.next_rule_id.max(1),
+        );
+        Ok(Some(compile(&set)))
+    }
+
+    /// Deletes what the generation holds and `tables` does not: only that when `held` says
+    /// what it holds, else every entry of the generation. First the generation is marked as
+    /// no longer whole, so that a commit killed from here on leaves the next one a full
+    /// rewrite.
+    fn clear_generation(
+        &mut self,
+        generation: u32,
+        held: Option<&Tables>,
+        tables: &Tables,
+        pause_at: PauseAt,
+    ) -> Result<()> {
+        let config = self.config.get(&generation, 0)?;
+        let unstamped = FilterConfig {
+            activated_ns: 0,
+            ..config
+        };
+        let marked = self.config.set(generation, unstamped, 0);
+        self.check(names::FILTER_CONFIG_MAP, Doing::Clear, marked)?;
+        let byte = generation as u8;
+        let v4: [(_, Field<V4Trie>, Pick); 2] = [
+            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, |t| &t.src_v4),
+            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, |t| &t.dst_v4),
+        ];
+        for (name, trie, pick) in v4 {
             pause(pause_at, &format!("clear {name}"));
-            let cleared = clear_trie(trie(self), |key| key[0] == byte);
+            let cleared = match held {
+                Some(held) => {
+                    remove_trie_keys(trie(self), stale(pick(held), pick(tables)), |addr| {
+                        ipv4_key(generation, addr)
+                    })
+                }
+                None => clear_trie(trie(self), |key| key[0] == byte),
+            };
             self.check(name, Doing::Clear, cleared)?;
         }
-        let v6: [(_, Field<V6Trie>); 2] = [
-            (names::SRC_V6_MAP, |maps| &mut maps.src_v6),
-            (names::DST_V6_MAP, |maps| &mut maps.dst_v6),
+        let v6: [(_, Field<V6Trie>, Pick); 2] = [
+            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, |t| &t.src_v6),
+            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, |t| &t.dst_v6),
         ];
-        for (name, trie) in v6 {
+        for (name, trie, pick) in v6 {
             pause(pause_at, &format!("clear {name}"));
-            let cleared = clear_trie(trie(self), |key| key[0] == byte);
+            let cleared = match held {
+                Some(held) => {
+                    remove_trie_keys(trie(self), stale(pick(held), pick(tables)), |addr| {
+                        ipv6_key(generation, addr)
+                    })
+                }
+                None => clear_trie(trie(self), |key| key[0] == byte),
+            };
             self.check(name, Doing::Clear, cleared)?;
         }
         pause(pause_at, "clear PORT_BITMAPS");
-        let cleared = clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation);
+        let cleared = match held {
+            Some(held) => remove_hash_keys(
+                &mut self.port_bitmaps,
+                stale(&port_entries(held), &port_entries(tables))
+                    .map(|(field, interval)| port_bitmap_key(generation, *field, *interval)),
+            ),
+            None => clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation),
+        };
         self.check(names::PORT_BITMAPS_MAP, Doing::Clear, cleared)?;
         pause(pause_at, "clear HOSTS_V4");
-        let cleared = clear_hash(&mut self.hosts_v4, |key| key[0] == byte);
+        let cleared = match held {
+            Some(held) => remove_hash_keys(
+                &mut self.hosts_v4,
+                stale(&host_entries(held, 32), &host_entries(tables, 32))
+                    .map(|(field, addr)| ipv4_host_key(generation, *field, addr)),
+            ),
+            None => clear_hash(&mut self.hosts_v4, |key| key[0] == byte),
+        };
         self.check(names::HOSTS_V4_MAP, Doing::Clear, cleared)?;
         pause(pause_at, "clear HOSTS_V6");
-        let cleared = clear_hash(&mut self.hosts_v6, |key| key[0] == byte);
+        let cleared = match held {
+            Some(held) => remove_hash_keys(
+                &mut self.hosts_v6,
+                stale(&host_entries(held, 128), &host_entries(tables, 128))
+                    .map(|(field, addr)| ipv6_host_key(generation, *field, addr)),
+            ),
+            None => clear_hash(&mut self.hosts_v6, |key| key[0] == byte),
+        };
         self.check(names::HOSTS_V6_MAP, Doing::Clear, cleared)?;
         Ok(())
     }
 
+    /// Writes `tables` into the generation: the entries that differ from `held`, or all.
     fn write_generation(
         &mut self,
         generation: u32,
+        held: Option<&Tables>,
         tables: &Tables,
         pause_at: PauseAt,
     ) -> Result<()> {
         pause(pause_at, "write RULES");
         for (rank, rule) in tables.rules.iter().enumerate() {
+            if held.is_some_and(|held| held.rules.get(rank) == Some(rule)) {
+                continue;
+            }
             let written = self.rules.set(rule_index(generation, rank as u32), rule, 0);
             self.check(names::RULES_MAP, Doing::Write, written)?;
         }
-        let v4: [(_, Field<V4Trie>, _); 2] = [
-            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, &tables.src_v4),
-            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, &tables.dst_v4),
+        let v4: [(_, Field<V4Trie>, Pick); 2] = [
+            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, |t| &t.src_v4),
+            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, |t| &t.dst_v4),
         ];
-        for (name, trie, entries) in v4 {
+        for (name, trie, pick) in v4 {
             pause(pause_at, &format!("write {name}"));
+            let entries = changed(held.map(|held| pick(held).as_slice()), pick(tables));
             let written = write_trie(trie(self), generation, entries, ipv4_key);
             self.check(name, Doing::Write, written)?;
         }
-        let v6: [(_, Field<V6Trie>, _); 2] = [
-            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, &tables.src_v6),
-            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, &tables.dst_v6),
+        let v6: [(_, Field<V6Trie>, Pick); 2] = [
+            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, |t| &t.src_v6),
+            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, |t| &t.dst_v6),
         ];
-        for (name, trie, entries) in v6 {
+        for (name, trie, pick) in v6 {
             pause(pause_at, &format!("write {name}"));
+            let entries = changed(held.map(|held| pick(held).as_slice()), pick(tables));
             let written = write_trie(trie(self), generation, entries, ipv6_key);
             self.check(name, Doing::Write, written)?;
         }
         pause(pause_at, "write HOSTS_V4");
-        for (field, table) in [(ADDR_SRC, &tables.src_v4), (ADDR_DST, &tables.dst_v4)] {
-            for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 32) {
-                let key = ipv4_host_key(generation, field, &prefix.addr);
-                let written = self.hosts_v4.insert(key, bitmap, 0);
-                self.check(names::HOSTS_V4_MAP, Doing::Write, written)?;
-            }
+        let held_hosts = held.map(|held| host_entries(held, 32));
+        for ((field, addr), bitmap) in changed(held_hosts.as_deref(), &host_entries(tables, 32)) {
+            let key = ipv4_host_key(generation, *field, addr);
+            let written = self.hosts_v4.insert(key, *bitmap, 0);
+            self.check(names::HOSTS_V4_MAP, Doing::Write, written)?;
         }
         pause(pause_at, "write HOSTS_V6");
-        for (field, table) in [(ADDR_SRC, &tables.src_v6), (ADDR_DST, &tables.dst_v6)] {
-            for (prefix, bitmap) in table.iter().filter(|(prefix, _)| prefix.len == 128) {
-                let key = ipv6_host_key(generation, field, &prefix.addr);
-                let written = self.hosts_v6.insert(key, bitmap, 0);
-                self.check(names::HOSTS_V6_MAP, Doing::Write, written)?;
-            }
+        let held_hosts = held.map(|held| host_entries(held, 128));
+        for ((field, addr), bitmap) in changed(held_hosts.as_deref(), &host_entries(tables, 128)) {
+            let key = ipv6_host_key(generation, *field, addr);
+            let written = self.hosts_v6.insert(key, *bitmap, 0);
+            self.check(names::HOSTS_V6_MAP, Doing::Write, written)?;
         }
         pause(pause_at, "write NET_BLOCKS");
-        for (field, ipv6, blocks) in &tables.net_blocks {
+        for (index, entry) in tables.net_blocks.iter().enumerate() {
+            if held.is_some_and(|held| held.net_blocks.get(index) == Some(entry)) {
+                continue;
+            }
+            let (field, ipv6, blocks) = entry;
             let index = net_blocks_index(generation, *field, *ipv6);
             let written = self.net_blocks.set(index, blocks.as_ref(), 0);
             self.check(names::NET_BLOCKS_MAP, Doing::Write, written)?;
         }
         pause(pause_at, "write BITMAPS");
         for (slot, bitmap) in tables.bitmaps.iter().enumerate() {
+            if held.is_some_and(|held| held.bitmaps.get(slot) == Some(bitmap)) {
+                continue;
+            }
             let written = self
                 .bitmaps
                 .set(bitmap_index(generation, slot as u32), bitmap, 0);
@@ -393,17 +572,19 @@ impl FilterMaps {
         }
         pause(pause_at, "write PORT_INTERVALS");
         for (field, table) in tables.ports.iter().enumerate() {
+            if held.is_some_and(|held| held.ports[field].intervals == table.intervals) {
+                continue;
+            }
             let index = port_intervals_index(generation, field as u32);
             let written = self.port_intervals.set(index, table.intervals.as_ref(), 0);
             self.check(names::PORT_INTERVALS_MAP, Doing::Write, written)?;
         }
         pause(pause_at, "write PORT_BITMAPS");
-        for (field, table) in tables.ports.iter().enumerate() {
-            for (interval, bitmap) in table.bitmaps.iter().enumerate() {
-                let key = port_bitmap_key(generation, field as u32, interval as u32);
-                let written = self.port_bitmaps.insert(key, bitmap, 0);
-                self.check(names::PORT_BITMAPS_MAP, Doing::Write, written)?;
-            }
+        let held_ports = held.map(port_entries);
+        for ((field, interval), bitmap) in changed(held_ports.as_deref(), &port_entries(tables)) {
+            let key = port_bitmap_key(generation, *field, *interval);
+            let written = self.port_bitmaps.insert(key, *bitmap, 0);
+            self.check(names::PORT_BITMAPS_MAP, Doing::Write, written)?;
         }
         Ok(())
     }
@@ -424,6 +605,128 @@ impl FilterMaps {
 
 fn rule_index(generation: u32, rank: u32) -> u32 {
     generation * MAX_RULES as u32 + rank
+}
+
+/// A trie's entries of the generation whose byte leads the key: (prefix length, key bytes).
+fn trie_entries<K: Pod + AsRef<[u8]>>(
+    trie: &LpmTrie<MapData, K, RuleBitmap>,
+    generation: u8,
+) -> Result<BTreeMap<(u32, Vec<u8>), RuleBitmap>, MapError> {
+    let mut entries = BTreeMap::new();
+    for entry in trie.iter() {
+        let (key, bitmap) = entry?;
+        let data = key.data();
+        if data.as_ref()[0] == generation {
+            entries.insert((key.prefix_len(), data.as_ref().to_vec()), bitmap);
+        }
+    }
+    Ok(entries)
+}
+
+/// A hash map's entries that `keep` selects, keyed as `ordered` makes them.
+fn hash_entries<K: Pod, O: Ord>(
+    map: &BpfHashMap<MapData, K, RuleBitmap>,
+    keep: impl Fn(&K) -> bool,
+    ordered: impl Fn(&K) -> O,
+) -> Result<BTreeMap<O, RuleBitmap>, MapError> {
+    let mut entries = BTreeMap::new();
+    for entry in map.iter() {
+        let (key, bitmap) = entry?;
+        if keep(&key) {
+            entries.insert(ordered(&key), bitmap);
+        }
+    }
+    Ok(entries)
+}
+
+/// One address field and family's prefix table of [`Tables`].
+type Pick = fn(&Tables) -> &Vec<(Prefix, RuleBitmap)>;
+
+/// The host entries of `tables` (prefixes of `bits` bits, both address fields): (field,
+/// address) and bitmap.
+fn host_entries(tables: &Tables, bits: u8) -> Vec<((u32, [u8; 16]), &RuleBitmap)> {
+    let (src, dst) = if bits == 32 {
+        (&tables.src_v4, &tables.dst_v4)
+    } else {
+        (&tables.src_v6, &tables.dst_v6)
+    };
+    [(ADDR_SRC, src), (ADDR_DST, dst)]
+        .into_iter()
+        .flat_map(|(field, table)| {
+            table
+                .iter()
+                .filter(|(prefix, _)| prefix.len == bits)
+                .map(move |(prefix, bitmap)| ((field, prefix.addr), bitmap))
+        })
+        .collect()
+}
+
+/// The port bitmaps of `tables`: (field, interval) and bitmap.
+fn port_entries(tables: &Tables) -> Vec<((u32, u32), &RuleBitmap)> {
+    tables
+        .ports
+        .iter()
+        .enumerate()
+        .flat_map(|(field, table)| {
+            table
+                .bitmaps
+                .iter()
+                .enumerate()
+                .map(move |(interval, bitmap)| ((field as u32, interval as u32), bitmap))
+        })
+        .collect()
+}
+
+/// The keys of `held` that `wanted` lacks.
+fn stale<'a, K: Eq + std::hash::Hash, V>(
+    held: &'a [(K, V)],
+    wanted: &[(K, V)],
+) -> impl Iterator<Item = &'a K> {
+    let wanted: HashSet<&K> = wanted.iter().map(|(key, _)| key).collect();
+    held.iter()
+        .map(|(key, _)| key)
+        .filter(move |key| !wanted.contains(key))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// The entries of `wanted` that `held` (all of them when `None`) does not hold as they are.
+fn changed<'a, K: Eq + std::hash::Hash, V: PartialEq>(
+    held: Option<&[(K, V)]>,
+    wanted: &'a [(K, V)],
+) -> Vec<&'a (K, V)> {
+    let Some(held) = held else {
+        return wanted.iter().collect();
+    };
+    let held: HashMap<&K, &V> = held.iter().map(|(key, value)| (key, value)).collect();
+    wanted
+        .iter()
+        .filter(|(key, value)| held.get(key) != Some(&value))
+        .collect()
+}
+
+fn remove_trie_keys<'a, K: Pod>(
+    trie: &mut LpmTrie<MapData, K, RuleBitmap>,
+    prefixes: impl Iterator<Item = &'a Prefix>,
+    key: impl Fn(&[u8; 16]) -> K,
+) -> Result<(), MapError> {
+    for prefix in prefixes {
+        trie.remove(&lpm_trie::Key::new(
+            8 + prefix.len as u32,
+            key(&prefix.addr),
+        ))?;
+    }
+    Ok(())
+}
+
+fn remove_hash_keys<K: Pod>(
+    map: &mut BpfHashMap<MapData, K, RuleBitmap>,
+    keys: impl Iterator<Item = K>,
+) -> Result<(), MapError> {
+    for key in keys {
+        map.remove(&key)?;
+    }
+    Ok(())
 }
 
 fn clear_trie<K: Pod>(
@@ -451,7 +754,7 @@ fn clear_hash<K: Pod>(
 fn write_trie<K: Pod>(
     trie: &mut LpmTrie<MapData, K, RuleBitmap>,
     generation: u32,
-    entries: &[(Prefix, RuleBitmap)],
+    entries: Vec<&(Prefix, RuleBitmap)>,
     key: fn(u32, &[u8; 16]) -> K,
 ) -> Result<(), MapError> {
     for (prefix, bitmap) in entries {
