@@ -90,21 +90,8 @@ impl FlowTable {
 
         use aya::maps::IterableMap as _;
 
-        use crate::bpf_syscall::{BPF_MAP_LOOKUP_BATCH, bpf};
+        use crate::bpf_syscall::{BPF_MAP_LOOKUP_BATCH, BatchAttr, bpf};
 
-        /// The batch part of `union bpf_attr`.
-        #[repr(C)]
-        #[derive(Default)]
-        struct BatchAttr {
-            in_batch: u64,
-            out_batch: u64,
-            keys: u64,
-            values: u64,
-            count: u32,
-            map_fd: u32,
-            elem_flags: u64,
-            flags: u64,
-        }
         const BATCH: usize = 4096;
 
         let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;

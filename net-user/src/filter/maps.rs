@@ -16,6 +16,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs::File,
     io::BufRead as _,
+    os::fd::AsFd as _,
     sync::OnceLock,
 };
 
@@ -42,7 +43,7 @@ use super::{
     compile::{Tables, compile},
     rcu::RcuBarrier,
 };
-use crate::pins::PinDir;
+use crate::{bpf_syscall::read_array, pins::PinDir};
 
 /// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
 /// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a
@@ -193,10 +194,7 @@ impl FilterMaps {
     pub fn load(&self) -> Result<RuleSet> {
         let generation = self.active_generation()?;
         let config = self.config.get(&generation, 0)?;
-        let rules = (0..config.rule_count.min(MAX_RULES as u32))
-            .map(|rank| self.rules.get(&rule_index(generation, rank), 0))
-            .collect::<Result<Vec<_>, _>>()
-            .context("reading the rule table")?;
+        let rules = self.read_rules(generation, config.rule_count)?;
         Ok(RuleSet::from_rules(
             Action::from_raw(config.policy).unwrap_or(Action::Pass),
             Fragments::from_raw(config.fragments).unwrap_or_default(),
@@ -265,13 +263,20 @@ impl FilterMaps {
         })
     }
 
+    /// The first `count` ranks of a generation's rule table, in a few batched reads.
+    fn read_rules(&self, generation: u32, count: u32) -> Result<Vec<Rule>> {
+        let fd = self.rules.map().fd().as_fd();
+        read_array(fd, rule_index(generation, 0), count.min(MAX_RULES as u32))
+            .with_context(|| format!("reading the rule table ({})", names::RULES_MAP))
+    }
+
     /// Rules that stay keep their slot (and counts); new ones get a free slot, zeroed.
     fn assign_counter_slots(&mut self, set: &mut RuleSet, active: u32, count: u32) -> Result<()> {
-        let mut live = HashMap::new();
-        for rank in 0..count.min(MAX_RULES as u32) {
-            let rule = self.rules.get(&rule_index(active, rank), 0)?;
-            live.insert(rule.id, rule.counter_slot);
-        }
+        let live: HashMap<u32, u32> = self
+            .read_rules(active, count)?
+            .iter()
+            .map(|rule| (rule.id, rule.counter_slot))
+            .collect();
         let mut taken: HashSet<u32> = set
             .rules()
             .iter()
@@ -402,10 +407,7 @@ impl FilterMaps {
         if config.activated_ns == 0 {
             return Ok(None);
         }
-        let rules = (0..config.rule_count.min(MAX_RULES as u32))
-            .map(|rank| self.rules.get(&rule_index(generation, rank), 0))
-            .collect::<Result<Vec<_>, _>>()
-            .context("reading the inactive generation's rule table")?;
+        let rules = self.read_rules(generation, config.rule_count)?;
         let set = RuleSet::from_rules(
             Action::from_raw(config.policy).unwrap_or(Action::Pass),
             Fragments::from_raw(config.fragments).unwrap_or_default(),
