@@ -27,7 +27,7 @@
 //! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
 //! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 25 s).
 //!
-//! Run with `cargo xtask bench` (as root); about 160 seconds, 30 of them the userspace refresh
+//! Run with `cargo xtask bench` (as root); about 185 seconds, 25 of them the floods, 30 of them the userspace refresh
 //! and 13 xdp-filter's CLI.
 //! `NETXDP_BENCH_REPEAT` sets the repeats per measurement (default 1,000,000);
 //! `NETXDP_BENCH_RULES_REPEAT` sets those of the rule-set tables alone (about 110
@@ -59,6 +59,7 @@ use net_common::{
     testing::{Extension, FrameSpec, Transport, ipv6_with},
 };
 use netxdp::{
+    bpf_syscall::{BPF_PROG_TEST_RUN, bpf},
     filter::{FilterMaps, NewRule, RuleSet},
     program,
 };
@@ -363,8 +364,6 @@ struct TestRunAttr {
     _padding: u32,
 }
 
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
 /// Runs `program` `repeat` times on `frame`: its verdict, and the kernel's average time per
 /// run. One code path for every program measured (netxdp, the floor, xdp-filter's, which this
 /// process did not load and aya cannot wrap without its attach type).
@@ -376,28 +375,31 @@ fn test_run(program: &Prog, frame: &[u8], repeat: u32) -> Result<(u32, Duration)
         repeat,
         ..TestRunAttr::default()
     };
-    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute of its exact size; the kernel
-    // reads `frame` (borrowed for the call) and writes only into `attr`.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>() as libc::c_uint,
+    // SAFETY: the kernel reads `frame` (borrowed for the call) and writes only into `attr`.
+    unsafe { prog_test_run(&mut attr) }.with_context(|| {
+        format!(
+            "BPF_PROG_TEST_RUN of {} on a {}-byte frame",
+            program.name,
+            frame.len()
         )
-    };
-    if result < 0 {
-        let error = std::io::Error::last_os_error();
-        check_interrupted()?;
-        return Err(error).with_context(|| {
-            format!(
-                "BPF_PROG_TEST_RUN of {} on a {}-byte frame",
-                program.name,
-                frame.len()
-            )
-        });
-    }
+    })?;
     Ok((attr.retval, Duration::from_nanos(attr.duration.into())))
+}
+
+/// BPF_PROG_TEST_RUN with `attr`; an interruption (SIGINT, SIGTERM) is told as such.
+///
+/// # Safety
+/// Every pointer in `attr` must point to memory of the size it gives, the kernel's to read
+/// (data and context in) or write (data and context out).
+unsafe fn prog_test_run(attr: &mut TestRunAttr) -> Result<()> {
+    // SAFETY: `attr` is BPF_PROG_TEST_RUN's attribute, of its exact size; its pointers are
+    // the caller's promise.
+    let result = unsafe { bpf(BPF_PROG_TEST_RUN, attr) };
+    if let Err(error) = result {
+        check_interrupted()?;
+        return Err(error.into());
+    }
+    Ok(())
 }
 
 /// The average time per run of `program` on `frame`, failing unless every run's verdict is
@@ -870,13 +872,11 @@ fn print_apply(applied: &[Applied], peer: Option<&XdpFilter>) {
     }
 }
 
-/// `n` with thousands separators: 1000000 as "1,000,000".
 /// The flood table ([`flood`]), its ratios and the goals.
 fn print_floods() -> Result<()> {
     let rows = flood::floods().context("measuring floods")?;
     let counts: Vec<usize> = {
         let mut counts: Vec<usize> = rows.iter().map(|row| row.cpus).collect();
-        counts.dedup();
         counts.sort_unstable();
         counts.dedup();
         counts
@@ -957,6 +957,7 @@ fn print_floods() -> Result<()> {
     Ok(())
 }
 
+/// `n` with thousands separators: 1000000 as "1,000,000".
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -5,6 +5,7 @@ use std::io;
 /// `enum bpf_cmd` values used here.
 pub const BPF_MAP_CREATE: libc::c_long = 0;
 pub const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+pub const BPF_PROG_TEST_RUN: libc::c_long = 10;
 pub const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// `bpf(cmd, attr, sizeof attr)`: its non-negative result (a file descriptor for

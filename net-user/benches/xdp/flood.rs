@@ -28,7 +28,7 @@ use nix::{
     unistd::Pid,
 };
 
-use super::{BPF_PROG_TEST_RUN, Prog, TestRunAttr, check_interrupted};
+use super::{Prog, TestRunAttr, check_interrupted, prog_test_run};
 use crate::userspace::NETXDP;
 
 /// Frames each generator thread sends per run.
@@ -125,7 +125,12 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         .filter(|n| *n > 0)
         .context("counting the online CPUs")?;
     let pair = FloodPair::create(cpus)?;
-    let mut ebpf = program::load(None, program::Options::default())?;
+    // Only for the generators and the floor: no flow table.
+    let no_flows = program::Options {
+        flows: program::Flows::Off,
+        ..Default::default()
+    };
+    let mut ebpf = program::load(None, no_flows)?;
     for name in [names::FLOOD_FIXED, names::FLOOD_SPOOF, names::DROP_FLOOR] {
         let program: &mut Xdp = ebpf
             .program_mut(name)
@@ -285,22 +290,10 @@ fn live_frames(generator: &Prog, frame: &[u8], ifindex: u32) -> Result<()> {
         batch_size: BATCH,
         ..TestRunAttr::default()
     };
-    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute of its exact size; the kernel
-    // reads `frame` and `ctx` (borrowed for the call) and writes only into `attr`.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>() as libc::c_uint,
-        )
-    };
-    if result < 0 {
-        let error = std::io::Error::last_os_error();
-        check_interrupted()?;
-        return Err(error).with_context(|| format!("live frames of {}", generator.name));
-    }
-    Ok(())
+    // SAFETY: the kernel reads `frame` and `ctx` (borrowed for the call) and writes only into
+    // `attr`.
+    unsafe { prog_test_run(&mut attr) }
+        .with_context(|| format!("live frames of {}", generator.name))
 }
 
 /// The veth pair, in the root namespace, with a queue per CPU; removed on drop.

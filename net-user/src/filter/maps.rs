@@ -358,28 +358,27 @@ impl FilterMaps {
         for (name, held, wanted) in tries {
             ensure!(held == wanted, "{name} does not hold the set in force");
         }
-        let hosts_v4: BTreeMap<Vec<u8>, RuleBitmap> = host_entries(&tables, 32)
-            .into_iter()
-            .map(|((field, addr), bitmap)| {
-                (ipv4_host_key(generation, field, &addr).to_vec(), *bitmap)
-            })
-            .collect();
-        ensure!(
-            hash_entries(&self.hosts_v4, |key| key[0] == byte, |key| key.to_vec())? == hosts_v4,
-            "{} does not hold the set in force",
-            names::HOSTS_V4_MAP
-        );
-        let hosts_v6: BTreeMap<Vec<u8>, RuleBitmap> = host_entries(&tables, 128)
-            .into_iter()
-            .map(|((field, addr), bitmap)| {
-                (ipv6_host_key(generation, field, &addr).to_vec(), *bitmap)
-            })
-            .collect();
-        ensure!(
-            hash_entries(&self.hosts_v6, |key| key[0] == byte, |key| key.to_vec())? == hosts_v6,
-            "{} does not hold the set in force",
-            names::HOSTS_V6_MAP
-        );
+        // The host entries `tables` has for hosts of `bits` bits, keyed as `key` makes them.
+        let hosts = |bits, key: &dyn Fn(u32, &[u8; 16]) -> Vec<u8>| -> BTreeMap<_, _> {
+            host_entries(&tables, bits)
+                .into_iter()
+                .map(|((field, addr), bitmap)| (key(field, &addr), *bitmap))
+                .collect()
+        };
+        let held_v4 = hash_entries(&self.hosts_v4, |key| key[0] == byte, |key| key.to_vec())?;
+        let wanted_v4 = hosts(32, &|field, addr| {
+            ipv4_host_key(generation, field, addr).to_vec()
+        });
+        let held_v6 = hash_entries(&self.hosts_v6, |key| key[0] == byte, |key| key.to_vec())?;
+        let wanted_v6 = hosts(128, &|field, addr| {
+            ipv6_host_key(generation, field, addr).to_vec()
+        });
+        for (name, held, wanted) in [
+            (names::HOSTS_V4_MAP, held_v4, wanted_v4),
+            (names::HOSTS_V6_MAP, held_v6, wanted_v6),
+        ] {
+            ensure!(held == wanted, "{name} does not hold the set in force");
+        }
         let ports: BTreeMap<u32, RuleBitmap> = port_entries(&tables)
             .into_iter()
             .map(|((field, interval), bitmap)| {
