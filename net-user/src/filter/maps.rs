@@ -119,8 +119,9 @@ impl FilterMaps {
 
     /// The maps of a pinned attachment, for reading only (`netxdp serve`): no lock, so a
     /// reader never waits for a writer nor holds one up. [`FilterMaps::load`] then sees the
-    /// set in force before or after a concurrent commit; only a read slower than 20 ms that
-    /// spans two commits in a row could see a mix. Writers use [`FilterMaps::from_pins`].
+    /// set in force before or after a concurrent commit; only a read that spans two commits
+    /// in a row (the second rewrites the generation the first retired) could see a mix.
+    /// Writers use [`FilterMaps::from_pins`].
     pub fn read_pins(pins: &PinDir) -> Result<Self> {
         Self::pinned(pins, false)
     }
