@@ -86,62 +86,23 @@ impl FlowTable {
 
     /// BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not wrap.
     fn read_batched(&self) -> std::io::Result<Vec<(FlowKey, FlowStats)>> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::os::fd::AsFd as _;
 
         use aya::maps::IterableMap as _;
 
-        use crate::bpf_syscall::{BPF_MAP_LOOKUP_BATCH, BatchAttr, bpf};
-
-        const BATCH: usize = 4096;
-
         let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
-        // Per-CPU values come 8-byte aligned, one per possible CPU.
-        let stride = size_of::<FlowStats>().next_multiple_of(8);
-        let mut keys = vec![FlowKey::default(); BATCH];
-        let mut values = vec![0u8; BATCH * stride * cpus];
-        let fd = self.map.map().fd().as_fd().as_raw_fd();
-        let (mut in_batch, mut out_batch) = (0u32, 0u32);
-        let mut first = true;
         let mut flows = Vec::new();
-        loop {
-            let mut attr = BatchAttr {
-                in_batch: if first {
-                    0
-                } else {
-                    (&raw const in_batch) as u64
-                },
-                out_batch: (&raw mut out_batch) as u64,
-                keys: keys.as_mut_ptr() as u64,
-                values: values.as_mut_ptr() as u64,
-                count: BATCH as u32,
-                map_fd: fd as u32,
-                ..BatchAttr::default()
-            };
-            // SAFETY: every pointer in `attr` is to a buffer of the size the kernel writes:
-            // `count` keys and `count` per-CPU values, and a u32 batch token (hash maps).
-            let result = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
-            let done = match result {
-                Ok(_) => false,
-                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => true,
-                Err(error) => return Err(error),
-            };
-            for (index, key) in keys.iter().take(attr.count as usize).enumerate() {
-                let per_cpu = (0..cpus).map(|cpu| {
-                    let at = (index * cpus + cpu) * stride;
-                    // SAFETY: `at` is inside `values`, which holds `count` x `cpus` values.
-                    unsafe { std::ptr::read_unaligned(values.as_ptr().add(at).cast::<FlowStats>()) }
-                });
+        crate::bpf_batch::for_each_per_cpu(
+            self.map.map().fd().as_fd(),
+            cpus,
+            |key: &FlowKey, per_cpu: &[FlowStats]| {
                 let total = merged(per_cpu);
                 if total.packets > 0 {
                     flows.push((*key, total));
                 }
-            }
-            if done {
-                return Ok(flows);
-            }
-            in_batch = out_batch;
-            first = false;
-        }
+            },
+        )?;
+        Ok(flows)
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`cli`] and [`commands`]: the command line; [`generate`]: its man pages and completions.
 
 pub mod attach;
+pub mod bpf_batch;
 pub mod bpf_syscall;
 pub mod capture;
 pub mod cli;

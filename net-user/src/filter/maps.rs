@@ -43,7 +43,7 @@ use super::{
     compile::{Tables, compile},
     rcu::RcuBarrier,
 };
-use crate::{bpf_syscall::read_array, pins::PinDir};
+use crate::{bpf_batch::read_array, pins::PinDir};
 
 /// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
 /// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a

@@ -12,25 +12,13 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
-use crate::bpf_syscall::{BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, bpf};
+use crate::bpf_syscall::{BPF_MAP_UPDATE_ELEM, MapSpec, bpf, create_map};
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
-
-/// The map-creation part of `union bpf_attr`, up to `inner_map_fd`.
-#[repr(C)]
-#[derive(Default)]
-struct CreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-}
 
 /// The element part of `union bpf_attr`.
 #[repr(C)]
@@ -52,20 +40,20 @@ pub struct RcuBarrier {
 
 impl RcuBarrier {
     pub fn new() -> io::Result<Self> {
-        let inner = create(&mut CreateAttr {
+        let inner = create_map(MapSpec {
             map_type: BPF_MAP_TYPE_ARRAY,
             key_size: 4,
             value_size: 4,
             max_entries: 1,
-            ..CreateAttr::default()
+            ..MapSpec::default()
         })?;
-        let outer = create(&mut CreateAttr {
+        let outer = create_map(MapSpec {
             map_type: BPF_MAP_TYPE_ARRAY_OF_MAPS,
             key_size: 4,
             value_size: 4,
             max_entries: 1,
             inner_map_fd: inner.as_raw_fd() as u32,
-            ..CreateAttr::default()
+            ..MapSpec::default()
         })?;
         Ok(Self { outer, inner })
     }
@@ -84,13 +72,6 @@ impl RcuBarrier {
         // a 4-byte key and a 4-byte value (an inner map's fd), the map's sizes.
         unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
     }
-}
-
-fn create(attr: &mut CreateAttr) -> io::Result<OwnedFd> {
-    // SAFETY: `attr` is the creation member BPF_MAP_CREATE reads; it holds no pointers.
-    let fd = unsafe { bpf(BPF_MAP_CREATE, attr) }?;
-    // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
