@@ -3,14 +3,15 @@
 //! For each field, every value the kernel can look up gets the bitmap of the rules that value
 //! lets through, by rank. The kernel ANDs one bitmap per field; the lowest set bit wins.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use net_common::{
     filter::{
         ADDR_DST, ADDR_SRC, FilterConfig, ICMP_KEY_NONE, ICMP_KEYS, NET_BLOCK_BITS_V4,
         NET_BLOCK_BITS_V6, NET_BLOCK_WORDS, NetBlocks, PORT_PAST_END, PORT_SEARCH_SLOTS,
-        PROTO_KEY_ARP, PROTO_KEY_OTHER, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block,
-        slot,
+        PROTO_KEY_ARP, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block, slot,
     },
     rule::{Family, ICMP_TYPE_ANY, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
 };
@@ -58,39 +59,27 @@ pub fn compile(set: &RuleSet) -> Tables {
     };
 
     let mut bitmaps = vec![RuleBitmap::EMPTY; slot::PER_GENERATION as usize];
+    // Every protocol key lets the `any` rules through, and each its own rules; packets of no
+    // IP protocol and not ARP (PROTO_KEY_OTHER) only the `any` ones. One pass over the rules.
     let proto_any = bitmap_of(&|rule| rule.matches.proto == PROTO_ANY);
-    for key in 0..PROTO_KEYS {
-        bitmaps[(slot::PROTO + key) as usize] = match key {
-            PROTO_KEY_OTHER => proto_any,
-            key => {
-                let proto = match key {
-                    PROTO_KEY_ARP => PROTO_ARP,
-                    number => number as u16,
-                };
-                let mut bitmap = proto_any;
-                for (rank, rule) in ranks() {
-                    if rule.matches.proto == proto {
-                        bitmap.insert(rank);
-                    }
-                }
-                bitmap
-            }
+    bitmaps[slot::PROTO as usize..(slot::PROTO + PROTO_KEYS) as usize].fill(proto_any);
+    for (rank, rule) in ranks() {
+        let key = match rule.matches.proto {
+            PROTO_ANY => continue,
+            PROTO_ARP => PROTO_KEY_ARP,
+            number if u32::from(number) < PROTO_KEY_ARP => u32::from(number),
+            _ => continue,
         };
+        bitmaps[(slot::PROTO + key) as usize].insert(rank);
     }
+    // Likewise ICMP types; packets without one (ICMP_KEY_NONE) meet only the `any` rules.
     let icmp_any = bitmap_of(&|rule| rule.matches.icmp_type == ICMP_TYPE_ANY);
-    for key in 0..ICMP_KEYS {
-        bitmaps[(slot::ICMP + key) as usize] = match key {
-            ICMP_KEY_NONE => icmp_any,
-            icmp_type => {
-                let mut bitmap = icmp_any;
-                for (rank, rule) in ranks() {
-                    if rule.matches.icmp_type == icmp_type as u16 {
-                        bitmap.insert(rank);
-                    }
-                }
-                bitmap
-            }
-        };
+    bitmaps[slot::ICMP as usize..(slot::ICMP + ICMP_KEYS) as usize].fill(icmp_any);
+    for (rank, rule) in ranks() {
+        let icmp_type = u32::from(rule.matches.icmp_type);
+        if icmp_type < ICMP_KEY_NONE {
+            bitmaps[(slot::ICMP + icmp_type) as usize].insert(rank);
+        }
     }
     bitmaps[slot::ALL as usize] = bitmap_of(&|_| true);
     bitmaps[slot::SRC_ANY as usize] = bitmap_of(&|rule| rule.matches.src.is_any());
