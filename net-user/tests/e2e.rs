@@ -934,6 +934,108 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A commit waits for an RCU grace period (the kernel's update of a map-in-map returned:
+/// `synchronized`) before it touches the generation the previous commit flipped out, writes
+/// each map of it after deleting from it, and flips last: the stages as one `apply` reaches
+/// them, in order (the test-only hook prints each).
+#[test]
+fn a_commit_waits_for_rcu_before_it_touches_the_generation_flipped_out() {
+    use std::io::BufRead as _;
+
+    use netxdp::filter::{
+        FilterMaps,
+        maps::{COMMIT_STAGES, PAUSE_AT_ENV},
+    };
+
+    let test = "a_commit_waits_for_rcu_before_it_touches_the_generation_flipped_out";
+    if !kernel_available(test) {
+        return;
+    }
+    let (_net, iface, _detach) = attached_veth("rcu", 47);
+    let dir = tempfile_dir();
+    let (old_file, _) = generated_rules_file(&dir, "old.toml", 4, 2_000);
+    let (new_file, new) = generated_rules_file(&dir, "new.toml", 5, 2_000);
+    // Twice: both generations have held a set, and the next commit rewrites one of them.
+    ok(&["apply", &iface, &old_file]);
+    ok(&["apply", &iface, &new_file]);
+    ok(&["apply", &iface, &old_file]);
+
+    // Stops at the last stage only, to collect every line before it; then goes on.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netxdp"))
+        .args(["apply", &iface, &new_file])
+        .env(PAUSE_AT_ENV, "flipped")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netxdp apply");
+    let stdin = child.stdin.take().expect("stdin");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stages = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr of netxdp apply");
+        if line == "paused at flipped" {
+            break;
+        }
+        if let Some(stage) = line.strip_prefix("commit at ") {
+            stages.push(stage.to_owned());
+        }
+    }
+    // Goes on; the rest of what it says is read, so that it can say it.
+    drop(stdin);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("netxdp apply");
+    assert!(
+        status.success(),
+        "apply went on after the pause: {status}, {rest:?}"
+    );
+
+    let at = |stage: &str| {
+        stages
+            .iter()
+            .position(|reached| reached == stage)
+            .unwrap_or_else(|| panic!("the commit never reached {stage}: {stages:?}"))
+    };
+    let mut sorted = stages.clone();
+    sorted.sort();
+    let mut every: Vec<String> = COMMIT_STAGES
+        .iter()
+        .map(|stage| stage.to_string())
+        .collect();
+    every.sort();
+    assert_eq!(sorted, every, "each stage once: {stages:?}");
+    assert_eq!(
+        stages[..3],
+        ["synchronize", "synchronized", "counters"],
+        "the wait returns before anything is written"
+    );
+    for stage in COMMIT_STAGES {
+        if let Some(name) = stage.strip_prefix("write ")
+            && let Some(cleared) = stages.iter().position(|s| *s == format!("clear {name}"))
+        {
+            assert!(
+                cleared < at(stage),
+                "{name} is cleared, then written: {stages:?}"
+            );
+        }
+    }
+    let written = COMMIT_STAGES
+        .iter()
+        .filter(|stage| stage.starts_with("write "));
+    assert!(
+        written
+            .map(|stage| at(stage))
+            .all(|index| index < at("flip")),
+        "every map is written before the flip: {stages:?}"
+    );
+    assert_eq!(stages.last().map(String::as_str), Some("flipped"));
+
+    let maps = FilterMaps::from_pins(&support::pins(&iface)).expect("maps");
+    maps.verify().expect("the new set whole");
+    assert!(sorted_matches(&maps.load().expect("load")) == new);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Stops a spawned `netxdp serve` when dropped, so that a failing test leaves no server.
 struct KillOnDrop(std::process::Child);
 

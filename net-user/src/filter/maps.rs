@@ -13,25 +13,24 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    fs::File,
-    io::BufRead as _,
-    os::fd::AsFd as _,
+    collections::BTreeMap, fs::File, io::BufRead as _, os::fd::AsFd as _, panic::resume_unwind,
     sync::OnceLock,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::maps::{
-    Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
-    lpm_trie, lpm_trie::LpmTrie,
+    Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError, PerCpuArray,
+    lpm_trie::LpmTrie,
 };
 use aya::{Ebpf, Pod};
+// Keys from the rule set, not the network: a fast hash.
+use foldhash::{HashMap, HashSet};
 use net_common::{
     filter::{
-        ADDR_DST, ADDR_SRC, FilterConfig, FilterState, GENERATIONS, HOST_ENTRIES, Ipv4HostKey,
-        Ipv4Key, Ipv6HostKey, Ipv6Key, NetBlocks, PORT_BITMAP_ENTRIES, PortIntervals, RuleBitmap,
-        TRIE_ENTRIES, bitmap_index, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key,
-        net_blocks_index, port_bitmap_key, port_intervals_index,
+        FilterConfig, FilterState, GENERATIONS, HOST_ENTRIES, Ipv4HostKey, Ipv4Key, Ipv6HostKey,
+        Ipv6Key, NetBlocks, PORT_BITMAP_ENTRIES, PortIntervals, RuleBitmap, TRIE_ENTRIES,
+        bitmap_index, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index,
+        port_bitmap_key, port_intervals_index,
     },
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
@@ -41,43 +40,55 @@ use nix::{errno::Errno, fcntl::Flock};
 use super::{
     RuleSet,
     compile::{Tables, compile},
+    generation::{
+        self, Target, UPDATE, array_part, batch_error, capacity, changed_at, hash_part,
+        host_entries, port_entries, trie_part,
+    },
     rcu::RcuBarrier,
 };
-use crate::{bpf_batch::read_array, pins::PinDir};
+use crate::{bpf_batch, pins::PinDir};
 
 /// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
 /// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a
-/// test can kill `netxdp apply` at exactly that stage, on a machine of any speed.
+/// test can kill `netxdp apply` at exactly that stage, on a machine of any speed. While it is
+/// set, a commit also prints `commit at STAGE` for every stage it reaches, as it does.
 pub const PAUSE_AT_ENV: &str = "NETXDP_TEST_PAUSE_AT";
 
-/// The stages of [`FilterMaps::commit`], in order; a commit killed at any of them leaves the
-/// old set in force up to `flip` (the write of `FILTER_STATE`), the new one from `flipped`.
+/// The stages of [`FilterMaps::commit`]; a commit killed at any of them leaves the old set in
+/// force up to `flip` (the write of `FILTER_STATE`), the new one from `flipped`. They come in
+/// this order, but for the maps' parts, which run at once (see [`generation`]): each map's
+/// stages come in order, after `counters` and before `write FILTER_CONFIG`.
 pub const COMMIT_STAGES: &[&str] = &[
     // Waiting for an RCU grace period (see `rcu`): no packet still classifies with the
     // inactive generation, flipped out by the previous commit, whatever became of it.
     "synchronize",
+    // The wait is over (the kernel's update of a map-in-map returned): nothing is written
+    // before.
+    "synchronized",
     // Zeroing the counters of new rules (slots no rule in force uses).
     "counters",
-    // Deleting what an earlier set left in the inactive generation.
+    // Each hash map and trie: deleting what an earlier set left in the inactive generation,
+    // then writing the new set there.
     "clear SRC_V4",
-    "clear DST_V4",
-    "clear SRC_V6",
-    "clear DST_V6",
-    "clear PORT_BITMAPS",
-    "clear HOSTS_V4",
-    "clear HOSTS_V6",
-    // Writing the new set into the inactive generation, map by map.
-    "write RULES",
     "write SRC_V4",
+    "clear DST_V4",
     "write DST_V4",
+    "clear SRC_V6",
     "write SRC_V6",
+    "clear DST_V6",
     "write DST_V6",
-    "write HOSTS_V4",
-    "write HOSTS_V6",
-    "write NET_BLOCKS",
-    "write BITMAPS",
-    "write PORT_INTERVALS",
+    "clear PORT_BITMAPS",
     "write PORT_BITMAPS",
+    "clear HOSTS_V4",
+    "write HOSTS_V4",
+    "clear HOSTS_V6",
+    "write HOSTS_V6",
+    // Each array: writing the new set into the inactive generation's part.
+    "write RULES",
+    "write BITMAPS",
+    "write NET_BLOCKS",
+    "write PORT_INTERVALS",
+    // Once every map is written: the generation's settings.
     "write FILTER_CONFIG",
     // Making the inactive generation the active one: one write of FILTER_STATE.
     "flip",
@@ -86,8 +97,6 @@ pub const COMMIT_STAGES: &[&str] = &[
 
 type V4Trie = LpmTrie<MapData, Ipv4Key, RuleBitmap>;
 type V6Trie = LpmTrie<MapData, Ipv6Key, RuleBitmap>;
-/// One of the maps, picked out of [`FilterMaps`].
-type Field<T> = fn(&mut FilterMaps) -> &mut T;
 
 /// Every map of the filter.
 pub struct FilterMaps {
@@ -214,15 +223,31 @@ impl FilterMaps {
         let target = (active + 1) % GENERATIONS as u32;
         let active_config = self.config.get(&active, 0)?;
         pause(pause_at, "synchronize");
-        RcuBarrier::new()
-            .and_then(|barrier| barrier.wait())
-            .context("waiting for an RCU grace period (an update of a map-in-map)")?;
+        // The wait runs beside what only reads the maps: the new set's counter slots and
+        // tables, and the tables the inactive generation holds, each compiled in a thread of
+        // its own. Nothing is written before the wait has returned.
+        let (new_slots, tables, held) = std::thread::scope(|scope| {
+            let waited = scope.spawn(|| {
+                let waited = RcuBarrier::new().and_then(|barrier| barrier.wait());
+                if waited.is_ok() {
+                    pause(pause_at, "synchronized");
+                }
+                waited
+            });
+            let held = scope.spawn(|| self.held_tables(target));
+            let prepared = self
+                .assign_counter_slots(set, active, active_config.rule_count)
+                .map(|new_slots| (new_slots, compile(set)));
+            // A thread that panicked has printed why; the commit cannot go on.
+            let held = held.join().unwrap_or_else(|panic| resume_unwind(panic));
+            let waited = waited.join().unwrap_or_else(|panic| resume_unwind(panic));
+            waited.context("waiting for an RCU grace period (an update of a map-in-map)")?;
+            let (new_slots, tables) = prepared?;
+            Ok::<_, anyhow::Error>((new_slots, tables, held?))
+        })?;
 
         pause(pause_at, "counters");
-        self.assign_counter_slots(set, active, active_config.rule_count)?;
-        let tables = compile(set);
-        let held = self.held_tables(target)?;
-        self.clear_generation(target, held.as_ref(), &tables, pause_at)?;
+        self.zero_counters(&new_slots)?;
         self.write_generation(target, held.as_ref(), &tables, pause_at)?;
         pause(pause_at, "write FILTER_CONFIG");
         let written = self.config.set(target, tables.config, 0);
@@ -267,12 +292,13 @@ impl FilterMaps {
     /// The first `count` ranks of a generation's rule table, in a few batched reads.
     fn read_rules(&self, generation: u32, count: u32) -> Result<Vec<Rule>> {
         let fd = self.rules.map().fd().as_fd();
-        read_array(fd, rule_index(generation, 0), count.min(MAX_RULES as u32))
+        bpf_batch::read_array(fd, rule_index(generation, 0), count.min(MAX_RULES as u32))
             .with_context(|| format!("reading the rule table ({})", names::RULES_MAP))
     }
 
-    /// Rules that stay keep their slot (and counts); new ones get a free slot, zeroed.
-    fn assign_counter_slots(&mut self, set: &mut RuleSet, active: u32, count: u32) -> Result<()> {
+    /// Rules that stay keep their slot (and counts); new ones get a free slot, returned: their
+    /// counts are zeroed once no packet can still count in them for a rule of an earlier set.
+    fn assign_counter_slots(&self, set: &mut RuleSet, active: u32, count: u32) -> Result<Vec<u32>> {
         let live: HashMap<u32, u32> = self
             .read_rules(active, count)?
             .iter()
@@ -285,7 +311,7 @@ impl FilterMaps {
             .collect();
         let live_slots: HashSet<u32> = live.values().copied().collect();
         let mut free = (0..COUNTER_SLOTS as u32).filter(|slot| !live_slots.contains(slot));
-        let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+        let mut new_slots = Vec::new();
         for rule in set.rules_mut() {
             match live.get(&rule.id) {
                 Some(&slot) => rule.counter_slot = slot,
@@ -295,19 +321,24 @@ impl FilterMaps {
                         .find(|slot| !taken.contains(slot))
                         .context("no free counter slot")?;
                     taken.insert(slot);
-                    let zero = PerCpuValues::try_from(vec![RuleCounter::default(); cpus])?;
-                    let zeroed = self.counters.set(slot, zero, 0);
-                    self.check(names::RULE_COUNTERS_MAP, Doing::Write, zeroed)?;
+                    new_slots.push(slot);
                     rule.counter_slot = slot;
                 }
             }
         }
+        Ok(new_slots)
+    }
+
+    /// Zeroes the counter slots `slots` on every CPU, in one batch.
+    fn zero_counters(&self, slots: &[u32]) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+        let fd = self.counters.map().fd().as_fd();
+        let zeroed = bpf_batch::zero_per_cpu(fd, slots, size_of::<RuleCounter>(), cpus);
+        let zeroed = zeroed.map_err(batch_error(UPDATE));
+        self.check(names::RULE_COUNTERS_MAP, Doing::Write, zeroed)?;
         Ok(())
     }
 
-    /// Deletes the hash and trie entries of `generation`: what an earlier set left there.
-    /// Only then is it written, so that no hash map or trie ever holds more than two
-    /// generations: the one in force and the one being written.
     /// Checks that the active generation's tries, host tables and port bitmaps hold exactly
     /// the entries of the rule set in force, and nothing more: a commit that writes only
     /// what differs must leave what a whole rewrite would. The error names the first map that
@@ -418,11 +449,14 @@ impl FilterMaps {
         Ok(Some(compile(&set)))
     }
 
-    /// Deletes what the generation holds and `tables` does not: only that when `held` says
-    /// what it holds, else every entry of the generation. First the generation is marked as
-    /// no longer whole, so that a commit killed from here on leaves the next one a full
-    /// rewrite.
-    fn clear_generation(
+    /// Writes `tables` into the inactive generation `generation`, map by map and maps at once
+    /// (see [`generation`]): in each hash map and trie, first deletes what the generation
+    /// holds and `tables` does not (only that when `held` says what it holds, else every entry
+    /// of the generation), so that none ever holds more than two generations, the one in force
+    /// and the one being written; then writes what differs from `held` (all, without it).
+    /// First the generation is marked as no longer whole, so that a commit killed from here on
+    /// leaves the next one a full rewrite.
+    fn write_generation(
         &mut self,
         generation: u32,
         held: Option<&Tables>,
@@ -436,158 +470,120 @@ impl FilterMaps {
         };
         let marked = self.config.set(generation, unstamped, 0);
         self.check(names::FILTER_CONFIG_MAP, Doing::Clear, marked)?;
-        let byte = generation as u8;
-        let v4: [(_, Field<V4Trie>, Pick); 2] = [
-            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, |t| &t.src_v4),
-            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, |t| &t.dst_v4),
-        ];
-        for (name, trie, pick) in v4 {
-            pause(pause_at, &format!("clear {name}"));
-            let cleared = match held {
-                Some(held) => {
-                    remove_trie_keys(trie(self), stale(pick(held), pick(tables)), |addr| {
-                        ipv4_key(generation, addr)
-                    })
-                }
-                None => clear_trie(trie(self), |key| key[0] == byte),
-            };
-            self.check(name, Doing::Clear, cleared)?;
-        }
-        let v6: [(_, Field<V6Trie>, Pick); 2] = [
-            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, |t| &t.src_v6),
-            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, |t| &t.dst_v6),
-        ];
-        for (name, trie, pick) in v6 {
-            pause(pause_at, &format!("clear {name}"));
-            let cleared = match held {
-                Some(held) => {
-                    remove_trie_keys(trie(self), stale(pick(held), pick(tables)), |addr| {
-                        ipv6_key(generation, addr)
-                    })
-                }
-                None => clear_trie(trie(self), |key| key[0] == byte),
-            };
-            self.check(name, Doing::Clear, cleared)?;
-        }
-        pause(pause_at, "clear PORT_BITMAPS");
-        let cleared = match held {
-            Some(held) => remove_hash_keys(
-                &mut self.port_bitmaps,
-                stale(&port_entries(held), &port_entries(tables))
-                    .map(|(field, interval)| port_bitmap_key(generation, *field, *interval)),
-            ),
-            None => clear_hash(&mut self.port_bitmaps, |key| key >> 31 == generation),
-        };
-        self.check(names::PORT_BITMAPS_MAP, Doing::Clear, cleared)?;
-        pause(pause_at, "clear HOSTS_V4");
-        let cleared = match held {
-            Some(held) => remove_hash_keys(
-                &mut self.hosts_v4,
-                stale(&host_entries(held, 32), &host_entries(tables, 32))
-                    .map(|(field, addr)| ipv4_host_key(generation, *field, addr)),
-            ),
-            None => clear_hash(&mut self.hosts_v4, |key| key[0] == byte),
-        };
-        self.check(names::HOSTS_V4_MAP, Doing::Clear, cleared)?;
-        pause(pause_at, "clear HOSTS_V6");
-        let cleared = match held {
-            Some(held) => remove_hash_keys(
-                &mut self.hosts_v6,
-                stale(&host_entries(held, 128), &host_entries(tables, 128))
-                    .map(|(field, addr)| ipv6_host_key(generation, *field, addr)),
-            ),
-            None => clear_hash(&mut self.hosts_v6, |key| key[0] == byte),
-        };
-        self.check(names::HOSTS_V6_MAP, Doing::Clear, cleared)?;
-        Ok(())
-    }
 
-    /// Writes `tables` into the generation: the entries that differ from `held`, or all.
-    fn write_generation(
-        &mut self,
-        generation: u32,
-        held: Option<&Tables>,
-        tables: &Tables,
-        pause_at: PauseAt,
-    ) -> Result<()> {
-        pause(pause_at, "write RULES");
-        for (rank, rule) in tables.rules.iter().enumerate() {
-            if held.is_some_and(|held| held.rules.get(rank) == Some(rule)) {
-                continue;
-            }
-            let written = self.rules.set(rule_index(generation, rank as u32), rule, 0);
-            self.check(names::RULES_MAP, Doing::Write, written)?;
-        }
-        let v4: [(_, Field<V4Trie>, Pick); 2] = [
-            (names::SRC_V4_MAP, |maps| &mut maps.src_v4, |t| &t.src_v4),
-            (names::DST_V4_MAP, |maps| &mut maps.dst_v4, |t| &t.dst_v4),
+        let target = Target {
+            generation,
+            held,
+            tables,
+            pause_at,
+            iface: self.iface.as_deref(),
+        };
+        let v4_mine = |key: &Ipv4Key, generation| u32::from(key[0]) == generation;
+        let v6_mine = |key: &Ipv6Key, generation| u32::from(key[0]) == generation;
+        // The costliest first: tries write one entry per system call.
+        let parts = vec![
+            trie_part(
+                &mut self.src_v4,
+                names::SRC_V4_MAP,
+                target,
+                |t| &t.src_v4,
+                ipv4_key,
+                v4_mine,
+            ),
+            trie_part(
+                &mut self.dst_v4,
+                names::DST_V4_MAP,
+                target,
+                |t| &t.dst_v4,
+                ipv4_key,
+                v4_mine,
+            ),
+            trie_part(
+                &mut self.src_v6,
+                names::SRC_V6_MAP,
+                target,
+                |t| &t.src_v6,
+                ipv6_key,
+                v6_mine,
+            ),
+            trie_part(
+                &mut self.dst_v6,
+                names::DST_V6_MAP,
+                target,
+                |t| &t.dst_v6,
+                ipv6_key,
+                v6_mine,
+            ),
+            hash_part(
+                &self.port_bitmaps,
+                names::PORT_BITMAPS_MAP,
+                target,
+                port_entries,
+                |generation, (field, interval)| port_bitmap_key(generation, *field, *interval),
+                |key, generation| key >> 31 == generation,
+            ),
+            hash_part(
+                &self.hosts_v4,
+                names::HOSTS_V4_MAP,
+                target,
+                |t| host_entries(t, 32),
+                |generation, (field, addr)| ipv4_host_key(generation, *field, addr),
+                |key, generation| u32::from(key[0]) == generation,
+            ),
+            hash_part(
+                &self.hosts_v6,
+                names::HOSTS_V6_MAP,
+                target,
+                |t| host_entries(t, 128),
+                |generation, (field, addr)| ipv6_host_key(generation, *field, addr),
+                |key, generation| u32::from(key[0]) == generation,
+            ),
+            array_part(self.rules.map(), names::RULES_MAP, target, |t| {
+                changed_at(t.held.map(|held| held.rules.as_slice()), &t.tables.rules)
+                    .map(|(rank, rule)| (rule_index(t.generation, rank as u32), rule))
+                    .collect()
+            }),
+            array_part(self.bitmaps.map(), names::BITMAPS_MAP, target, |t| {
+                changed_at(
+                    t.held.map(|held| held.bitmaps.as_slice()),
+                    &t.tables.bitmaps,
+                )
+                .map(|(slot, bitmap)| (bitmap_index(t.generation, slot as u32), bitmap))
+                .collect()
+            }),
+            array_part(self.net_blocks.map(), names::NET_BLOCKS_MAP, target, |t| {
+                changed_at(
+                    t.held.map(|held| held.net_blocks.as_slice()),
+                    &t.tables.net_blocks,
+                )
+                .map(|(_, (field, ipv6, blocks))| {
+                    (
+                        net_blocks_index(t.generation, *field, *ipv6),
+                        blocks.as_ref(),
+                    )
+                })
+                .collect()
+            }),
+            array_part(
+                self.port_intervals.map(),
+                names::PORT_INTERVALS_MAP,
+                target,
+                |t| {
+                    (0..2)
+                        .filter(|&field| {
+                            !t.held.is_some_and(|held| {
+                                held.ports[field].intervals == t.tables.ports[field].intervals
+                            })
+                        })
+                        .map(|field| {
+                            let index = port_intervals_index(t.generation, field as u32);
+                            (index, t.tables.ports[field].intervals.as_ref())
+                        })
+                        .collect()
+                },
+            ),
         ];
-        for (name, trie, pick) in v4 {
-            pause(pause_at, &format!("write {name}"));
-            let entries = changed(held.map(|held| pick(held).as_slice()), pick(tables));
-            let written = write_trie(trie(self), generation, entries, ipv4_key);
-            self.check(name, Doing::Write, written)?;
-        }
-        let v6: [(_, Field<V6Trie>, Pick); 2] = [
-            (names::SRC_V6_MAP, |maps| &mut maps.src_v6, |t| &t.src_v6),
-            (names::DST_V6_MAP, |maps| &mut maps.dst_v6, |t| &t.dst_v6),
-        ];
-        for (name, trie, pick) in v6 {
-            pause(pause_at, &format!("write {name}"));
-            let entries = changed(held.map(|held| pick(held).as_slice()), pick(tables));
-            let written = write_trie(trie(self), generation, entries, ipv6_key);
-            self.check(name, Doing::Write, written)?;
-        }
-        pause(pause_at, "write HOSTS_V4");
-        let held_hosts = held.map(|held| host_entries(held, 32));
-        for ((field, addr), bitmap) in changed(held_hosts.as_deref(), &host_entries(tables, 32)) {
-            let key = ipv4_host_key(generation, *field, addr);
-            let written = self.hosts_v4.insert(key, *bitmap, 0);
-            self.check(names::HOSTS_V4_MAP, Doing::Write, written)?;
-        }
-        pause(pause_at, "write HOSTS_V6");
-        let held_hosts = held.map(|held| host_entries(held, 128));
-        for ((field, addr), bitmap) in changed(held_hosts.as_deref(), &host_entries(tables, 128)) {
-            let key = ipv6_host_key(generation, *field, addr);
-            let written = self.hosts_v6.insert(key, *bitmap, 0);
-            self.check(names::HOSTS_V6_MAP, Doing::Write, written)?;
-        }
-        pause(pause_at, "write NET_BLOCKS");
-        for (index, entry) in tables.net_blocks.iter().enumerate() {
-            if held.is_some_and(|held| held.net_blocks.get(index) == Some(entry)) {
-                continue;
-            }
-            let (field, ipv6, blocks) = entry;
-            let index = net_blocks_index(generation, *field, *ipv6);
-            let written = self.net_blocks.set(index, blocks.as_ref(), 0);
-            self.check(names::NET_BLOCKS_MAP, Doing::Write, written)?;
-        }
-        pause(pause_at, "write BITMAPS");
-        for (slot, bitmap) in tables.bitmaps.iter().enumerate() {
-            if held.is_some_and(|held| held.bitmaps.get(slot) == Some(bitmap)) {
-                continue;
-            }
-            let written = self
-                .bitmaps
-                .set(bitmap_index(generation, slot as u32), bitmap, 0);
-            self.check(names::BITMAPS_MAP, Doing::Write, written)?;
-        }
-        pause(pause_at, "write PORT_INTERVALS");
-        for (field, table) in tables.ports.iter().enumerate() {
-            if held.is_some_and(|held| held.ports[field].intervals == table.intervals) {
-                continue;
-            }
-            let index = port_intervals_index(generation, field as u32);
-            let written = self.port_intervals.set(index, table.intervals.as_ref(), 0);
-            self.check(names::PORT_INTERVALS_MAP, Doing::Write, written)?;
-        }
-        pause(pause_at, "write PORT_BITMAPS");
-        let held_ports = held.map(port_entries);
-        for ((field, interval), bitmap) in changed(held_ports.as_deref(), &port_entries(tables)) {
-            let key = port_bitmap_key(generation, *field, *interval);
-            let written = self.port_bitmaps.insert(key, *bitmap, 0);
-            self.check(names::PORT_BITMAPS_MAP, Doing::Write, written)?;
-        }
+        generation::run(parts)?;
         Ok(())
     }
 
@@ -639,137 +635,6 @@ fn hash_entries<K: Pod, O: Ord>(
         }
     }
     Ok(entries)
-}
-
-/// One address field and family's prefix table of [`Tables`].
-type Pick = fn(&Tables) -> &Vec<(Prefix, RuleBitmap)>;
-
-/// The host entries of `tables` (prefixes of `bits` bits, both address fields): (field,
-/// address) and bitmap.
-fn host_entries(tables: &Tables, bits: u8) -> Vec<((u32, [u8; 16]), &RuleBitmap)> {
-    let (src, dst) = if bits == 32 {
-        (&tables.src_v4, &tables.dst_v4)
-    } else {
-        (&tables.src_v6, &tables.dst_v6)
-    };
-    [(ADDR_SRC, src), (ADDR_DST, dst)]
-        .into_iter()
-        .flat_map(|(field, table)| {
-            table
-                .iter()
-                .filter(|(prefix, _)| prefix.len == bits)
-                .map(move |(prefix, bitmap)| ((field, prefix.addr), bitmap))
-        })
-        .collect()
-}
-
-/// The port bitmaps of `tables`: (field, interval) and bitmap.
-fn port_entries(tables: &Tables) -> Vec<((u32, u32), &RuleBitmap)> {
-    tables
-        .ports
-        .iter()
-        .enumerate()
-        .flat_map(|(field, table)| {
-            table
-                .bitmaps
-                .iter()
-                .enumerate()
-                .map(move |(interval, bitmap)| ((field as u32, interval as u32), bitmap))
-        })
-        .collect()
-}
-
-/// The keys of `held` that `wanted` lacks.
-fn stale<'a, K: Eq + std::hash::Hash, V>(
-    held: &'a [(K, V)],
-    wanted: &[(K, V)],
-) -> impl Iterator<Item = &'a K> {
-    let wanted: HashSet<&K> = wanted.iter().map(|(key, _)| key).collect();
-    held.iter()
-        .map(|(key, _)| key)
-        .filter(move |key| !wanted.contains(key))
-        .collect::<Vec<_>>()
-        .into_iter()
-}
-
-/// The entries of `wanted` that `held` (all of them when `None`) does not hold as they are.
-fn changed<'a, K: Eq + std::hash::Hash, V: PartialEq>(
-    held: Option<&[(K, V)]>,
-    wanted: &'a [(K, V)],
-) -> Vec<&'a (K, V)> {
-    let Some(held) = held else {
-        return wanted.iter().collect();
-    };
-    let held: HashMap<&K, &V> = held.iter().map(|(key, value)| (key, value)).collect();
-    wanted
-        .iter()
-        .filter(|(key, value)| held.get(key) != Some(&value))
-        .collect()
-}
-
-fn remove_trie_keys<'a, K: Pod>(
-    trie: &mut LpmTrie<MapData, K, RuleBitmap>,
-    prefixes: impl Iterator<Item = &'a Prefix>,
-    key: impl Fn(&[u8; 16]) -> K,
-) -> Result<(), MapError> {
-    for prefix in prefixes {
-        trie.remove(&lpm_trie::Key::new(
-            8 + prefix.len as u32,
-            key(&prefix.addr),
-        ))?;
-    }
-    Ok(())
-}
-
-fn remove_hash_keys<K: Pod>(
-    map: &mut BpfHashMap<MapData, K, RuleBitmap>,
-    keys: impl Iterator<Item = K>,
-) -> Result<(), MapError> {
-    for key in keys {
-        map.remove(&key)?;
-    }
-    Ok(())
-}
-
-fn clear_trie<K: Pod>(
-    trie: &mut LpmTrie<MapData, K, RuleBitmap>,
-    stale: impl Fn(&K) -> bool,
-) -> Result<(), MapError> {
-    let keys: Vec<lpm_trie::Key<K>> = trie.keys().collect::<Result<_, _>>()?;
-    for key in keys.iter().filter(|key| stale(&key.data())) {
-        trie.remove(key)?;
-    }
-    Ok(())
-}
-
-fn clear_hash<K: Pod>(
-    map: &mut BpfHashMap<MapData, K, RuleBitmap>,
-    stale: impl Fn(&K) -> bool,
-) -> Result<(), MapError> {
-    let keys: Vec<K> = map.keys().collect::<Result<_, _>>()?;
-    for key in keys.iter().filter(|key| stale(key)) {
-        map.remove(key)?;
-    }
-    Ok(())
-}
-
-fn write_trie<K: Pod>(
-    trie: &mut LpmTrie<MapData, K, RuleBitmap>,
-    generation: u32,
-    entries: Vec<&(Prefix, RuleBitmap)>,
-    key: fn(u32, &[u8; 16]) -> K,
-) -> Result<(), MapError> {
-    for (prefix, bitmap) in entries {
-        // The generation byte comes first in the key, and counts in the prefix length.
-        let key = lpm_trie::Key::new(8 + prefix.len as u32, key(generation, &prefix.addr));
-        trie.insert(&key, bitmap, 0)?;
-    }
-    Ok(())
-}
-
-/// The most entries `map` holds, as the kernel says; `None` if it cannot say.
-fn capacity<K: Pod, V>(map: &impl IterableMap<K, V>) -> Option<u32> {
-    map.map().info().ok().map(|info| info.max_entries())
 }
 
 /// What a commit was doing to a map when the kernel refused.
@@ -875,7 +740,7 @@ fn advice(name: &str, errno: Option<Errno>, capacity: Option<u32>, iface: Option
 }
 
 /// The stage [`PAUSE_AT_ENV`] names, if any: a stage of [`COMMIT_STAGES`].
-type PauseAt = Option<&'static str>;
+pub type PauseAt = Option<&'static str>;
 
 fn pause_at() -> Result<PauseAt> {
     static PAUSE_AT: OnceLock<Option<String>> = OnceLock::new();
@@ -896,11 +761,15 @@ fn pause_at() -> Result<PauseAt> {
 }
 
 /// Test-only: stops at `stage` if [`PAUSE_AT_ENV`] names it.
-fn pause(pause_at: PauseAt, stage: &str) {
+pub fn pause(pause_at: PauseAt, stage: &str) {
     debug_assert!(
         COMMIT_STAGES.contains(&stage),
         "{stage} is in COMMIT_STAGES"
     );
+    if pause_at.is_none() {
+        return;
+    }
+    eprintln!("commit at {stage}");
     if pause_at != Some(stage) {
         return;
     }
@@ -1006,7 +875,7 @@ mod tests {
 
     #[test]
     fn commit_stages_are_distinct_and_the_flip_is_among_them() {
-        let distinct: HashSet<&str> = COMMIT_STAGES.iter().copied().collect();
+        let distinct: std::collections::HashSet<&str> = COMMIT_STAGES.iter().copied().collect();
         assert_eq!(distinct.len(), COMMIT_STAGES.len());
         let flip = COMMIT_STAGES.iter().position(|stage| *stage == "flip");
         assert_eq!(
@@ -1016,7 +885,10 @@ mod tests {
         );
         // The RCU wait comes before anything touches the inactive generation, which the
         // previous commit flipped out.
-        assert_eq!(COMMIT_STAGES[0], "synchronize");
+        assert_eq!(
+            COMMIT_STAGES[..3],
+            ["synchronize", "synchronized", "counters"]
+        );
         // Every hash map and trie is cleared before it is written.
         for name in [
             names::SRC_V4_MAP,

@@ -7,10 +7,12 @@
 //! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
 //! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
+//! - [`generation`]: one generation written, map by map, maps at once.
 //! - [`rcu`]: waiting until no CPU still classifies with a generation flipped out.
 
 pub mod compile;
 pub mod file;
+pub mod generation;
 pub mod listing;
 pub mod maps;
 pub mod rcu;
