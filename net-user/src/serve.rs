@@ -155,17 +155,17 @@ impl IfaceMetrics {
 fn read_filter(pins: &PinDir) -> Result<FilterMetrics> {
     let maps = FilterMaps::read_pins(pins)?;
     let set = maps.load()?;
+    let counters = maps.counters(set.rules())?;
     let rules = set
         .rules()
         .iter()
-        .map(|rule| {
-            Ok(RuleMetrics {
-                id: rule.id,
-                action: rule.action().as_str(),
-                counter: maps.counter(rule)?,
-            })
+        .zip(counters)
+        .map(|(rule, counter)| RuleMetrics {
+            id: rule.id,
+            action: rule.action().as_str(),
+            counter,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     Ok(FilterMetrics {
         policy: set.policy.as_str(),
         rules,

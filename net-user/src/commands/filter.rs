@@ -47,11 +47,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
             if toml {
                 return emit(file::render_rules_file(&set).trim_end());
             }
-            let counters = set
-                .rules()
-                .iter()
-                .map(|rule| maps.counter(rule))
-                .collect::<Result<Vec<_>>>()?;
+            let counters = maps.counters(set.rules())?;
             let record = RulesRecord::new(iface.as_str(), &set, &counters);
             if json {
                 emit(&serde_json::to_string(&record)?)

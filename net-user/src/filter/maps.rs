@@ -587,6 +587,34 @@ impl FilterMaps {
         Ok(())
     }
 
+    /// The counters of `rules`, each summed over CPUs, in their order: the span of counter
+    /// slots they use read in a few batches, or slot by slot when that span is mostly unused
+    /// (each slot read costs one value per possible CPU).
+    pub fn counters(&self, rules: &[Rule]) -> Result<Vec<RuleCounter>> {
+        let slots = || rules.iter().map(|rule| rule.counter_slot);
+        let (Some(first), Some(last)) = (slots().min(), slots().max()) else {
+            return Ok(Vec::new());
+        };
+        let span = last - first + 1;
+        if span as usize > 2 * rules.len() + 256 {
+            return rules.iter().map(|rule| self.counter(rule)).collect();
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+        let mut totals = vec![RuleCounter::default(); span as usize];
+        let fd = self.counters.map().fd().as_fd();
+        bpf_batch::read_per_cpu_array(fd, first, span, cpus, |slot, per_cpu: &[RuleCounter]| {
+            if let Some(total) = totals.get_mut((slot - first) as usize) {
+                for cpu in per_cpu {
+                    total.merge(cpu);
+                }
+            }
+        })
+        .with_context(|| format!("reading {}", names::RULE_COUNTERS_MAP))?;
+        Ok(slots()
+            .map(|slot| totals[(slot - first) as usize])
+            .collect())
+    }
+
     /// A rule's counters, summed over CPUs.
     pub fn counter(&self, rule: &Rule) -> Result<RuleCounter> {
         let per_cpu = self

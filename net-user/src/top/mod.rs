@@ -811,10 +811,8 @@ fn flows_every(took: Duration, interval: Duration) -> u32 {
 fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
     let maps = FilterMaps::read_pins(pins)?;
     let set = maps.load()?;
-    set.rules()
-        .iter()
-        .map(|rule| Ok((*rule, maps.counter(rule)?)))
-        .collect()
+    let counters = maps.counters(set.rules())?;
+    Ok(set.rules().iter().copied().zip(counters).collect())
 }
 
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
