@@ -813,9 +813,6 @@ fn measure_apply(maps: &mut FilterMaps) -> Result<Vec<Applied>> {
         for _ in 0..APPLY_ROUNDS {
             set.replace(&[])?;
             maps.commit(&mut set)?;
-            // Past the grace period that commit waits out after a flip: an `apply` run alone
-            // does not wait.
-            std::thread::sleep(Duration::from_millis(30));
             let started = Instant::now();
             set.replace(&wanted)?;
             let replaced = Instant::now();
