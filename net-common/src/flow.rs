@@ -1,20 +1,46 @@
-//! The flow table: per-CPU counters for each 5-tuple (with L3 protocol, VLAN and ingress
-//! interface), which the XDP program fills and `netxdp flows` reads.
+//! The flow table: counters for each 5-tuple (with L3 protocol and VLAN) of the traffic
+//! netxdp does not drop, which the XDP program fills and `netxdp flows` reads.
+//!
+//! A flow enters the table with its second packet on a CPU: the first is held in that CPU's
+//! admission slot for the flow's hash ([`Admission`]). Each CPU also keeps the hashes of the
+//! flows it counted in the table, one per slot (`TRACKED`): only a packet whose hash is there
+//! looks the table up. A flood of spoofed sources, one packet each, so never evicts a flow and
+//! never touches the table: each packet costs a hash and two slots of this CPU's own.
+//!
+//! A tracked flow whose slot another tracked flow took is not lost: its next packet is held
+//! for admission, and the one after finds the flow in the table when it tries to insert it,
+//! and adds both to it.
 
 use crate::parse::{ETH_P_8021AD, ETH_P_8021Q, L3, Packet};
 
-/// Flows the table holds unless `netxdp attach --flow-table-size` says otherwise; the least
-/// recently seen are evicted first.
-pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
+/// Memory for the flow table unless `netxdp attach --flow-table-size` says otherwise: some
+/// 100,000 flows.
+pub const DEFAULT_FLOW_TABLE_BYTES: u64 = 16 << 20;
 
-/// A flow: what the packets of one conversation direction share.
-#[repr(C)]
+/// What one flow costs the kernel, for sizing the table from a number of bytes: an LRU hash
+/// element (48-byte header, the key and the value, each rounded up to 8 bytes) and its share
+/// of the buckets (16 bytes each, a power of two of them: 16 to 32 per element).
+pub const FLOW_ENTRY_BYTES: u64 = 48 + 40 + 40 + 24;
+
+/// Admission slots per CPU: 4,096 x 24 bytes, 96 KiB a CPU.
+pub const ADMISSION_SLOTS: u32 = 4096;
+
+/// Slots per CPU for the hashes of tracked flows: 16,384 x 8 bytes, 128 KiB a CPU.
+pub const TRACKED_SLOTS: u32 = 16_384;
+
+/// The flows the object declares; the loader sizes the table from bytes.
+pub const DECLARED_FLOW_TABLE_ENTRIES: u32 = 65_536;
+
+/// A flow: what the packets of one conversation direction share. (The table is the
+/// interface's own, so the interface is not in the key.)
+///
+/// Aligned to 8 so that [`FlowKey::hash`] reads it a word at a time.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Source and destination addresses; IPv4 in the first 4 bytes, zero for non-IP.
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    pub ifindex: u32,
     /// TCP or UDP ports; 0 for other protocols.
     pub sport: u16,
     pub dport: u16,
@@ -27,14 +53,13 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The flow `packet` belongs to, received on `ifindex` with outer VLAN id `vlan_id`.
+    /// The flow `packet` belongs to, received with outer VLAN id `vlan_id`.
     #[inline(always)]
-    pub fn of(packet: &Packet, ifindex: u32, vlan_id: u16) -> FlowKey {
+    pub fn of(packet: &Packet, vlan_id: u16) -> FlowKey {
         let (sport, dport) = packet.ports().unwrap_or((0, 0));
         FlowKey {
             src: packet.src,
             dst: packet.dst,
-            ifindex,
             sport,
             dport,
             vlan_id,
@@ -46,9 +71,111 @@ impl FlowKey {
     pub fn l3(&self) -> L3 {
         L3::ALL.get(self.l3 as usize).copied().unwrap_or(L3::Other)
     }
+
+    /// A 64-bit hash of the key, a few instructions a word: it picks the admission slot and
+    /// tells flows apart in it.
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        let word = |bytes: &[u8; 16], at: usize| {
+            u64::from_le_bytes([
+                bytes[at],
+                bytes[at + 1],
+                bytes[at + 2],
+                bytes[at + 3],
+                bytes[at + 4],
+                bytes[at + 5],
+                bytes[at + 6],
+                bytes[at + 7],
+            ])
+        };
+        let rest = u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.vlan_id) << 32
+            | u64::from(self.l3) << 48
+            | u64::from(self.ip_proto) << 56;
+        let mut hash = 0u64;
+        for word in [
+            word(&self.src, 0),
+            word(&self.src, 8),
+            word(&self.dst, 0),
+            word(&self.dst, 8),
+            rest,
+        ] {
+            hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            hash ^= hash >> 29;
+        }
+        hash
+    }
+
+    /// The admission slot of a key of hash `hash`: from its top bits.
+    #[inline(always)]
+    pub fn admission_slot(hash: u64) -> u32 {
+        (hash >> (64 - ADMISSION_SLOTS.trailing_zeros())) as u32
+    }
+
+    /// The tracked-hash slot of a key of hash `hash`: from bits below the admission slot's.
+    #[inline(always)]
+    pub fn tracked_slot(hash: u64) -> u32 {
+        (hash >> 24) as u32 & (TRACKED_SLOTS - 1)
+    }
 }
 
-/// One CPU's counters of a flow.
+/// One CPU's admission slot: the first packet of the last flow whose hash chose it and that
+/// was not in the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The flow's [`FlowKey::hash`]; 0 for none.
+    pub hash: u64,
+    pub first_seen_ns: u64,
+    pub bytes: u32,
+    pub tcp_flags: u32,
+}
+
+impl FlowStats {
+    /// Adds `more`, later packets of the flow, to these counters: the verdict and rule are
+    /// the later ones'.
+    #[inline(always)]
+    pub fn add(&mut self, more: &FlowStats) {
+        self.packets += more.packets;
+        self.bytes += more.bytes;
+        self.last_seen_ns = more.last_seen_ns;
+        self.tcp_flags |= more.tcp_flags;
+        self.action = more.action;
+        self.rule_id = more.rule_id;
+    }
+}
+
+impl Admission {
+    /// A packet of `len` bytes, TCP flags `tcp_flags`, of a flow of hash `hash` that is not in
+    /// the table, seen at `now_ns`: the flow's first two packets when this is its second (the
+    /// flow is to be inserted with them), else `None` (this one is held as the first).
+    #[inline(always)]
+    pub fn admit(&mut self, hash: u64, len: u32, tcp_flags: u8, now_ns: u64) -> Option<FlowStats> {
+        if self.hash == hash {
+            let first = *self;
+            self.hash = 0;
+            return Some(FlowStats {
+                packets: 2,
+                bytes: u64::from(first.bytes) + u64::from(len),
+                first_seen_ns: first.first_seen_ns,
+                last_seen_ns: now_ns,
+                tcp_flags: first.tcp_flags as u8 | tcp_flags,
+                ..FlowStats::default()
+            });
+        }
+        *self = Admission {
+            hash,
+            first_seen_ns: now_ns,
+            bytes: len,
+            tcp_flags: u32::from(tcp_flags),
+        };
+        None
+    }
+}
+
+/// A flow's counters: written by the CPU that receives the flow (one, when the NIC spreads
+/// flows over queues by their 5-tuple).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -66,33 +193,15 @@ pub struct FlowStats {
     pub _pad: u16,
 }
 
-impl FlowStats {
-    /// Adds another CPU's counters into these: the last packet's verdict is the later one's.
-    pub fn merge(&mut self, other: &FlowStats) {
-        if other.packets == 0 {
-            return;
-        }
-        if self.packets == 0 || other.first_seen_ns < self.first_seen_ns {
-            self.first_seen_ns = other.first_seen_ns;
-        }
-        if other.last_seen_ns >= self.last_seen_ns {
-            self.last_seen_ns = other.last_seen_ns;
-            self.rule_id = other.rule_id;
-            self.action = other.action;
-        }
-        self.packets += other.packets;
-        self.bytes += other.bytes;
-        self.tcp_flags |= other.tcp_flags;
-    }
-}
-
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: `#[repr(C)]` integers and byte arrays with no padding (FlowKey: 32 + 4 + 3 x 2 +
-    // 2 x 1 = 44 bytes; FlowStats: 4 x 8 + 4 + 1 + 1 + 2 = 40 bytes); every bit pattern valid.
+    // SAFETY: `#[repr(C)]` integers and byte arrays with no padding (FlowKey: 32 + 3 x 2 +
+    // 2 x 1 = 40 bytes; FlowStats: 4 x 8 + 4 + 1 + 1 + 2 = 40 bytes; Admission: 2 x 8 + 2 x 4
+    // = 24 bytes); every bit pattern valid.
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
+    unsafe impl aya::Pod for Admission {}
 }
 
 /// The VLAN id of a frame's outer tag, from its first 16 bytes; 0 untagged. The flow table
@@ -112,6 +221,55 @@ mod tests {
     use alloc::vec::Vec;
 
     use crate::testing::FrameSpec;
+
+    #[test]
+    fn a_flow_is_admitted_with_its_second_packet_and_counts_both() {
+        let mut slot = Admission::default();
+        let (a, b) = (0x1234, 0x5678);
+        assert_eq!(slot.admit(a, 100, 0x02, 10), None, "the first is held");
+        // Another flow of the same slot takes it: a's first packet is forgotten.
+        assert_eq!(slot.admit(b, 60, 0, 20), None);
+        assert_eq!(slot.admit(a, 100, 0x02, 30), None);
+        let admitted = slot.admit(a, 40, 0x10, 35).expect("the second admits");
+        assert_eq!(
+            (admitted.packets, admitted.bytes, admitted.first_seen_ns),
+            (2, 140, 30)
+        );
+        assert_eq!((admitted.last_seen_ns, admitted.tcp_flags), (35, 0x12));
+        assert_eq!(slot.hash, 0, "the slot is free again");
+    }
+
+    #[test]
+    fn keys_differing_in_any_field_hash_apart() {
+        let key = FlowKey {
+            sport: 1000,
+            dport: 53,
+            ip_proto: 17,
+            l3: 0,
+            ..FlowKey::default()
+        };
+        let mut variants = Vec::new();
+        for byte in 0..16 {
+            let mut src = key;
+            src.src[byte] = 1;
+            variants.push(src);
+            let mut dst = key;
+            dst.dst[byte] = 1;
+            variants.push(dst);
+        }
+        variants.extend([
+            FlowKey { sport: 1001, ..key },
+            FlowKey { dport: 54, ..key },
+            FlowKey { vlan_id: 7, ..key },
+            FlowKey { l3: 1, ..key },
+            FlowKey { ip_proto: 6, ..key },
+            key,
+        ]);
+        let mut hashes: Vec<u64> = variants.iter().map(FlowKey::hash).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), variants.len());
+    }
 
     #[test]
     fn the_outer_vlan_id_is_read_from_the_first_tag() {

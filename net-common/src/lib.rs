@@ -7,7 +7,8 @@
 //! - [`stats`]: the `#[repr(C)]` counter block the kernel fills and userspace reads.
 //! - [`rule`]: filter rules, and the reference classifier that says what a rule set means.
 //! - [`filter`]: the layout of a rule set in the kernel's maps (bitmaps, generations).
-//! - [`flow`]: the flow table's key and per-CPU counters.
+//! - [`flow`]: the flow table's key and counters.
+//! - [`source`]: the source table, packets by source prefix in fixed per-CPU slots.
 //! - [`capture`]: what a capture selects, and the records it copies out.
 //! - [`info`]: the `#[repr(C)]` record of how an interface was attached.
 //!
@@ -43,6 +44,7 @@ pub mod parse;
 pub mod rule;
 #[cfg(feature = "testing")]
 pub mod rulegen;
+pub mod source;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -53,6 +55,8 @@ pub mod names {
     pub const PROGRAM: &str = "netxdp";
     /// The flow table ([`crate::flow::FlowKey`] to per-CPU [`crate::flow::FlowStats`]).
     pub const FLOWS_MAP: &str = "FLOWS";
+    /// The source table (per-CPU [`crate::source::SourceSlot`]s).
+    pub const SOURCES_MAP: &str = "SOURCES";
     /// The read-only global that switches flow tracking on (1) or off (0) at load.
     pub const FLOWS_ENABLED: &str = "FLOWS_ENABLED";
     /// The full rule search, tail-called by [`PROGRAM`] through [`SEARCH_MAP`].

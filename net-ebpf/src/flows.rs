@@ -1,11 +1,26 @@
-//! The flow table: per-CPU counters per flow, in an LRU hash that evicts the least recently
-//! seen flow when full. Switched off at load (`netxdp attach --no-flows`), it costs nothing.
+//! Flow tracking: the source table counts every packet by source prefix, in per-CPU slots;
+//! the flow table counts the packets netxdp does not drop, per flow, in an LRU hash, from
+//! each flow's second packet (see `net_common::flow`).
+//!
+//! A dropped packet never touches the flow table, so a flood of spoofed sources that a rule
+//! drops costs one slot of this CPU's source table per packet, and cannot evict a flow; one
+//! that passes costs a table lookup and an admission slot per packet. Switched off at load
+//! (`netxdp attach --no-flows`), it all costs nothing.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::LruPerCpuHashMap, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_NOEXIST, xdp_action},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+    programs::XdpContext,
+};
 use net_common::{
-    flow::{DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowStats, outer_vlan_id},
+    flow::{
+        ADMISSION_SLOTS, Admission, DECLARED_FLOW_TABLE_ENTRIES, FlowKey, FlowStats,
+        TRACKED_SLOTS, outer_vlan_id,
+    },
     frame::Frame,
     parse::Packet,
+    source::{SOURCE_SLOTS, SourceKey, SourceSlot, count_source, slots_of},
 };
 
 use crate::{clock, filter::Decision, frame::XdpFrame};
@@ -15,14 +30,28 @@ use crate::{clock, filter::Decision, frame::XdpFrame};
 #[unsafe(no_mangle)]
 static FLOWS_ENABLED: u8 = 1;
 
-/// Sized by the loader (`--flow-table-size`).
+/// Sized by the loader (`--flow-table-size`). An LRU list per CPU (BPF_F_NO_COMMON_LRU):
+/// with one list for all CPUs, every CPU inserting a new flow takes its lock now and then,
+/// which stops the rate growing with cores under a flood of new flows. Each CPU then evicts
+/// from its own share of the table.
 #[map(name = "FLOWS")]
-/// One LRU list for all CPUs: with a list per CPU (BPF_F_NO_COMMON_LRU), each CPU would hold
-/// only its share of the table, and flows arriving on one CPU would fill half of it.
-static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> =
-    LruPerCpuHashMap::pinned(DEFAULT_FLOW_TABLE_SIZE, 0);
+static FLOWS: LruHashMap<FlowKey, FlowStats> =
+    LruHashMap::pinned(DECLARED_FLOW_TABLE_ENTRIES, BPF_F_NO_COMMON_LRU);
 
-/// Counts `packet`, decided as `decision`, to its flow.
+#[map(name = "SOURCES")]
+static SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(SOURCE_SLOTS, 0);
+
+/// The first packets of flows not yet in the table; this CPU's own, never read by the loader.
+#[map(name = "ADMISSION")]
+static ADMISSION: PerCpuArray<Admission> = PerCpuArray::with_max_entries(ADMISSION_SLOTS, 0);
+
+/// The hashes of the flows this CPU counted in the table, a slot each; never read by the
+/// loader.
+#[map(name = "TRACKED")]
+static TRACKED: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACKED_SLOTS, 0);
+
+/// Counts `packet`, decided as `decision`, to its source prefix and, unless dropped, to its
+/// flow.
 #[inline(always)]
 pub fn track(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
     // SAFETY: reads a global the loader set; volatile so that the compiler keeps the read for
@@ -30,37 +59,89 @@ pub fn track(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
     if unsafe { core::ptr::read_volatile(&FLOWS_ENABLED) } == 0 {
         return;
     }
-    // SAFETY: the context the kernel passed.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let now = clock::coarse_now_ns();
+    let dropped = decision.action == xdp_action::XDP_DROP;
+    count_by_source(packet, dropped, now);
+    if !dropped {
+        count_by_flow(ctx, packet, decision, now);
+    }
+}
+
+#[inline(always)]
+fn count_by_source(packet: &Packet, dropped: bool, now: u64) {
+    let key = SourceKey::of(packet);
+    let (first, second) = slots_of(&key);
+    if let (Some(first), Some(second)) = (SOURCES.get_ptr_mut(first), SOURCES.get_ptr_mut(second))
+    {
+        // SAFETY: this CPU's own copies of two distinct slots; XDP does not preempt itself.
+        unsafe { count_source(&mut *first, &mut *second, key, dropped, packet.len, now) };
+    }
+}
+
+#[inline(always)]
+fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u64) {
     let vlan_id = XdpFrame::new(ctx)
         .bytes::<16>(0)
         .map_or(0, |header| outer_vlan_id(&header));
-    let key = FlowKey::of(packet, ifindex, vlan_id);
-    let now = clock::coarse_now_ns();
-    match FLOWS.get_ptr_mut(&key) {
-        // SAFETY: this CPU's own copy; XDP does not preempt itself.
-        Some(flow) => unsafe {
-            (*flow).packets += 1;
-            (*flow).bytes += packet.len as u64;
-            (*flow).last_seen_ns = now;
-            (*flow).tcp_flags |= packet.tcp_flags();
-            (*flow).action = decision.action as u8;
-            (*flow).rule_id = decision.rule_id;
-        },
-        None => {
-            let flow = FlowStats {
-                packets: 1,
-                bytes: packet.len as u64,
-                first_seen_ns: now,
-                last_seen_ns: now,
-                rule_id: decision.rule_id,
-                tcp_flags: packet.tcp_flags(),
-                action: decision.action as u8,
-                _pad: 0,
-            };
-            // Another CPU may have added the flow meanwhile: each CPU has its own copy of the
-            // counters, so this CPU's first packet is lost only then, and only to this CPU.
-            let _ = FLOWS.insert(&key, &flow, BPF_NOEXIST as u64);
+    let key = FlowKey::of(packet, vlan_id);
+    let hash = key.hash();
+    let Some(tracked) = TRACKED.get_ptr_mut(FlowKey::tracked_slot(hash)) else {
+        return;
+    };
+    let this = FlowStats {
+        packets: 1,
+        bytes: u64::from(packet.len),
+        first_seen_ns: now,
+        last_seen_ns: now,
+        rule_id: decision.rule_id,
+        tcp_flags: packet.tcp_flags(),
+        action: decision.action as u8,
+        _pad: 0,
+    };
+    // SAFETY: this CPU's own copy; XDP does not preempt itself.
+    if unsafe { *tracked } == hash {
+        if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+            // SAFETY: see `add_to`.
+            unsafe { add_to(flow, &this) };
+            return;
+        }
+        // Evicted: admitted again like a new flow.
+    }
+    let Some(slot) = ADMISSION.get_ptr_mut(FlowKey::admission_slot(hash)) else {
+        return;
+    };
+    // SAFETY: this CPU's own copy; XDP does not preempt itself.
+    let Some(first_two) = (unsafe { (*slot).admit(hash, packet.len, packet.tcp_flags(), now) })
+    else {
+        return;
+    };
+    let flow = FlowStats {
+        rule_id: decision.rule_id,
+        action: decision.action as u8,
+        ..first_two
+    };
+    if FLOWS.insert(&key, &flow, u64::from(BPF_NOEXIST)).is_err() {
+        // In the table already: tracked in a slot another flow took since, or inserted by
+        // another CPU. (Or the table could not take it, and this finds nothing.)
+        match FLOWS.get_ptr_mut(&key) {
+            // SAFETY: see `add_to`.
+            Some(existing) => unsafe { add_to(existing, &flow) },
+            None => return,
         }
     }
+    // SAFETY: this CPU's own copy; XDP does not preempt itself.
+    unsafe { *tracked = hash };
+}
+
+/// Adds `more` to the flow entry `flow`.
+///
+/// # Safety
+/// `flow` is a live element of the table. Only the CPU that receives a flow writes its entry,
+/// as long as the NIC keeps a flow on one queue (RSS hashes the 5-tuple). When two CPUs
+/// receive one flow at once, an increment may be lost, never more: the BPF target has no
+/// atomic add in Rust's `core`.
+#[inline(always)]
+unsafe fn add_to(flow: *mut FlowStats, more: &FlowStats) {
+    // SAFETY: as the caller promises.
+    unsafe { (*flow).add(more) };
 }

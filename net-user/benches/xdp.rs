@@ -136,9 +136,9 @@ fn main() -> Result<()> {
         let netxdp = Prog::of(&tracking, names::PROGRAM)?;
         let with_flows = measure_without_rules(&floor, &netxdp, repeat)?;
         println!(
-            "netxdp per-packet cost, no rules, flow tracking on (the default, {}-flow table), \
+            "netxdp per-packet cost, no rules, flow tracking on (the default {} MiB table), \
              same frames, each frame's flow already in the table:",
-            thousands(net_common::flow::DEFAULT_FLOW_TABLE_SIZE as usize)
+            net_common::flow::DEFAULT_FLOW_TABLE_BYTES >> 20
         );
         print_no_rules(&with_flows);
         println!();
@@ -881,8 +881,10 @@ fn print_floods() -> Result<()> {
     println!(
         "floods: Mpps taken by the receiving end of a veth pair ({} queues), 64-byte UDP/IPv4 \
          live frames sent by XDP_TX (BPF_PROG_TEST_RUN, batch 64), one generator per CPU, \
-         median of 3 runs, rule `drop proto udp dport 1500`; by CPUs sending:",
-        counts.last().copied().unwrap_or(1)
+         median of {} runs (the two netxdp receivers on two pairs, in turns), rule \
+         `drop proto udp dport 1500`; by CPUs sending:",
+        counts.last().copied().unwrap_or(1),
+        flood::RUNS
     );
     print!("{:<20} {:<14}", "receiver", "flood");
     for count in &counts {
@@ -919,15 +921,38 @@ fn print_floods() -> Result<()> {
             println!("  -");
         }
     }
-    println!("default / --no-flows, same flood and CPUs:");
+    println!(
+        "netxdp's own time per packet, ns (the kernel's BPF statistics, a run of its own), by \
+         CPUs sending:"
+    );
+    for (receiver, flood) in keys
+        .iter()
+        .filter(|(receiver, _)| *receiver != flood::Receiver::DropFloor)
+    {
+        print!("{:<20} {:<14}", receiver.as_str(), flood.name());
+        for &count in &counts {
+            let ns = rows
+                .iter()
+                .find(|row| row.receiver == *receiver && row.flood == *flood && row.cpus == count)
+                .and_then(|row| row.program_ns);
+            match ns {
+                Some(ns) => print!(" {ns:>8.1}"),
+                None => print!(" {:>8}", "-"),
+            }
+        }
+        println!();
+    }
+    println!("default / --no-flows, same flood and CPUs (median of the rounds' ratios):");
     let worst = |flood: flood::Flood| {
         let mut worst: Option<f64> = None;
         print!("  {:<14}", flood.name());
         for &count in &counts {
-            let with = mpps(flood::Receiver::Default, flood, count);
-            let without = mpps(flood::Receiver::NoFlows, flood, count);
-            if let (Some(with), Some(without)) = (with, without) {
-                let ratio = with / without;
+            // Only the default receiver's rows hold a ratio.
+            let ratio = rows
+                .iter()
+                .filter(|row| row.flood == flood && row.cpus == count)
+                .find_map(|row| row.ratio);
+            if let Some(ratio) = ratio {
                 print!(" {ratio:>7.2}x");
                 worst = Some(worst.map_or(ratio, |w: f64| w.min(ratio)));
             }

@@ -125,10 +125,13 @@ fn attach_and_pin(
     request: ModeRequest,
     flows: Flows,
 ) -> Result<Outcome> {
-    // A flow table pinned by an earlier attachment has its own size: start afresh.
-    match fs::remove_file(pins.dir().join(names::FLOWS_MAP)) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
-        _ => {}
+    // Flow and source tables pinned by an earlier attachment have their own sizes: start
+    // afresh.
+    for map in [names::FLOWS_MAP, names::SOURCES_MAP] {
+        match fs::remove_file(pins.dir().join(map)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
+            _ => {}
+        }
     }
     let options = program::Options {
         log: KernelLog::Off,
@@ -259,10 +262,7 @@ fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode, flows: Flows) -> 
             ifindex,
             mode: mode as u32,
             attached_at_unix,
-            flow_table_size: match flows {
-                Flows::Off => 0,
-                Flows::Track { table_size } => table_size,
-            },
+            flow_table_size: flows.table_entries(),
             _reserved: 0,
         },
         0,

@@ -9,10 +9,7 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
-use net_common::{
-    flow::DEFAULT_FLOW_TABLE_SIZE,
-    rule::{Action, Fragments, Malformed, PortRange, Prefix},
-};
+use net_common::rule::{Action, Fragments, Malformed, PortRange, Prefix};
 
 use crate::{
     attach::ModeRequest,
@@ -92,24 +89,36 @@ pub enum Command {
         keep_rules: bool,
     },
 
-    /// One snapshot of the flow table: each flow's packets, bytes, rate and last verdict.
+    /// One snapshot of the flow table (each flow netxdp passed: packets, bytes, rate, last
+    /// verdict), or of the source table (packets dropped and passed by source prefix).
     #[command(after_help = "Examples:\n  \
         sudo netxdp flows eth0\n  \
         sudo netxdp flows eth0 --sort packets --limit 20\n  \
-        sudo netxdp flows eth0 --json | jq '.flows[] | select(.verdict == \"drop\")'\n\n\
+        sudo netxdp flows eth0 --sources --limit 10\n  \
+        sudo netxdp flows eth0 --sources --json | jq '.sources[0]'\n\n\
         A flow is one direction of a conversation as the interface receives it: LOCAL is the \
-        destination, PEER the source, as ss shows them. The table holds the most recently \
-        seen flows (`netxdp attach --flow-table-size`).")]
+        destination, PEER the source, as ss shows them. Only packets netxdp does not drop \
+        count in a flow, so that a flood of dropped packets from spoofed sources cannot fill \
+        the table; the table holds the most recently seen flows (`netxdp attach \
+        --flow-table-size`).\n\n\
+        Sources count every packet by source prefix (IPv4 /24, IPv6 /64), in a fixed number of \
+        slots per CPU where the heaviest prefixes keep theirs: under a flood of spoofed \
+        sources they show who sends most. UNCOUNTED<= bounds what a prefix sent before it took \
+        its slot.")]
     Flows {
         /// The interface, as `ip link` names it.
         iface: IfaceName,
-        /// Order of the rows.
+        /// Order of the rows (sources: by packets or bytes).
         #[arg(long, value_enum, default_value_t = FlowSort::Bytes)]
         sort: FlowSort,
-        /// Show at most this many flows.
+        /// Show at most this many rows.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
-        /// One JSON document (schema netxdp.flows/v1, see the README).
+        /// Source prefixes rather than flows.
+        #[arg(long)]
+        sources: bool,
+        /// One JSON document (schema netxdp.flows/v1, or netxdp.sources/v1 with --sources;
+        /// see the README).
         #[arg(long)]
         json: bool,
     },
@@ -364,10 +373,31 @@ pub struct FlowArgs {
     /// of the flow table (see the README's benchmarks).
     #[arg(long)]
     pub no_flows: bool,
-    /// Flows the flow table holds; the least recently seen is evicted when it is full.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOW_TABLE_SIZE,
-          value_parser = clap::value_parser!(u32).range(64..=(1 << 24)), conflicts_with = "no_flows")]
-    pub flow_table_size: u32,
+    /// Memory for the flow table, in bytes, K, M or G (powers of 1024): 16M holds some
+    /// 100,000 flows. Each CPU evicts the least recently seen of its share when that is full.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = flow_table_bytes,
+          conflicts_with = "no_flows")]
+    pub flow_table_size: u64,
+}
+
+/// The bounds of `--flow-table-size`: room for some flows on every possible CPU, and no
+/// more than the kernel lets one map allocate (`KMALLOC_MAX_SIZE` bounds the buckets).
+const FLOW_TABLE_BYTES: std::ops::RangeInclusive<u64> = (256 << 10)..=(4 << 30);
+
+fn flow_table_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|error| format!("{error} (a size such as 16M, 512K or 1G)"))?;
+    if FLOW_TABLE_BYTES.contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "{bytes} bytes is outside {}K..={}G",
+            FLOW_TABLE_BYTES.start() >> 10,
+            FLOW_TABLE_BYTES.end() >> 30
+        ))
+    }
 }
 
 impl FlowArgs {
@@ -376,7 +406,7 @@ impl FlowArgs {
             Flows::Off
         } else {
             Flows::Track {
-                table_size: self.flow_table_size,
+                table_bytes: self.flow_table_size,
             }
         }
     }

@@ -7,10 +7,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use anyhow::{Context as _, Result};
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Map, MapData, PerCpuHashMap},
+    maps::{Map, MapData},
 };
 use net_common::{
     flow::{FlowKey, FlowStats},
@@ -26,21 +28,13 @@ pub const FLOWS_SCHEMA: &str = "netxdp.flows/v1";
 
 /// The `FLOWS` map, pinned or owned by a loaded object.
 pub struct FlowTable {
-    map: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    map: MapData,
 }
 
 impl FlowTable {
     pub fn from_pin(pins: &PinDir) -> Result<Self> {
-        let path = pins.dir().join(names::FLOWS_MAP);
-        let data = MapData::from_pin(&path).with_context(|| {
-            format!(
-                "opening {} (is netxdp attached to {}?)",
-                path.display(),
-                pins.iface()
-            )
-        })?;
         Ok(Self {
-            map: PerCpuHashMap::try_from(Map::PerCpuLruHashMap(data))?,
+            map: open_pinned(pins, names::FLOWS_MAP)?,
         })
     }
 
@@ -48,71 +42,71 @@ impl FlowTable {
         let map = ebpf
             .take_map(names::FLOWS_MAP)
             .context("the object has no FLOWS map")?;
-        Ok(Self {
-            map: PerCpuHashMap::try_from(map)?,
-        })
+        let Map::LruHashMap(map) = map else {
+            bail!("the FLOWS map is not an LRU hash map");
+        };
+        Ok(Self { map })
     }
 
-    /// Flows in the table, counted by key (cheaper than reading them).
-    pub fn count(&self) -> usize {
-        self.map.keys().filter(Result::is_ok).count()
+    /// Flows in the table.
+    pub fn count(&self) -> Result<usize> {
+        let mut count = 0;
+        self.for_each(|_, _| count += 1)?;
+        Ok(count)
     }
 
-    /// Every flow, its counters summed over CPUs: read in batches of many flows per system
-    /// call where the kernel can (a 65,536-flow table in a few dozen calls, where reading it
-    /// key by key takes 131,072), else key by key.
+    /// Every flow: a 100,000-flow table in a few dozen system calls.
     pub fn read(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
-        match self.read_batched() {
-            Ok(flows) => Ok(flows),
-            Err(error) => {
-                tracing::debug!("batched read of the flow table failed ({error}); key by key");
-                self.read_one_by_one()
-            }
-        }
-    }
-
-    fn read_one_by_one(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
         let mut flows = Vec::new();
-        for entry in self.map.iter() {
-            // A flow evicted between listing its key and reading it is simply gone.
-            let Ok((key, per_cpu)) = entry else { continue };
-            let total = merged(per_cpu.iter());
-            if total.packets > 0 {
-                flows.push((key, total));
-            }
-        }
+        self.for_each(|key, flow| flows.push((*key, *flow)))?;
         Ok(flows)
     }
 
-    /// BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not wrap.
-    fn read_batched(&self) -> std::io::Result<Vec<(FlowKey, FlowStats)>> {
-        use std::os::fd::AsFd as _;
+    fn for_each(&self, each: impl FnMut(&FlowKey, &FlowStats)) -> Result<()> {
+        crate::bpf_batch::for_each(self.map.fd().as_fd(), each)
+            .with_context(|| format!("reading the flow table ({})", names::FLOWS_MAP))
+    }
 
-        use aya::maps::IterableMap as _;
-
-        let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
-        let mut flows = Vec::new();
-        crate::bpf_batch::for_each_per_cpu(
-            self.map.map().fd().as_fd(),
-            cpus,
-            |key: &FlowKey, per_cpu: &[FlowStats]| {
-                let total = merged(per_cpu);
-                if total.packets > 0 {
-                    flows.push((*key, total));
-                }
-            },
-        )?;
-        Ok(flows)
+    /// What the table holds at most, and the memory the kernel charged for it.
+    pub fn allocation(&self) -> Result<Allocation> {
+        let info = self.map.info()?;
+        Ok(Allocation {
+            entries: info.max_entries(),
+            bytes: memlock(&self.map)?,
+        })
     }
 }
 
-/// A flow's counters summed over CPUs.
-fn merged(per_cpu: impl IntoIterator<Item = impl std::borrow::Borrow<FlowStats>>) -> FlowStats {
-    let mut total = FlowStats::default();
-    for cpu in per_cpu {
-        total.merge(cpu.borrow());
-    }
-    total
+/// A map's size, as the kernel made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Allocation {
+    /// Elements it holds at most.
+    pub entries: u32,
+    /// Bytes of kernel memory charged for it (`memlock` in its fdinfo).
+    pub bytes: u64,
+}
+
+/// The kernel's count of the memory a map uses, from its fdinfo.
+pub fn memlock(map: &MapData) -> Result<u64> {
+    let path = format!("/proc/self/fdinfo/{}", map.fd().as_fd().as_raw_fd());
+    let fdinfo = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("{path} has no memlock line"))
+}
+
+/// The map `name` pinned for an attachment.
+pub fn open_pinned(pins: &PinDir, name: &str) -> Result<MapData> {
+    let path = pins.dir().join(name);
+    MapData::from_pin(&path).with_context(|| {
+        format!(
+            "opening {} (is netxdp attached to {}, with flow tracking?)",
+            path.display(),
+            pins.iface()
+        )
+    })
 }
 
 /// `netxdp flows --json`.
@@ -122,6 +116,8 @@ pub struct FlowsRecord {
     pub iface: String,
     /// Flows the table holds at most.
     pub table_size: u32,
+    /// Kernel memory charged for the table.
+    pub table_bytes: u64,
     /// Flows in the table when it was read (more than `flows` holds with a limit).
     pub in_table: usize,
     /// In the order asked for.
@@ -237,10 +233,10 @@ fn tcp_flags(flags: u8) -> String {
 
 impl FlowsRecord {
     /// The flows of `iface`, ordered by `sort` (descending), at most `limit` of them. Rows
-    /// are made for the flows kept only: a full table holds 65,536.
+    /// are made for the flows kept only: a full table holds 100,000.
     pub fn new(
         iface: &str,
-        table_size: u32,
+        table: Allocation,
         mut flows: Vec<(FlowKey, FlowStats)>,
         sort: impl Fn(&FlowStats) -> f64,
         limit: Option<usize>,
@@ -266,7 +262,8 @@ impl FlowsRecord {
         Self {
             schema: FLOWS_SCHEMA,
             iface: iface.to_owned(),
-            table_size,
+            table_size: table.entries,
+            table_bytes: table.bytes,
             in_table,
             flows: records,
         }
@@ -284,11 +281,12 @@ impl FlowsRecord {
             some => format!("{some} of "),
         };
         let mut out = format!(
-            "{}: {shown}{} flow{} (the table holds {})\n",
+            "{}: {shown}{} flow{} not dropped (the table holds {} in {})\n",
             self.iface,
             self.in_table,
             if self.in_table == 1 { "" } else { "s" },
-            self.table_size
+            self.table_size,
+            crate::report::human_bytes(self.table_bytes),
         );
         let _ = writeln!(
             out,

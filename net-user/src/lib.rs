@@ -34,5 +34,6 @@ pub mod preflight;
 pub mod program;
 pub mod report;
 pub mod serve;
+pub mod sources;
 pub mod top;
 pub mod traffic;

@@ -11,7 +11,11 @@ use aya::{
     maps::{MapData, ProgramArray},
     programs::Xdp,
 };
-use net_common::{flow::DEFAULT_FLOW_TABLE_SIZE, names};
+use net_common::{
+    flow::{DEFAULT_FLOW_TABLE_BYTES, FLOW_ENTRY_BYTES},
+    names,
+    source::SOURCE_SLOTS,
+};
 
 use crate::{pins::BPFFS, preflight};
 
@@ -38,20 +42,32 @@ impl KernelLog {
     }
 }
 
-/// Whether the program counts flows, and how many its table holds.
+/// Whether the program tracks flows and sources, and the flow table's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flows {
     Off,
     /// The least recently seen flow is evicted when the table is full.
     Track {
-        table_size: u32,
+        table_bytes: u64,
     },
+}
+
+impl Flows {
+    /// The flows a table of this many bytes holds (see [`FLOW_ENTRY_BYTES`]); 0 when off.
+    pub fn table_entries(self) -> u32 {
+        match self {
+            Flows::Off => 0,
+            Flows::Track { table_bytes } => {
+                u32::try_from(table_bytes / FLOW_ENTRY_BYTES).unwrap_or(u32::MAX)
+            }
+        }
+    }
 }
 
 impl Default for Flows {
     fn default() -> Self {
         Flows::Track {
-            table_size: DEFAULT_FLOW_TABLE_SIZE,
+            table_bytes: DEFAULT_FLOW_TABLE_BYTES,
         }
     }
 }
@@ -110,13 +126,14 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let level = options.log.level();
     loader.override_global(aya_log::LEVEL, &level, false);
-    let (flows_enabled, table_size) = match options.flows {
-        Flows::Off => (0u8, 1),
-        Flows::Track { table_size } => (1u8, table_size),
+    let (flows_enabled, flow_entries, source_slots) = match options.flows {
+        Flows::Off => (0u8, 1, 1),
+        Flows::Track { .. } => (1u8, options.flows.table_entries(), SOURCE_SLOTS),
     };
-    // Off, the verifier drops the tracking as dead code, and the table is a token one.
+    // Off, the verifier drops the tracking as dead code, and the tables are token ones.
     loader.override_global(names::FLOWS_ENABLED, &flows_enabled, true);
-    loader.map_max_entries(names::FLOWS_MAP, table_size);
+    loader.map_max_entries(names::FLOWS_MAP, flow_entries);
+    loader.map_max_entries(names::SOURCES_MAP, source_slots);
     let capture_enabled = u8::from(options.capture);
     loader.override_global(names::CAPTURE_ENABLED, &capture_enabled, true);
     loader.default_map_pin_directory(dir);

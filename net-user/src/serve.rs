@@ -40,8 +40,13 @@ use prometheus_client::{
 use tracing::{debug, warn};
 
 use crate::{
-    attach::read_info, capture, counters::CounterMap, filter::FilterMaps, flows::FlowTable,
+    attach::read_info,
+    capture,
+    counters::CounterMap,
+    filter::FilterMaps,
+    flows::{Allocation, FlowTable},
     pins::PinDir,
+    sources::{SourceStats, SourceTable},
 };
 
 /// Where `serve` listens unless told otherwise: loopback only.
@@ -65,11 +70,25 @@ pub struct IfaceMetrics {
     /// The program's run time and runs, as the kernel counts them; `None` when the pinned
     /// program cannot be read.
     pub program: Option<ProgramRuns>,
-    /// Flows in the table, and how many it holds; `None` when flow tracking is off.
-    pub flows: Option<(u64, u32)>,
+    /// The flow and source tables; `None` when flow tracking is off.
+    pub tracking: Option<TrackingMetrics>,
     /// Capture counters since attach; `None` when the capture maps cannot be read.
     pub capture: Option<capture::Counters>,
 }
+
+/// What a scrape exports of the flow and source tables.
+#[derive(Clone, Debug)]
+pub struct TrackingMetrics {
+    /// Flows in the table.
+    pub flows: u64,
+    pub flow_table: Allocation,
+    /// The [`TOP_SOURCES`] prefixes that sent most packets.
+    pub top_sources: Vec<SourceStats>,
+}
+
+/// Source prefixes exported per interface: a scrape stays small, and an attack's heaviest
+/// sources are there.
+pub const TOP_SOURCES: usize = 10;
 
 /// The rule set in force on an interface.
 #[derive(Clone, Debug, Default)]
@@ -120,12 +139,15 @@ impl IfaceMetrics {
                 None
             }
         };
-        let flows = match read_info(pins).map(|info| info.flow_table_size) {
+        let tracking = match read_info(pins).map(|info| info.flow_table_size) {
             Ok(0) => None,
-            Ok(size) => match FlowTable::from_pin(pins) {
-                Ok(table) => Some((table.count() as u64, size)),
+            Ok(_) => match read_tracking(pins) {
+                Ok(tracking) => Some(tracking),
                 Err(error) => {
-                    warn!("{}: flow table not exported: {error:#}", pins.iface());
+                    warn!(
+                        "{}: flow and source tables not exported: {error:#}",
+                        pins.iface()
+                    );
                     None
                 }
             },
@@ -146,10 +168,22 @@ impl IfaceMetrics {
             stats,
             filter,
             program,
-            flows,
+            tracking,
             capture,
         })
     }
+}
+
+fn read_tracking(pins: &PinDir) -> Result<TrackingMetrics> {
+    let flows = FlowTable::from_pin(pins)?;
+    let mut top_sources = SourceTable::from_pin(pins)?.read()?;
+    top_sources.sort_by_key(|source| std::cmp::Reverse(source.total().packets));
+    top_sources.truncate(TOP_SOURCES);
+    Ok(TrackingMetrics {
+        flows: flows.count()? as u64,
+        flow_table: flows.allocation()?,
+        top_sources,
+    })
 }
 
 fn read_filter(pins: &PinDir) -> Result<FilterMetrics> {
@@ -411,22 +445,62 @@ impl Collector for Snapshot {
         let help = "What packets no rule matches get (the label; the value is 1).";
         gauges(&mut encoder, "netxdp_policy", help, samples)?;
 
-        let tables: Vec<(&str, (u64, u32))> = ifaces
+        let tables: Vec<(&str, &TrackingMetrics)> = ifaces
             .iter()
-            .filter_map(|i| Some((i.iface.as_str(), i.flows?)))
+            .filter_map(|i| Some((i.iface.as_str(), i.tracking.as_ref()?)))
             .collect();
         let samples = tables
             .iter()
-            .map(|(iface, (entries, _))| (labels(iface, &[]), *entries as i64))
+            .map(|(iface, tracking)| (labels(iface, &[]), tracking.flows as i64))
             .collect();
-        let help = "Flows in the flow table (the least recently seen are evicted when full).";
+        let help = "Flows in the flow table, which counts what netxdp does not drop (the least \
+                    recently seen are evicted when full).";
         gauges(&mut encoder, "netxdp_flows", help, samples)?;
         let samples = tables
             .iter()
-            .map(|(iface, (_, size))| (labels(iface, &[]), i64::from(*size)))
+            .map(|(iface, tracking)| (labels(iface, &[]), i64::from(tracking.flow_table.entries)))
             .collect();
         let help = "Flows the flow table holds at most.";
         gauges(&mut encoder, "netxdp_flow_table_size", help, samples)?;
+        let samples = tables
+            .iter()
+            .map(|(iface, tracking)| (labels(iface, &[]), tracking.flow_table.bytes as i64))
+            .collect();
+        let help = "Kernel memory charged for the flow table.";
+        gauges(&mut encoder, "netxdp_flow_table_bytes", help, samples)?;
+        for (name, help, bytes) in [
+            (
+                "netxdp_source_packets",
+                "Packets from one of the source prefixes (IPv4 /24, IPv6 /64) that sent most, by \
+                 verdict; counted since the prefix took its slots, so a prefix that loses them \
+                 starts again.",
+                false,
+            ),
+            (
+                // The unit names the family netxdp_source_bytes.
+                "netxdp_source",
+                "Bytes from one of the source prefixes that sent most, by verdict.",
+                true,
+            ),
+        ] {
+            let samples = tables
+                .iter()
+                .flat_map(|(iface, tracking)| {
+                    tracking.top_sources.iter().flat_map(move |source| {
+                        let prefix = source.prefix().unwrap_or_else(|| "none".to_owned());
+                        [("drop", &source.dropped), ("pass", &source.passed)].map(
+                            |(verdict, counter)| {
+                                let labels =
+                                    labels(iface, &[("prefix", &prefix), ("verdict", verdict)]);
+                                (labels, pick(counter, bytes))
+                            },
+                        )
+                    })
+                })
+                .collect();
+            let unit = bytes.then_some(&Unit::Bytes);
+            counters(&mut encoder, name, help, unit, samples)?;
+        }
 
         let captures: Vec<(&str, capture::Counters)> = ifaces
             .iter()
@@ -620,7 +694,27 @@ mod tests {
                     run_time: Duration::from_micros(1500),
                     run_count: 42,
                 }),
-                flows: Some((3, 65_536)),
+                tracking: Some(TrackingMetrics {
+                    flows: 3,
+                    flow_table: Allocation {
+                        entries: 104_857,
+                        bytes: 17_000_000,
+                    },
+                    top_sources: vec![SourceStats {
+                        key: net_common::source::SourceKey {
+                            prefix: [203, 0, 113, 0, 0, 0, 0, 0],
+                            family: 4,
+                            _pad: 0,
+                        },
+                        dropped: Counter {
+                            packets: 5,
+                            bytes: 500,
+                        },
+                        passed: Counter::default(),
+                        uncounted_at_most: 0,
+                        last_seen_ns: 0,
+                    }],
+                }),
                 capture: Some(capture::Counters {
                     selected: 9,
                     captured: 5,
@@ -644,7 +738,10 @@ mod tests {
             r#"netxdp_l4_bytes_total{iface="eth\"0",l4="other"} 0"#,
             r#"netxdp_matched_packets_total{iface="eth\"0"} 30"#,
             r#"netxdp_flows{iface="eth\"0"} 3"#,
-            r#"netxdp_flow_table_size{iface="eth\"0"} 65536"#,
+            r#"netxdp_flow_table_size{iface="eth\"0"} 104857"#,
+            r#"netxdp_flow_table_bytes{iface="eth\"0"} 17000000"#,
+            r#"netxdp_source_packets_total{iface="eth\"0",prefix="203.0.113.0/24",verdict="drop"} 5"#,
+            r#"netxdp_source_bytes_total{iface="eth\"0",prefix="203.0.113.0/24",verdict="pass"} 0"#,
             r#"netxdp_capture_selected_packets_total{iface="eth\"0"} 9"#,
             r#"netxdp_capture_packets_total{iface="eth\"0"} 5"#,
             r#"netxdp_capture_lost_packets_total{iface="eth\"0"} 4"#,

@@ -200,3 +200,15 @@ pub fn send_frames(iface: &str, frames: &[Vec<u8>]) -> io::Result<usize> {
     }
     Ok(sent)
 }
+
+/// Pins the calling thread to the CPU it runs on. A veth pair, and XDP in skb mode, receive a
+/// frame on the CPU that sent it: a pinned sender has netxdp meet all its frames on one CPU,
+/// so that state kept per CPU (a flow's admission) sees them in the order sent.
+pub fn pin_to_this_cpu() -> io::Result<()> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).map_err(|_| io::Error::last_os_error())?;
+    let mut one = nix::sched::CpuSet::new();
+    one.set(cpu).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).map_err(io::Error::from)
+}

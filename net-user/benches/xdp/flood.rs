@@ -33,8 +33,9 @@ use crate::userspace::NETXDP;
 
 /// Frames each generator thread sends per run.
 const FRAMES_PER_CPU: u32 = 1_000_000;
-/// Runs per measurement; the median is reported.
-const RUNS: usize = 3;
+/// Runs per measurement; the median is reported. The two netxdp receivers run in turns, so
+/// that each ratio compares runs seconds apart, not minutes.
+pub const RUNS: usize = 5;
 /// Live frames the kernel sends per batch.
 const BATCH: u32 = 64;
 /// The UDP port the rule drops; the pass floods go to the next one.
@@ -105,6 +106,12 @@ pub struct FloodRow {
     pub mpps: f64,
     /// Frames the receiver counted of those sent (netxdp's counters; the floor has none).
     pub counted: Option<(u64, u64)>,
+    /// For the default receiver: the median, over the rounds, of its rate against the
+    /// `--no-flows` run of the same round.
+    pub ratio: Option<f64>,
+    /// The netxdp program's own time per packet, as the kernel's BPF statistics count it
+    /// (in a round of its own, with the statistics on: they cost each run two clock reads).
+    pub program_ns: Option<f64>,
 }
 
 /// The CPU counts measured: 1, 2, 4, ... and all of them.
@@ -124,7 +131,8 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         .ok()
         .filter(|n| *n > 0)
         .context("counting the online CPUs")?;
-    let pair = FloodPair::create(cpus)?;
+    // A pair for each netxdp receiver, both attached at once, to take turns.
+    let pairs = [FloodPair::create(cpus, 'a')?, FloodPair::create(cpus, 'b')?];
     // Only for the generators and the floor: no flow table.
     let no_flows = program::Options {
         flows: program::Flows::Off,
@@ -138,7 +146,10 @@ pub fn floods() -> Result<Vec<FloodRow>> {
             .try_into()?;
         program.load().with_context(|| format!("loading {name}"))?;
     }
-    let sender_ifindex = netxdp::preflight::ifindex(&pair.sender)?;
+    let senders = [
+        netxdp::preflight::ifindex(&pairs[0].sender)?,
+        netxdp::preflight::ifindex(&pairs[1].sender)?,
+    ];
     let mut rows = Vec::new();
 
     // The floor: the generator and the veth with nothing to do on the receiving end.
@@ -148,7 +159,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
             .context("drop_floor")?
             .try_into()?;
         let link = floor
-            .attach(pair.receiver.as_str(), XdpMode::Driver)
+            .attach(pairs[0].receiver.as_str(), XdpMode::Driver)
             .context("attaching drop_floor")?;
         let generator = Prog::of(&ebpf, names::FLOOD_FIXED)?;
         let flood = Flood {
@@ -157,13 +168,17 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         };
         for &count in &cpu_counts(cpus) {
             check_interrupted()?;
-            let mpps = run(&generator, &frame(flood), sender_ifindex, count)?;
+            let mut runs = (0..RUNS)
+                .map(|_| run_once(&generator, &frame(flood), senders[0], count))
+                .collect::<Result<Vec<f64>>>()?;
             rows.push(FloodRow {
                 receiver: Receiver::DropFloor,
                 flood,
                 cpus: count,
-                mpps,
+                mpps: median(&mut runs),
                 counted: None,
+                ratio: None,
+                program_ns: None,
             });
         }
         let floor: &mut Xdp = ebpf
@@ -173,37 +188,82 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         floor.detach(link).context("detaching drop_floor")?;
     }
 
-    for receiver in [Receiver::NoFlows, Receiver::Default] {
-        let flags: &[&str] = match receiver {
-            Receiver::NoFlows => &["--no-flows"],
-            _ => &[],
+    let receivers = [Receiver::NoFlows, Receiver::Default];
+    let _attached = [
+        Attached::attach(&pairs[0].receiver, &["--no-flows"])?,
+        Attached::attach(&pairs[1].receiver, &[])?,
+    ];
+    let counters = [
+        CounterMap::from_pin(&PinDir::new(&pairs[0].receiver))?,
+        CounterMap::from_pin(&PinDir::new(&pairs[1].receiver))?,
+    ];
+    for flood in Flood::ALL {
+        let name = if flood.spoofed {
+            names::FLOOD_SPOOF
+        } else {
+            names::FLOOD_FIXED
         };
-        let attached = Attached::attach(&pair.receiver, flags)?;
-        let counters = CounterMap::from_pin(&PinDir::new(&pair.receiver))?;
-        for flood in Flood::ALL {
-            let name = if flood.spoofed {
-                names::FLOOD_SPOOF
-            } else {
-                names::FLOOD_FIXED
+        let generator = Prog::of(&ebpf, name)?;
+        for &count in &cpu_counts(cpus) {
+            let mut runs = [Vec::new(), Vec::new()];
+            let mut counted = [0, 0];
+            for round in 0..RUNS {
+                // Each goes first in turn, so neither always runs on a warmer machine.
+                for turn in 0..2 {
+                    let which = (round + turn) % 2;
+                    check_interrupted()?;
+                    let before = counters[which].read()?.total().packets;
+                    let mpps = run_once(&generator, &frame(flood), senders[which], count)?;
+                    counted[which] += counters[which].read()?.total().packets - before;
+                    runs[which].push(mpps);
+                }
+            }
+            let mut ratios: Vec<f64> = runs[1]
+                .iter()
+                .zip(&runs[0])
+                .map(|(with, without)| with / without)
+                .collect();
+            let sent = u64::from(FRAMES_PER_CPU) * (count * RUNS) as u64;
+            let program_ns = {
+                let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                    .context("turning the kernel's BPF statistics on")?;
+                let mut program_ns = [0.0; 2];
+                for which in 0..2 {
+                    let pins = PinDir::new(&pairs[which].receiver);
+                    let before = program_runs(&pins)?;
+                    run_once(&generator, &frame(flood), senders[which], count)?;
+                    let after = program_runs(&pins)?;
+                    let runs = after.1.saturating_sub(before.1).max(1);
+                    program_ns[which] = after.0.saturating_sub(before.0) as f64 / runs as f64;
+                }
+                program_ns
             };
-            let generator = Prog::of(&ebpf, name)?;
-            for &count in &cpu_counts(cpus) {
-                check_interrupted()?;
-                let before = counters.read()?.total().packets;
-                let mpps = run(&generator, &frame(flood), sender_ifindex, count)?;
-                let counted = counters.read()?.total().packets - before;
+            for which in 0..2 {
                 rows.push(FloodRow {
-                    receiver,
+                    receiver: receivers[which],
                     flood,
                     cpus: count,
-                    mpps,
-                    counted: Some((counted, u64::from(FRAMES_PER_CPU) * (count * RUNS) as u64)),
+                    mpps: median(&mut runs[which]),
+                    counted: Some((counted[which], sent)),
+                    ratio: (which == 1).then(|| median(&mut ratios)),
+                    program_ns: Some(program_ns[which]),
                 });
             }
         }
-        drop(attached);
     }
     Ok(rows)
+}
+
+/// The pinned program's run time (ns) and runs, as the kernel counts them.
+fn program_runs(pins: &PinDir) -> Result<(u64, u64)> {
+    let info = aya::programs::ProgramInfo::from_pin(pins.prog())
+        .with_context(|| format!("reading {}", pins.prog().display()))?;
+    Ok((info.run_time().as_nanos() as u64, info.run_count()))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// A 64-byte UDP/IPv4 frame of `flood`, to a MAC that is not the receiver's.
@@ -216,15 +276,6 @@ fn frame(flood: Flood) -> Vec<u8> {
     let mut frame = FrameSpec::ipv4_udp(40_000, port, 22).build();
     frame[..6].copy_from_slice(&OTHER_HOST_MAC);
     frame
-}
-
-/// The median of [`RUNS`] runs of [`run_once`], in millions of frames per second.
-fn run(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) -> Result<f64> {
-    let mut runs = (0..RUNS)
-        .map(|_| run_once(generator, frame, sender_ifindex, cpus))
-        .collect::<Result<Vec<f64>>>()?;
-    runs.sort_by(f64::total_cmp);
-    Ok(runs[RUNS / 2])
 }
 
 /// Runs `generator` on `cpus` CPUs at once, each sending [`FRAMES_PER_CPU`] live frames from
@@ -303,11 +354,12 @@ struct FloodPair {
 }
 
 impl FloodPair {
-    fn create(cpus: usize) -> Result<Self> {
+    /// The pair `nxfl<pid><tag>s` / `nxfl<pid><tag>r`.
+    fn create(cpus: usize, tag: char) -> Result<Self> {
         let pid = std::process::id() % 100_000;
         let pair = FloodPair {
-            sender: IfaceName::new(format!("nxfl{pid}s"))?,
-            receiver: IfaceName::new(format!("nxfl{pid}r"))?,
+            sender: IfaceName::new(format!("nxfl{pid}{tag}s"))?,
+            receiver: IfaceName::new(format!("nxfl{pid}{tag}r"))?,
         };
         let queues = cpus.to_string();
         ip(&[

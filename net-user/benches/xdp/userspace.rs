@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use net_common::{flow::DEFAULT_FLOW_TABLE_SIZE, testing::FrameSpec};
+use net_common::{flow::FLOW_ENTRY_BYTES, testing::FrameSpec};
 use netxdp::{netns::VethNet, traffic};
 
 /// The subnet of the bench's veth pair (the xdp-filter peer uses 213).
@@ -28,14 +28,22 @@ pub struct Refresh {
     pub slowest: Duration,
 }
 
+/// Flows the bench fills the table with.
+pub const FLOWS: usize = 65_536;
+
 /// Attaches `netxdp` to a veth pair, fills its flow table from the namespace, then refreshes
 /// once a second for `seconds`: `netxdp flows IFACE --json` as a new process each time, and
 /// `netxdp top` as one process.
 pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
-    let (net, iface, _detach) = attached_veth("ub", SUBNET, &[])?;
+    // Each CPU evicts from its own share of the table, and the frames may all arrive on one:
+    // a share for all of them on every CPU.
+    let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+    let table_mib = (FLOWS as u64 * FLOW_ENTRY_BYTES * cpus as u64).div_ceil(1 << 20) + 1;
+    let table_size = format!("{table_mib}M");
+    let (net, iface, _detach) = attached_veth("ub", SUBNET, &["--flow-table-size", &table_size])?;
 
     // One flow per source port, sent raw from the namespace.
-    let flows = DEFAULT_FLOW_TABLE_SIZE as usize;
+    let flows = FLOWS;
     let frames: Vec<Vec<u8>> = (0..flows)
         .map(|index| FrameSpec::ipv4_udp(index as u16, 9, 0).build())
         .collect();

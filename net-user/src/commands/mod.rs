@@ -75,8 +75,15 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             iface,
             sort,
             limit,
+            sources,
             json,
-        } => flows::show(&iface, sort, limit, json),
+        } => {
+            if sources {
+                flows::show_sources(&iface, sort, limit, json)
+            } else {
+                flows::show(&iface, sort, limit, json)
+            }
+        }
         Command::Capture {
             ifaces,
             action,

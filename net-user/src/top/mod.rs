@@ -14,40 +14,37 @@
 //! counters and rules are read on every sample. Reading happens on a blocking thread, and the
 //! view always draws the last complete snapshot: keys stay responsive however large the table.
 
+mod rates;
+mod sample;
 mod view;
+
+pub use rates::{ClassRow, FlowRow, Frame, Rate, Rates, RuleRow, SourceRow, endpoint};
+use sample::{Attachments, Sampler};
+pub use sample::{IfaceSample, RawSample};
 
 use std::{
     collections::{HashMap, VecDeque},
+    fmt::Write as _,
     io::{self, IsTerminal as _},
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
-
-use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
-use net_common::{
-    flow::{FlowKey, FlowStats},
-    parse::{L3, L4},
-    rule::{Rule, RuleCounter},
-    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
-};
+use net_common::flow::FlowStats;
 
 use crate::{
-    attach::read_info,
     cli::Sampling,
-    counters::{CounterMap, Sample},
-    filter::{maps::FilterMaps, maps::monotonic_ns, spec},
-    flows::{FlowRecord, FlowTable, FlowsRecord},
+    counters::Sample,
+    flows::FlowsRecord,
     iface::IfaceName,
-    pins::PinDir,
     preflight,
     report::{Scope, StatsRecord},
+    sources::{SourceStats, SourcesRecord},
 };
 
 /// Samples kept for the sparklines.
@@ -110,345 +107,6 @@ impl SortBy {
             SortBy::Rate => SortBy::Packets,
         }
     }
-}
-
-/// One interface's maps, as read at one moment.
-#[derive(Clone, Debug, Default)]
-pub struct IfaceSample {
-    pub iface: String,
-    pub stats: Stats,
-    pub flows: Vec<(FlowKey, FlowStats)>,
-    /// Flows the table holds at most; 0 when attached with `--no-flows`.
-    pub table_size: u32,
-    pub rules: Vec<(Rule, RuleCounter)>,
-    /// What could not be read, said once.
-    pub error: Option<String>,
-}
-
-/// Every interface's maps, read together.
-#[derive(Clone, Debug)]
-pub struct RawSample {
-    pub at: Instant,
-    pub wall: SystemTime,
-    /// CLOCK_MONOTONIC nanoseconds, the flow table's clock.
-    pub now_ns: u64,
-    pub ifaces: Vec<IfaceSample>,
-    /// How long reading took.
-    pub read_time: Duration,
-    /// How long reading the flow tables took; `None` when they were not read this time.
-    pub flows_read: Option<Duration>,
-    /// Seconds from one flow-table read to the next.
-    pub flows_period: f64,
-}
-
-/// A packet and bit rate; `None` before a second sample.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Rate {
-    pub pps: Option<f64>,
-    pub bps: Option<f64>,
-}
-
-impl Rate {
-    /// The rate from `before` to `now` over `seconds` (none without an earlier sample or with
-    /// no time between); a counter that went back (a re-attach) counts from zero.
-    pub fn between(now: (u64, u64), before: Option<(u64, u64)>, seconds: Option<f64>) -> Rate {
-        match (before, seconds.filter(|s| *s > 0.0)) {
-            (Some((packets, bytes)), Some(seconds)) => {
-                let delta = |now: u64, before: u64| {
-                    if now >= before { now - before } else { now }
-                };
-                Rate {
-                    pps: Some(delta(now.0, packets) as f64 / seconds),
-                    bps: Some(delta(now.1, bytes) as f64 * 8.0 / seconds),
-                }
-            }
-            _ => Rate::default(),
-        }
-    }
-}
-
-/// One header line: a class of traffic with its totals and rates.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClassRow {
-    pub name: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub rate: Rate,
-}
-
-/// One flow, with its rate over the last interval. Kept as read: the text of a row is made
-/// only for the rows shown (and for all only while a text filter is set), since a full table
-/// has 65,536 flows and a screen some forty rows.
-#[derive(Debug)]
-pub struct FlowRow {
-    pub iface: Arc<str>,
-    pub key: FlowKey,
-    pub stats: FlowStats,
-    pub rate: Rate,
-    /// When the sample was read, for the record's times.
-    now_ns: u64,
-    wall: SystemTime,
-}
-
-impl FlowRow {
-    /// The flow as `netxdp flows` shows it.
-    pub fn record(&self) -> FlowRecord {
-        FlowRecord::new(&self.key, &self.stats, self.now_ns, self.wall)
-    }
-
-    /// What the text filter searches, lower case.
-    fn haystack(&self) -> String {
-        flow_haystack(&self.iface, &self.record())
-    }
-}
-
-/// One source address: the sum of its flows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SourceRow {
-    pub peer: Option<IpAddr>,
-    pub flows: usize,
-    pub packets: u64,
-    pub bytes: u64,
-    pub rate: Rate,
-    pub haystack: String,
-}
-
-/// One rule with its hit rate.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RuleRow {
-    pub iface: Arc<str>,
-    pub id: u32,
-    pub priority: u32,
-    pub action: &'static str,
-    pub matches: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub rate: Rate,
-    pub haystack: String,
-}
-
-/// What the view shows of one sample: everything with rates.
-#[derive(Debug)]
-pub struct Frame {
-    pub wall: SystemTime,
-    pub interval: Option<f64>,
-    pub ifaces: Vec<String>,
-    pub total: ClassRow,
-    /// By verdict (aborted, drop, pass, tx, redirect).
-    pub actions: Vec<ClassRow>,
-    /// Drops for a reason other than a rule or the policy, by reason (`stats`' `dropped`).
-    pub drops: Vec<ClassRow>,
-    /// By transport (tcp, udp, icmp, icmpv6, other).
-    pub protocols: Vec<ClassRow>,
-    /// By network layer (ipv4, ipv6, arp, other).
-    pub layers: Vec<ClassRow>,
-    /// The flows and sources of the last sample that read the flow tables.
-    pub flows: Arc<[FlowRow]>,
-    pub sources: Arc<[SourceRow]>,
-    /// Seconds from one flow-table read to the next.
-    pub flows_period: f64,
-    pub rules: Vec<RuleRow>,
-    pub errors: Vec<String>,
-    pub read_time: Duration,
-    /// Interfaces that count no flows (`--no-flows`).
-    pub flowless: Vec<String>,
-}
-
-/// Turns consecutive samples into frames: remembers the counters of the previous one.
-#[derive(Default)]
-pub struct Rates {
-    previous_at: Option<Instant>,
-    stats: Option<Stats>,
-    /// When the flows were last read, and their counters then.
-    flows_at: Option<Instant>,
-    flows: HashMap<(usize, FlowKey), (u64, u64)>,
-    /// The rows made then, shown again until the next read.
-    flow_rows: Arc<[FlowRow]>,
-    sources: Arc<[SourceRow]>,
-    rules: HashMap<(usize, u32), (u64, u64)>,
-}
-
-impl Rates {
-    pub fn frame(&mut self, sample: RawSample) -> Frame {
-        let seconds = self
-            .previous_at
-            .map(|at| sample.at.duration_since(at).as_secs_f64());
-        let first = self.previous_at.is_none();
-        let mut stats = Stats::default();
-        for iface in &sample.ifaces {
-            stats.merge(&iface.stats);
-        }
-        let before = self.stats.as_ref();
-        let class = |name: &str, now: &Counter, prev: Option<&Counter>| ClassRow {
-            name: name.to_owned(),
-            packets: now.packets,
-            bytes: now.bytes,
-            rate: Rate::between(
-                (now.packets, now.bytes),
-                prev.map(|c| (c.packets, c.bytes)),
-                seconds,
-            ),
-        };
-        let total = class("total", &stats.total(), before.map(Stats::total).as_ref());
-        let actions = XDP_ACTIONS
-            .iter()
-            .enumerate()
-            .map(|(i, name)| class(name, &stats.action[i], before.map(|b| &b.action[i])))
-            .collect();
-        let drops = DROP_REASONS
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let name = format!(" {}", name.replace('_', "-"));
-                class(&name, &stats.dropped[i], before.map(|b| &b.dropped[i]))
-            })
-            .collect();
-        let protocols = L4::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, l4)| class(l4.as_str(), &stats.l4[i], before.map(|b| &b.l4[i])))
-            .collect();
-        let layers = L3::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, l3)| class(l3.as_str(), &stats.l3[i], before.map(|b| &b.l3[i])))
-            .collect();
-
-        if sample.flows_read.is_some() {
-            self.read_flows(&sample);
-        }
-        let mut rules_now = HashMap::new();
-        let mut rules = Vec::new();
-        let mut errors = Vec::new();
-        let mut flowless = Vec::new();
-        for (index, iface) in sample.ifaces.iter().enumerate() {
-            let name: Arc<str> = Arc::from(iface.iface.as_str());
-            if let Some(error) = &iface.error {
-                errors.push(format!("{}: {error}", iface.iface));
-            }
-            if iface.table_size == 0 {
-                flowless.push(iface.iface.clone());
-            }
-            for (rule, counter) in &iface.rules {
-                let now = (counter.packets, counter.bytes);
-                let before =
-                    (!first).then(|| self.rules.get(&(index, rule.id)).copied().unwrap_or((0, 0)));
-                rules_now.insert((index, rule.id), now);
-                let matches = spec::match_text(&rule.matches);
-                let action = rule.action().as_str();
-                rules.push(RuleRow {
-                    haystack: format!("{name} {} {action} {matches}", rule.id).to_lowercase(),
-                    iface: Arc::clone(&name),
-                    id: rule.id,
-                    priority: rule.priority,
-                    action,
-                    matches,
-                    packets: counter.packets,
-                    bytes: counter.bytes,
-                    rate: Rate::between(now, before, seconds),
-                });
-            }
-        }
-        self.previous_at = Some(sample.at);
-        self.stats = Some(stats);
-        self.rules = rules_now;
-        Frame {
-            wall: sample.wall,
-            interval: seconds,
-            ifaces: sample.ifaces.iter().map(|i| i.iface.clone()).collect(),
-            total,
-            actions,
-            drops,
-            protocols,
-            layers,
-            flows: Arc::clone(&self.flow_rows),
-            sources: Arc::clone(&self.sources),
-            flows_period: sample.flows_period,
-            rules,
-            errors,
-            read_time: sample.read_time,
-            flowless,
-        }
-    }
-
-    /// Rows for the flows of `sample`, with rates since the last sample that read them.
-    fn read_flows(&mut self, sample: &RawSample) {
-        let since = self
-            .flows_at
-            .map(|at| sample.at.duration_since(at).as_secs_f64());
-        let mut counts = HashMap::with_capacity(self.flows.len());
-        let mut rows = Vec::new();
-        for (index, iface) in sample.ifaces.iter().enumerate() {
-            let name: Arc<str> = Arc::from(iface.iface.as_str());
-            for (key, stats) in &iface.flows {
-                let now = (stats.packets, stats.bytes);
-                // A flow new since the last read counts from zero.
-                let before = since
-                    .is_some()
-                    .then(|| self.flows.get(&(index, *key)).copied().unwrap_or((0, 0)));
-                counts.insert((index, *key), now);
-                rows.push(FlowRow {
-                    iface: Arc::clone(&name),
-                    key: *key,
-                    stats: *stats,
-                    rate: Rate::between(now, before, since),
-                    now_ns: sample.now_ns,
-                    wall: sample.wall,
-                });
-            }
-        }
-        self.sources = sources_of(&rows).into();
-        self.flow_rows = rows.into();
-        self.flows = counts;
-        self.flows_at = Some(sample.at);
-    }
-}
-
-fn flow_haystack(iface: &str, record: &FlowRecord) -> String {
-    format!(
-        "{iface} {} {} {} {}",
-        record.proto,
-        endpoint(record.local, record.local_port),
-        endpoint(record.peer, record.peer_port),
-        record.verdict
-    )
-    .to_lowercase()
-}
-
-/// An address and port as ss writes them; `*` for none.
-pub fn endpoint(addr: Option<IpAddr>, port: Option<u16>) -> String {
-    match (addr, port) {
-        (Some(IpAddr::V6(addr)), Some(port)) => format!("[{addr}]:{port}"),
-        (Some(addr), Some(port)) => format!("{addr}:{port}"),
-        (Some(addr), None) => addr.to_string(),
-        (None, _) => "*".to_owned(),
-    }
-}
-
-/// Flows summed by peer (source) address.
-pub fn sources_of(flows: &[FlowRow]) -> Vec<SourceRow> {
-    let mut by_peer: HashMap<Option<IpAddr>, SourceRow> = HashMap::new();
-    for flow in flows {
-        let peer = crate::flows::peer(&flow.key);
-        let row = by_peer.entry(peer).or_insert_with(|| SourceRow {
-            peer,
-            flows: 0,
-            packets: 0,
-            bytes: 0,
-            rate: Rate::default(),
-            haystack: endpoint(peer, None).to_lowercase(),
-        });
-        row.flows += 1;
-        row.packets += flow.stats.packets;
-        row.bytes += flow.stats.bytes;
-        let add = |sum: Option<f64>, more: Option<f64>| match (sum, more) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        row.rate.pps = add(row.rate.pps, flow.rate.pps);
-        row.rate.bps = add(row.rate.bps, flow.rate.bps);
-    }
-    by_peer.into_values().collect()
 }
 
 /// A key, as the view's state sees it (the terminal's events translated, so that the state
@@ -602,7 +260,10 @@ impl App {
         self.shown(
             |frame| &frame.sources,
             |row| self.keep(&row.haystack),
-            |row| (row.packets, row.bytes, row.rate.bps),
+            |row| {
+                let total = row.stats.total();
+                (total.packets, total.bytes, row.rate.bps)
+            },
         )
     }
 
@@ -663,179 +324,28 @@ pub fn sparkline(values: &VecDeque<u64>, width: usize) -> String {
         })
         .collect()
 }
-
-/// The pinned maps of the interfaces shown.
-struct Sources {
-    ifaces: Vec<Source>,
-}
-
-struct Source {
-    pins: PinDir,
-    counters: CounterMap,
-    flows: Option<FlowTable>,
-    table_size: u32,
-}
-
-impl Sources {
-    fn open(ifaces: &[IfaceName]) -> Result<Self> {
-        let pins = if ifaces.is_empty() {
-            let all = PinDir::all()?;
-            if all.is_empty() {
-                bail!(
-                    "netxdp is not attached to any interface (`netxdp attach IFACE` attaches it)"
-                );
-            }
-            all
-        } else {
-            ifaces.iter().map(PinDir::new).collect()
-        };
-        let mut sources = Vec::new();
-        for pins in pins {
-            if !pins.is_attached() {
-                bail!(
-                    "netxdp is not attached to {} (`netxdp status` lists its attachments)",
-                    pins.iface()
-                );
-            }
-            let table_size = read_info(&pins)?.flow_table_size;
-            sources.push(Source {
-                counters: CounterMap::from_pin(&pins)?,
-                flows: (table_size > 0)
-                    .then(|| FlowTable::from_pin(&pins))
-                    .transpose()?,
-                table_size,
-                pins,
-            });
-        }
-        Ok(Self { ifaces: sources })
-    }
-
-    /// Reads every map; what fails is said in the sample, not fatal (an interface detached
-    /// meanwhile shows as an error line).
-    fn read(&self, with_flows: bool) -> RawSample {
-        let started = Instant::now();
-        let mut flows_read = None;
-        let ifaces = self
-            .ifaces
-            .iter()
-            .map(|source| {
-                let mut sample = IfaceSample {
-                    iface: source.pins.iface().to_string(),
-                    table_size: source.table_size,
-                    ..Default::default()
-                };
-                let mut fail = |error: anyhow::Error| {
-                    sample.error.get_or_insert(format!("{error:#}"));
-                };
-                match source.counters.read() {
-                    Ok(stats) => sample.stats = stats,
-                    Err(error) => fail(error),
-                }
-                match read_rules(&source.pins) {
-                    Ok(rules) => sample.rules = rules,
-                    Err(error) => fail(error),
-                }
-                if let (true, Some(table)) = (with_flows, &source.flows) {
-                    let reading = Instant::now();
-                    match table.read() {
-                        Ok(flows) => sample.flows = flows,
-                        Err(error) => fail(error),
-                    }
-                    *flows_read.get_or_insert(Duration::ZERO) += reading.elapsed();
-                }
-                sample
-            })
-            .collect();
-        RawSample {
-            at: Instant::now(),
-            wall: SystemTime::now(),
-            now_ns: monotonic_ns(),
-            ifaces,
-            read_time: started.elapsed(),
-            flows_read,
-            flows_period: 0.0,
-        }
-    }
-}
-
-/// Samples the interfaces every interval, and their flow tables as often as
-/// [`FLOW_READ_BUDGET`] allows: every sample while a read is cheap, every few samples when a
-/// full table makes it expensive (rates stay right, being taken over the time between reads).
-struct Sampler {
-    sources: Sources,
-    interval: Duration,
-    /// Samples from one flow-table read to the next.
-    flows_every: u32,
-    since_flows: u32,
-}
-
-impl Sampler {
-    fn new(sources: Sources, interval: Duration) -> Self {
-        Self {
-            sources,
-            interval,
-            flows_every: 1,
-            since_flows: 0,
-        }
-    }
-
-    fn sample(&mut self) -> RawSample {
-        let with_flows = self.since_flows + 1 >= self.flows_every;
-        let mut sample = self.sources.read(with_flows);
-        match sample.flows_read {
-            Some(took) => {
-                self.flows_every = flows_every(took, self.interval);
-                self.since_flows = 0;
-            }
-            None => self.since_flows += 1,
-        }
-        sample.flows_period = self.flows_period();
-        sample
-    }
-
-    /// Seconds from one flow-table read to the next.
-    fn flows_period(&self) -> f64 {
-        self.interval.as_secs_f64() * f64::from(self.flows_every)
-    }
-}
-
-/// Samples between flow-table reads that take `took` each, for reads to stay within
-/// [`FLOW_READ_BUDGET`] at one sample per `interval`.
-fn flows_every(took: Duration, interval: Duration) -> u32 {
-    let budget = interval.as_secs_f64() * FLOW_READ_BUDGET;
-    (took.as_secs_f64() / budget)
-        .ceil()
-        .clamp(1.0, f64::from(u32::MAX)) as u32
-}
-
-fn read_rules(pins: &PinDir) -> Result<Vec<(Rule, RuleCounter)>> {
-    let maps = FilterMaps::read_pins(pins)?;
-    let set = maps.load()?;
-    let counters = maps.counters(set.rules())?;
-    Ok(set.rules().iter().copied().zip(counters).collect())
-}
-
 /// `netxdp top`: the full-screen view on a terminal, plain tables otherwise.
 pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
     preflight::require_privileges()?;
     preflight::ensure_bpffs()?;
-    let sources = Sources::open(&ifaces)?;
+    let attachments = Attachments::open(&ifaces)?;
     if io::stdout().is_terminal() {
-        interactive(sources, sampling).await
+        interactive(attachments, sampling).await
     } else {
-        plain(sources, sampling).await
+        plain(attachments, sampling).await
     }
 }
 
 /// Plain tables each interval: the counters as `stats` shows them, then the top flows by
-/// bytes as `flows` shows them, whenever the flow tables were read.
-async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
+/// bytes and the top sources by packets as `flows` shows them, whenever the flow and source
+/// tables were read.
+async fn plain(attachments: Attachments, sampling: Sampling) -> Result<()> {
     let mut shutdown = crate::commands::Shutdown::new()?;
     let mut ticker = tokio::time::interval(sampling.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let table_sizes: Vec<u32> = sources.ifaces.iter().map(|s| s.table_size).collect();
-    let mut sampler = Sampler::new(sources, sampling.interval);
-    let mut previous: Vec<Option<Sample>> = vec![None; table_sizes.len()];
+    let flow_tables: Vec<_> = attachments.ifaces.iter().map(|a| a.flow_table()).collect();
+    let mut sampler = Sampler::new(attachments, sampling.interval);
+    let mut previous: Vec<Option<Sample>> = vec![None; flow_tables.len()];
     let mut round = 0u64;
     loop {
         tokio::select! {
@@ -848,8 +358,8 @@ async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
             (sampler, sample)
         })
         .await?;
-        for ((table_size, iface), previous) in
-            table_sizes.iter().zip(sample.ifaces).zip(&mut previous)
+        for ((flow_table, iface), previous) in
+            flow_tables.iter().zip(sample.ifaces).zip(&mut previous)
         {
             if let Some(error) = iface.error {
                 bail!("{}: {error}", iface.iface);
@@ -862,17 +372,22 @@ async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
             let scope = Scope::Interface(iface.iface.clone());
             let mut text = StatsRecord::new(scope, &current, previous.as_ref()).to_text();
             *previous = Some(current);
-            if *table_size == 0 {
-                // Attached with --no-flows: nothing to show.
-            } else if let Some(took) = sample.flows_read {
+            if let (Some(flow_table), Some(took)) = (flow_table, sample.flows_read) {
                 let flows = FlowsRecord::new(
                     &iface.iface,
-                    *table_size,
+                    *flow_table,
                     iface.flows,
                     |flow: &FlowStats| flow.bytes as f64,
                     Some(PLAIN_FLOWS),
                 );
                 text.push_str(&flows.to_text());
+                let sources = SourcesRecord::new(
+                    &iface.iface,
+                    iface.sources,
+                    |source: &SourceStats| source.total().packets,
+                    Some(PLAIN_FLOWS),
+                );
+                text.push_str(&sources.to_text());
                 if sample.flows_period > sampling.interval.as_secs_f64() {
                     let _ = writeln!(
                         text,
@@ -895,11 +410,11 @@ async fn plain(sources: Sources, sampling: Sampling) -> Result<()> {
 /// The full-screen view: a sampling thread reads the maps every interval and sends frames;
 /// the UI thread draws the last one and handles keys; SIGTERM (or SIGINT from another
 /// process) ends both, with the terminal restored.
-async fn interactive(sources: Sources, sampling: Sampling) -> Result<()> {
+async fn interactive(attachments: Attachments, sampling: Sampling) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
     let (frames, received) = mpsc::sync_channel::<Frame>(1);
-    let mut sampler = Sampler::new(sources, sampling.interval);
+    let mut sampler = Sampler::new(attachments, sampling.interval);
     let sampling_thread = {
         let (stop, paused) = (Arc::clone(&stop), Arc::clone(&paused));
         tokio::task::spawn_blocking(move || {
@@ -941,9 +456,18 @@ async fn interactive(sources: Sources, sampling: Sampling) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use net_common::rule::{Action, Match};
+    use std::time::SystemTime;
+
+    use net_common::{
+        flow::FlowKey,
+        parse::L3,
+        rule::{Action, Match, Rule, RuleCounter},
+        source::SourceKey,
+        stats::{Counter, Stats},
+    };
 
     use super::*;
+    use crate::flows::Allocation;
 
     fn flow_key(src: [u8; 4], sport: u16, dport: u16) -> FlowKey {
         let mut key = FlowKey {
@@ -966,6 +490,28 @@ mod tests {
         }
     }
 
+    /// The source table that `flows` make, all passed: their /24s.
+    fn sources_of(flows: &[(FlowKey, FlowStats)]) -> Vec<SourceStats> {
+        let mut by_prefix: HashMap<SourceKey, SourceStats> = HashMap::new();
+        for (key, flow) in flows {
+            let key = SourceKey {
+                prefix: [key.src[0], key.src[1], key.src[2], 0, 0, 0, 0, 0],
+                family: 4,
+                _pad: 0,
+            };
+            let source = by_prefix.entry(key).or_insert(SourceStats {
+                key,
+                dropped: Counter::default(),
+                passed: Counter::default(),
+                uncounted_at_most: 0,
+                last_seen_ns: 0,
+            });
+            source.passed.packets += flow.packets;
+            source.passed.bytes += flow.bytes;
+        }
+        by_prefix.into_values().collect()
+    }
+
     fn sample(at: Instant, flows: Vec<(FlowKey, FlowStats)>, stats: Stats) -> RawSample {
         RawSample {
             at,
@@ -974,8 +520,12 @@ mod tests {
             ifaces: vec![IfaceSample {
                 iface: "eth0".to_owned(),
                 stats,
+                sources: sources_of(&flows),
                 flows,
-                table_size: 1024,
+                flow_table: Some(Allocation {
+                    entries: 1024,
+                    bytes: 160 * 1024,
+                }),
                 rules: vec![(
                     Rule {
                         id: 7,
@@ -1010,16 +560,6 @@ mod tests {
     }
 
     #[test]
-    fn flow_tables_are_read_as_often_as_the_budget_allows() {
-        let second = Duration::from_secs(1);
-        assert_eq!(flows_every(Duration::from_millis(3), second), 1);
-        assert_eq!(flows_every(Duration::from_millis(10), second), 1);
-        assert_eq!(flows_every(Duration::from_millis(25), second), 3);
-        assert_eq!(flows_every(Duration::from_millis(25), second * 5), 1);
-        assert_eq!(flows_every(Duration::ZERO, second), 1);
-    }
-
-    #[test]
     fn flows_not_read_this_time_keep_their_last_rows_and_rates_span_the_reads() {
         let t0 = Instant::now();
         let a = flow_key([10, 0, 0, 1], 1000, 9);
@@ -1041,7 +581,9 @@ mod tests {
             stats(40),
         ));
         assert_eq!(read.flows[0].rate.pps, Some(10.0), "30 packets over 3 s");
-        assert_eq!(read.sources[0].packets, 40);
+        assert_eq!(read.sources[0].stats.passed.packets, 40);
+        assert_eq!(read.sources[0].rate.pps, Some(10.0));
+        assert_eq!(read.sources[0].drop_rate.pps, Some(0.0));
     }
 
     #[test]
@@ -1102,9 +644,9 @@ mod tests {
                     flow_key([10, 0, 0, 1], 1000, 9),
                     flow(100 * scale, 6_400 * scale),
                 ),
-                // Few big ones.
+                // Few big ones, from another /24.
                 (
-                    flow_key([10, 0, 0, 2], 2000, 53),
+                    flow_key([10, 0, 2, 2], 2000, 53),
                     flow(10 * scale, 15_000 * scale),
                 ),
                 // Same source as the first; the fastest since the last sample.
@@ -1142,12 +684,11 @@ mod tests {
         app.on_key(Key::Char('s'));
         assert_eq!(app.sort, SortBy::Packets);
 
-        // Sources: the flows of 10.0.0.1 summed.
+        // Sources: the flows of 10.0.0.0/24 summed.
         let sources = app.sources();
-        assert_eq!(sources[0].peer, Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(sources[0].flows, 2);
-        assert_eq!(sources[0].packets, 200 + 400);
-        assert_eq!(sources[1].packets, 20);
+        assert_eq!(sources[0].prefix.as_deref(), Some("10.0.0.0/24"));
+        assert_eq!(sources[0].stats.total().packets, 200 + 400);
+        assert_eq!(sources[1].stats.total().packets, 20);
     }
 
     #[test]
@@ -1173,7 +714,7 @@ mod tests {
         assert_eq!(app.filter, "");
         assert_eq!(app.flows().len(), 3);
         app.on_key(Key::Char('/'));
-        for c in "10.0.0.2".chars() {
+        for c in "10.0.2.0".chars() {
             app.on_key(Key::Char(c));
         }
         app.on_key(Key::Enter);

@@ -409,7 +409,7 @@ fn draw_flows(canvas: &mut Canvas, app: &mut App, area: Rect) {
 
 fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
     let all = app.frame.as_ref().map_or(0, |f| f.sources.len());
-    // Filtered and sorted once per draw: a full flow table has 65,536 rows.
+    // Filtered and sorted once per draw: the tables of many CPUs hold many prefixes.
     let shown = app.sources();
     let total = shown.len();
     let (from, height) = visible(app.scroll, total, area);
@@ -419,12 +419,20 @@ fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
         .skip(from)
         .take(height)
         .map(|source| {
+            let total = source.stats.total();
             Row::new(vec![
-                Cell::from(endpoint(source.peer, None)),
-                Cell::from(source.flows.to_string()),
-                Cell::from(source.packets.to_string()),
-                Cell::from(human_bytes(source.bytes)),
+                Cell::from(
+                    source
+                        .prefix
+                        .as_deref()
+                        .unwrap_or("(no address)")
+                        .to_owned(),
+                ),
+                Cell::from(source.iface.to_string()),
+                Cell::from(total.packets.to_string()),
+                Cell::from(human_bytes(total.bytes)),
                 Cell::from(pps_text(source.rate.pps)),
+                Cell::from(pps_text(source.drop_rate.pps)),
                 Cell::from(bps_text(source.rate.bps)),
             ])
         })
@@ -433,9 +441,10 @@ fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
     let table = Table::new(
         rows,
         [
-            Constraint::Min(40),
-            Constraint::Length(7),
+            Constraint::Min(24),
             Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Length(14),
@@ -443,10 +452,11 @@ fn draw_sources(canvas: &mut Canvas, app: &mut App, area: Rect) {
     )
     .header(Row::new(vec![
         Cell::from("SOURCE").bold(),
-        Cell::from("FLOWS").bold(),
+        Cell::from("IFACE").bold(),
         heading("PACKETS", sort, Some(SortBy::Packets)),
         heading("BYTES", sort, Some(SortBy::Bytes)),
         Cell::from("PPS").bold(),
+        Cell::from("DROP PPS").bold(),
         heading("RATE", sort, Some(SortBy::Rate)),
     ]))
     .block(pane_block(app, "sources", total, all, ""));

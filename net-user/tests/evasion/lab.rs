@@ -9,10 +9,6 @@ use std::{
 
 use net_common::parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP};
 use netxdp::netns::VethNet;
-use nix::{
-    sched::{CpuSet, sched_getcpu, sched_setaffinity},
-    unistd::Pid,
-};
 use serde_json::Value;
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -112,9 +108,7 @@ impl Lab {
         let peer_if = self.net.peer_if().to_owned();
         self.net
             .run_in_namespace(move || {
-                let mut here = CpuSet::new();
-                here.set(sched_getcpu()?)?;
-                sched_setaffinity(Pid::from_raw(0), &here)?;
+                netxdp::traffic::pin_to_this_cpu()?;
                 let socket = PacketSocket::open(&peer_if, ETH_P_ALL)?;
                 for frame in &frames {
                     socket.send(frame)?;

@@ -1,0 +1,339 @@
+//! Rates between samples: what the view shows of the counters, flows, sources and rules.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use net_common::{
+    flow::{FlowKey, FlowStats},
+    parse::{L3, L4},
+    source::SourceKey,
+    stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
+};
+
+use super::sample::RawSample;
+use crate::{filter::spec, flows::FlowRecord, sources::SourceStats};
+
+/// A packet and bit rate; `None` before a second sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rate {
+    pub pps: Option<f64>,
+    pub bps: Option<f64>,
+}
+
+impl Rate {
+    /// The rate from `before` to `now` over `seconds` (none without an earlier sample or with
+    /// no time between); a counter that went back (a re-attach) counts from zero.
+    pub fn between(now: (u64, u64), before: Option<(u64, u64)>, seconds: Option<f64>) -> Rate {
+        match (before, seconds.filter(|s| *s > 0.0)) {
+            (Some((packets, bytes)), Some(seconds)) => {
+                let delta = |now: u64, before: u64| {
+                    if now >= before { now - before } else { now }
+                };
+                Rate {
+                    pps: Some(delta(now.0, packets) as f64 / seconds),
+                    bps: Some(delta(now.1, bytes) as f64 * 8.0 / seconds),
+                }
+            }
+            _ => Rate::default(),
+        }
+    }
+}
+
+/// One header line: a class of traffic with its totals and rates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassRow {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rate: Rate,
+}
+
+/// One flow, with its rate over the last interval. Kept as read: the text of a row is made
+/// only for the rows shown (and for all only while a text filter is set), since a full table
+/// has 65,536 flows and a screen some forty rows.
+#[derive(Debug)]
+pub struct FlowRow {
+    pub iface: Arc<str>,
+    pub key: FlowKey,
+    pub stats: FlowStats,
+    pub rate: Rate,
+    /// When the sample was read, for the record's times.
+    now_ns: u64,
+    wall: SystemTime,
+}
+
+impl FlowRow {
+    /// The flow as `netxdp flows` shows it.
+    pub fn record(&self) -> FlowRecord {
+        FlowRecord::new(&self.key, &self.stats, self.now_ns, self.wall)
+    }
+
+    /// What the text filter searches, lower case.
+    pub(super) fn haystack(&self) -> String {
+        flow_haystack(&self.iface, &self.record())
+    }
+}
+
+/// One source prefix of one interface, with its rates over the last interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRow {
+    pub iface: Arc<str>,
+    /// As `ip route` writes it; `None` for packets without a source address.
+    pub prefix: Option<String>,
+    pub stats: SourceStats,
+    /// Of every packet, and of the dropped ones.
+    pub rate: Rate,
+    pub drop_rate: Rate,
+    pub haystack: String,
+}
+
+/// One rule with its hit rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleRow {
+    pub iface: Arc<str>,
+    pub id: u32,
+    pub priority: u32,
+    pub action: &'static str,
+    pub matches: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rate: Rate,
+    pub haystack: String,
+}
+
+/// What the view shows of one sample: everything with rates.
+#[derive(Debug)]
+pub struct Frame {
+    pub wall: SystemTime,
+    pub interval: Option<f64>,
+    pub ifaces: Vec<String>,
+    pub total: ClassRow,
+    /// By verdict (aborted, drop, pass, tx, redirect).
+    pub actions: Vec<ClassRow>,
+    /// Drops for a reason other than a rule or the policy, by reason (`stats`' `dropped`).
+    pub drops: Vec<ClassRow>,
+    /// By transport (tcp, udp, icmp, icmpv6, other).
+    pub protocols: Vec<ClassRow>,
+    /// By network layer (ipv4, ipv6, arp, other).
+    pub layers: Vec<ClassRow>,
+    /// The flows and sources of the last sample that read the flow tables.
+    pub flows: Arc<[FlowRow]>,
+    pub sources: Arc<[SourceRow]>,
+    /// Seconds from one flow-table read to the next.
+    pub flows_period: f64,
+    pub rules: Vec<RuleRow>,
+    pub errors: Vec<String>,
+    pub read_time: Duration,
+    /// Interfaces that count no flows (`--no-flows`).
+    pub flowless: Vec<String>,
+}
+
+/// Turns consecutive samples into frames: remembers the counters of the previous one.
+#[derive(Default)]
+pub struct Rates {
+    previous_at: Option<Instant>,
+    stats: Option<Stats>,
+    /// When the flows were last read, and their counters then.
+    flows_at: Option<Instant>,
+    flows: HashMap<(usize, FlowKey), (u64, u64)>,
+    /// The rows made then, shown again until the next read.
+    flow_rows: Arc<[FlowRow]>,
+    /// Each source prefix's total and dropped counters when last read.
+    sources: HashMap<(usize, SourceKey), (Counter, Counter)>,
+    source_rows: Arc<[SourceRow]>,
+    rules: HashMap<(usize, u32), (u64, u64)>,
+}
+
+impl Rates {
+    pub fn frame(&mut self, sample: RawSample) -> Frame {
+        let seconds = self
+            .previous_at
+            .map(|at| sample.at.duration_since(at).as_secs_f64());
+        let first = self.previous_at.is_none();
+        let mut stats = Stats::default();
+        for iface in &sample.ifaces {
+            stats.merge(&iface.stats);
+        }
+        let before = self.stats.as_ref();
+        let class = |name: &str, now: &Counter, prev: Option<&Counter>| ClassRow {
+            name: name.to_owned(),
+            packets: now.packets,
+            bytes: now.bytes,
+            rate: Rate::between(
+                (now.packets, now.bytes),
+                prev.map(|c| (c.packets, c.bytes)),
+                seconds,
+            ),
+        };
+        let total = class("total", &stats.total(), before.map(Stats::total).as_ref());
+        let actions = XDP_ACTIONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| class(name, &stats.action[i], before.map(|b| &b.action[i])))
+            .collect();
+        let drops = DROP_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let name = format!(" {}", name.replace('_', "-"));
+                class(&name, &stats.dropped[i], before.map(|b| &b.dropped[i]))
+            })
+            .collect();
+        let protocols = L4::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, l4)| class(l4.as_str(), &stats.l4[i], before.map(|b| &b.l4[i])))
+            .collect();
+        let layers = L3::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, l3)| class(l3.as_str(), &stats.l3[i], before.map(|b| &b.l3[i])))
+            .collect();
+
+        if sample.flows_read.is_some() {
+            self.read_flows(&sample);
+        }
+        let mut rules_now = HashMap::new();
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        let mut flowless = Vec::new();
+        for (index, iface) in sample.ifaces.iter().enumerate() {
+            let name: Arc<str> = Arc::from(iface.iface.as_str());
+            if let Some(error) = &iface.error {
+                errors.push(format!("{}: {error}", iface.iface));
+            }
+            if iface.flow_table.is_none() {
+                flowless.push(iface.iface.clone());
+            }
+            for (rule, counter) in &iface.rules {
+                let now = (counter.packets, counter.bytes);
+                let before =
+                    (!first).then(|| self.rules.get(&(index, rule.id)).copied().unwrap_or((0, 0)));
+                rules_now.insert((index, rule.id), now);
+                let matches = spec::match_text(&rule.matches);
+                let action = rule.action().as_str();
+                rules.push(RuleRow {
+                    haystack: format!("{name} {} {action} {matches}", rule.id).to_lowercase(),
+                    iface: Arc::clone(&name),
+                    id: rule.id,
+                    priority: rule.priority,
+                    action,
+                    matches,
+                    packets: counter.packets,
+                    bytes: counter.bytes,
+                    rate: Rate::between(now, before, seconds),
+                });
+            }
+        }
+        self.previous_at = Some(sample.at);
+        self.stats = Some(stats);
+        self.rules = rules_now;
+        Frame {
+            wall: sample.wall,
+            interval: seconds,
+            ifaces: sample.ifaces.iter().map(|i| i.iface.clone()).collect(),
+            total,
+            actions,
+            drops,
+            protocols,
+            layers,
+            flows: Arc::clone(&self.flow_rows),
+            sources: Arc::clone(&self.source_rows),
+            flows_period: sample.flows_period,
+            rules,
+            errors,
+            read_time: sample.read_time,
+            flowless,
+        }
+    }
+
+    /// Rows for the flows of `sample`, with rates since the last sample that read them.
+    fn read_flows(&mut self, sample: &RawSample) {
+        let since = self
+            .flows_at
+            .map(|at| sample.at.duration_since(at).as_secs_f64());
+        let mut counts = HashMap::with_capacity(self.flows.len());
+        let mut rows = Vec::new();
+        for (index, iface) in sample.ifaces.iter().enumerate() {
+            let name: Arc<str> = Arc::from(iface.iface.as_str());
+            for (key, stats) in &iface.flows {
+                let now = (stats.packets, stats.bytes);
+                // A flow new since the last read counts from zero.
+                let before = since
+                    .is_some()
+                    .then(|| self.flows.get(&(index, *key)).copied().unwrap_or((0, 0)));
+                counts.insert((index, *key), now);
+                rows.push(FlowRow {
+                    iface: Arc::clone(&name),
+                    key: *key,
+                    stats: *stats,
+                    rate: Rate::between(now, before, since),
+                    now_ns: sample.now_ns,
+                    wall: sample.wall,
+                });
+            }
+        }
+        self.flow_rows = rows.into();
+        self.flows = counts;
+        self.read_sources(sample, since);
+        self.flows_at = Some(sample.at);
+    }
+
+    /// Rows for the source prefixes of `sample`, with rates over `since` seconds.
+    fn read_sources(&mut self, sample: &RawSample, since: Option<f64>) {
+        let mut counts = HashMap::with_capacity(self.sources.len());
+        let mut rows = Vec::new();
+        for (index, iface) in sample.ifaces.iter().enumerate() {
+            let name: Arc<str> = Arc::from(iface.iface.as_str());
+            for source in &iface.sources {
+                let now = (source.total(), source.dropped);
+                // A prefix that took a slot since the last read counts from zero.
+                let before = since.is_some().then(|| {
+                    self.sources
+                        .get(&(index, source.key))
+                        .copied()
+                        .unwrap_or_default()
+                });
+                counts.insert((index, source.key), now);
+                let pair = |counter: &Counter| (counter.packets, counter.bytes);
+                let prefix = source.prefix();
+                rows.push(SourceRow {
+                    haystack: format!("{name} {}", prefix.as_deref().unwrap_or("(no address)"))
+                        .to_lowercase(),
+                    iface: Arc::clone(&name),
+                    prefix,
+                    stats: *source,
+                    rate: Rate::between(pair(&now.0), before.map(|b| pair(&b.0)), since),
+                    drop_rate: Rate::between(pair(&now.1), before.map(|b| pair(&b.1)), since),
+                });
+            }
+        }
+        self.source_rows = rows.into();
+        self.sources = counts;
+    }
+}
+
+fn flow_haystack(iface: &str, record: &FlowRecord) -> String {
+    format!(
+        "{iface} {} {} {} {}",
+        record.proto,
+        endpoint(record.local, record.local_port),
+        endpoint(record.peer, record.peer_port),
+        record.verdict
+    )
+    .to_lowercase()
+}
+
+/// An address and port as ss writes them; `*` for none.
+pub fn endpoint(addr: Option<IpAddr>, port: Option<u16>) -> String {
+    match (addr, port) {
+        (Some(IpAddr::V6(addr)), Some(port)) => format!("[{addr}]:{port}"),
+        (Some(addr), Some(port)) => format!("{addr}:{port}"),
+        (Some(addr), None) => addr.to_string(),
+        (None, _) => "*".to_owned(),
+    }
+}
