@@ -225,9 +225,10 @@ mod tests {
         let mut table = [SourceSlot::default(); SOURCE_SLOTS as usize];
         let mut count = |key: SourceKey| {
             let (first, second) = slots_of(&key);
-            let (low, high) = (first.min(second) as usize, first.max(second) as usize);
-            let (head, tail) = table.split_at_mut(high);
-            count_source(&mut head[low], &mut tail[0], key, true, 100, 0);
+            let [first, second] = table
+                .get_disjoint_mut([first as usize, second as usize])
+                .expect("two distinct slots");
+            count_source(first, second, key, true, 100, 0);
         };
         let heavy = SourceKey {
             prefix: [203, 0, 113, 0, 0, 0, 0, 0],

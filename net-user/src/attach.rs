@@ -333,6 +333,29 @@ pub struct Attachment {
     pub rules: Option<crate::filter::RuleSet>,
     /// The process id of a `netxdp capture` running on it.
     pub capture_pid: Option<u32>,
+    /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
+    /// when they cannot be read).
+    pub tables: Option<TrackingTables>,
+}
+
+/// The sizes of an attachment's flow and source tables.
+#[derive(Clone, Copy, Debug)]
+pub struct TrackingTables {
+    pub flows: crate::flows::Allocation,
+    pub sources: crate::flows::Allocation,
+    /// Possible CPUs: each evicts from its own share of the flow table, and has its own
+    /// source slots.
+    pub cpus: usize,
+}
+
+impl TrackingTables {
+    fn read(pins: &PinDir) -> Result<Self> {
+        Ok(Self {
+            flows: crate::flows::FlowTable::from_pin(pins)?.allocation()?,
+            sources: crate::sources::SourceTable::from_pin(pins)?.allocation()?,
+            cpus: aya::util::nr_cpus().map_err(|(_, error)| error)?,
+        })
+    }
 }
 
 /// Every pinned attachment.
@@ -355,6 +378,9 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
                 .and_then(|maps| maps.load())
                 .ok(),
             capture_pid: crate::capture::running(&pins).ok().flatten(),
+            tables: info
+                .filter(|record| record.flow_table_size > 0)
+                .and_then(|_| TrackingTables::read(&pins).ok()),
         });
     }
     Ok(found)

@@ -259,6 +259,21 @@ pub struct AttachmentRecord {
     pub rules: Option<usize>,
     /// The process id of a `netxdp capture` running on the interface.
     pub capture_pid: Option<u32>,
+    /// `null` when attached with `--no-flows`.
+    pub flow_table: Option<FlowTableRecord>,
+}
+
+/// The flow and source tables' sizes, as the kernel made them.
+#[derive(Debug, Serialize)]
+pub struct FlowTableRecord {
+    /// Flows the table holds, and each CPU's share of them (a CPU evicts from its own).
+    pub flows: u32,
+    pub flows_per_cpu: u32,
+    /// Kernel memory charged for the flow table.
+    pub bytes: u64,
+    /// Source prefixes each CPU keeps, and the source table's memory on all CPUs.
+    pub source_slots_per_cpu: u32,
+    pub source_bytes: u64,
 }
 
 impl StatusRecord {
@@ -281,6 +296,13 @@ impl StatusRecord {
                 policy: a.rules.as_ref().map(|set| set.policy.as_str()),
                 rules: a.rules.as_ref().map(|set| set.rules().len()),
                 capture_pid: a.capture_pid,
+                flow_table: a.tables.map(|tables| FlowTableRecord {
+                    flows: tables.flows.entries,
+                    flows_per_cpu: tables.flows.entries / tables.cpus.max(1) as u32,
+                    bytes: tables.flows.bytes,
+                    source_slots_per_cpu: tables.sources.entries,
+                    source_bytes: tables.sources.bytes,
+                }),
             })
             .collect();
         Self {
@@ -326,6 +348,22 @@ impl StatusRecord {
                         "stale: interface or link gone, `netxdp detach` cleans up".to_owned(),
                 },
             );
+            match &i.flow_table {
+                Some(table) => {
+                    let _ = writeln!(
+                        out,
+                        "  flows: up to {} in {} ({} per CPU, each evicting its least recently \
+                         seen); sources: {} prefixes per CPU in {}",
+                        table.flows,
+                        human_bytes(table.bytes),
+                        table.flows_per_cpu,
+                        table.source_slots_per_cpu,
+                        human_bytes(table.source_bytes),
+                    );
+                }
+                None if i.live => out.push_str("  flows: not tracked (attached with --no-flows)\n"),
+                None => {}
+            }
         }
         out
     }

@@ -62,6 +62,25 @@ fn flows_lists_exactly_the_flows_passed_and_sources_count_the_dropped() {
         "{record}"
     );
     assert_eq!(record["in_table"], 3);
+    // `status` says the same, with each CPU's share.
+    let status: Value = serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
+    let attachment = status["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .find(|attachment| attachment["iface"] == iface.as_str())
+        .expect("this attachment");
+    let table = &attachment["flow_table"];
+    assert_eq!(table["flows"], table_size, "{status}");
+    assert_eq!(table["bytes"], table_bytes, "{status}");
+    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u64;
+    assert_eq!(table["flows_per_cpu"], table_size / cpus, "{status}");
+    assert_eq!(table["source_slots_per_cpu"], 1024, "{status}");
+    let text = ok(&["status"]);
+    assert!(
+        text.contains(&format!("flows: up to {table_size} in ")),
+        "{text}"
+    );
     let flows = record["flows"].as_array().expect("flows");
     assert_eq!(flows.len(), 3, "exactly the three flows passed: {record}");
     let peer_v4 = VethNet::peer_v4(subnet).to_string();

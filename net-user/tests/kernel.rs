@@ -234,3 +234,100 @@ fn the_flow_table_counts_every_flow_from_its_second_packet_and_reads_back_in_bat
         assert_eq!(flow.action, XDP_PASS as u8);
     }
 }
+
+#[test]
+fn the_source_table_holds_what_the_reference_counts_on_a_seeded_mix() {
+    use net_common::source::{SOURCE_SLOTS, SourceKey, SourceSlot, count_source, slots_of};
+    use std::collections::BTreeMap;
+
+    if !kernel_available("the_source_table_holds_what_the_reference_counts_on_a_seeded_mix") {
+        return;
+    }
+    // Test runs run on this thread's CPU: its slots are the ones the reference plays.
+    netxdp::traffic::pin_to_this_cpu().expect("pin to one CPU");
+    let mut kernel = Kernel::load();
+    let table = netxdp::sources::SourceTable::take_from(&mut kernel.ebpf).expect("SOURCES map");
+    let mut reference_slots = vec![SourceSlot::default(); SOURCE_SLOTS as usize];
+    let mut generator = FrameGenerator::new(0x50_0ce5);
+    // Random frames (every kind, defective ones dropped), many more prefixes than slots, and
+    // every fourth frame from one of five heavy /24s.
+    for n in 0..20_000u32 {
+        let frame = if n % 4 == 0 {
+            let mut frame = net_common::testing::FrameSpec::ipv4_udp(1, 2, 0).build();
+            frame[26..30].copy_from_slice(&[203, 0, 113 + (n % 5) as u8, n as u8]);
+            frame
+        } else {
+            generator.next_frame()
+        };
+        let (verdict, _) = kernel.run(&frame);
+        assert_eq!(verdict, reference(&frame).0, "{}", hex(&frame));
+        let key = SourceKey::of(&parse(&SliceFrame::new(&frame)));
+        let (first, second) = slots_of(&key);
+        let [first, second] = reference_slots
+            .get_disjoint_mut([first as usize, second as usize])
+            .expect("two distinct slots");
+        let dropped = verdict == XDP_DROP;
+        count_source(first, second, key, dropped, frame.len() as u32, 0);
+    }
+    let counts = |slot: (SourceKey, Counter, Counter, u64)| slot;
+    let expected: BTreeMap<SourceKey, _> = reference_slots
+        .iter()
+        .filter(|slot| slot.dropped.packets + slot.passed.packets > 0)
+        .map(|slot| {
+            (
+                slot.key,
+                counts((slot.key, slot.dropped, slot.passed, slot.inherited)),
+            )
+        })
+        .collect();
+    let found: BTreeMap<SourceKey, _> = table
+        .read()
+        .expect("read the source table")
+        .into_iter()
+        .map(|s| {
+            (
+                s.key,
+                counts((s.key, s.dropped, s.passed, s.uncounted_at_most)),
+            )
+        })
+        .collect();
+    assert!(
+        expected.len() > 500,
+        "the mix fills the table: {}",
+        expected.len()
+    );
+    let differing: Vec<String> = expected
+        .keys()
+        .chain(found.keys())
+        .filter(|key| expected.get(key) != found.get(key))
+        .take(5)
+        .map(|key| {
+            format!(
+                "{key:?}: kernel {:?}, reference {:?}",
+                found.get(key),
+                expected.get(key)
+            )
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} prefixes in the kernel, {} in the reference; first differences:\n{}",
+        found.len(),
+        expected.len(),
+        differing.join("\n")
+    );
+    // The heavy prefixes kept their slots from their first packet.
+    for third in 113..118 {
+        let heavy = SourceKey {
+            prefix: [203, 0, third, 0, 0, 0, 0, 0],
+            family: 4,
+            _pad: 0,
+        };
+        let (_, _, passed, inherited) = found[&heavy];
+        assert_eq!(
+            (passed.packets, inherited),
+            (1_000, 0),
+            "203.0.{third}.0/24"
+        );
+    }
+}
