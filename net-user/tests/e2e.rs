@@ -1389,6 +1389,19 @@ fn top_runs_in_a_pseudo_terminal_sorts_on_s_and_restores_the_terminal_on_q() {
         screen.screen().contents()
     );
 
+    // The sources pane: the source table, by /24.
+    std::io::Write::write_all(&mut session, b"1").expect("press 1");
+    assert!(
+        pump(
+            &mut session,
+            &mut screen,
+            &shows(format!("198.18.{subnet}.0/24")),
+            PATIENCE
+        ),
+        "the sources pane did not show the peer's /24:\n{}",
+        screen.screen().contents()
+    );
+
     std::io::Write::write_all(&mut session, b"q").expect("press q");
     let exited = pump(
         &mut session,
