@@ -72,39 +72,22 @@ impl FlowKey {
         L3::ALL.get(self.l3 as usize).copied().unwrap_or(L3::Other)
     }
 
-    /// A 64-bit hash of the key, a few instructions a word: it picks the admission slot and
-    /// tells flows apart in it.
+    /// A 64-bit hash of the key, a few instructions a word: it picks the admission and
+    /// tracked-hash slots and tells flows apart in them.
     #[inline(always)]
     pub fn hash(&self) -> u64 {
-        let word = |bytes: &[u8; 16], at: usize| {
-            u64::from_le_bytes([
-                bytes[at],
-                bytes[at + 1],
-                bytes[at + 2],
-                bytes[at + 3],
-                bytes[at + 4],
-                bytes[at + 5],
-                bytes[at + 6],
-                bytes[at + 7],
-            ])
-        };
-        let rest = u64::from(self.sport)
-            | u64::from(self.dport) << 16
-            | u64::from(self.vlan_id) << 32
-            | u64::from(self.l3) << 48
-            | u64::from(self.ip_proto) << 56;
-        let mut hash = 0u64;
-        for word in [
-            word(&self.src, 0),
-            word(&self.src, 8),
-            word(&self.dst, 0),
-            word(&self.dst, 8),
-            rest,
-        ] {
-            hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            hash ^= hash >> 29;
-        }
-        hash
+        let rest = rest_word(self.sport, self.dport, self.vlan_id, self.l3, self.ip_proto);
+        hash_fields(&self.src, &self.dst, rest)
+    }
+
+    /// The hash of the key of `packet` with outer VLAN id `vlan_id`, without making the key:
+    /// most packets of a flood need the hash only.
+    #[inline(always)]
+    pub fn hash_of(packet: &Packet, vlan_id: u16) -> u64 {
+        let (sport, dport) = packet.ports().unwrap_or((0, 0));
+        let l3 = packet.l3_index() as u8;
+        let rest = rest_word(sport, dport, vlan_id, l3, packet.ip_proto);
+        hash_fields(&packet.src, &packet.dst, rest)
     }
 
     /// The admission slot of a key of hash `hash`: from its top bits.
@@ -118,6 +101,44 @@ impl FlowKey {
     pub fn tracked_slot(hash: u64) -> u32 {
         (hash >> 24) as u32 & (TRACKED_SLOTS - 1)
     }
+}
+
+/// The key's fields after the addresses, as one word.
+#[inline(always)]
+fn rest_word(sport: u16, dport: u16, vlan_id: u16, l3: u8, ip_proto: u8) -> u64 {
+    u64::from(sport)
+        | u64::from(dport) << 16
+        | u64::from(vlan_id) << 32
+        | u64::from(l3) << 48
+        | u64::from(ip_proto) << 56
+}
+
+/// Multiply-xorshift over the addresses' words and `rest`.
+#[inline(always)]
+fn hash_fields(src: &[u8; 16], dst: &[u8; 16], rest: u64) -> u64 {
+    // Four-byte reads: both the key and the parsed packet hold the addresses 4-aligned, so
+    // each is one load.
+    let half = |bytes: &[u8; 16], at: usize| {
+        u64::from(u32::from_le_bytes([
+            bytes[at],
+            bytes[at + 1],
+            bytes[at + 2],
+            bytes[at + 3],
+        ]))
+    };
+    let word = |bytes: &[u8; 16], at: usize| half(bytes, at) | half(bytes, at + 4) << 32;
+    let mut hash = 0u64;
+    for word in [
+        word(src, 0),
+        word(src, 8),
+        word(dst, 0),
+        word(dst, 8),
+        rest,
+    ] {
+        hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash ^= hash >> 29;
+    }
+    hash
 }
 
 /// One CPU's admission slot: the first packet of the last flow whose hash chose it and that
@@ -237,6 +258,23 @@ mod tests {
         );
         assert_eq!((admitted.last_seen_ns, admitted.tcp_flags), (35, 0x12));
         assert_eq!(slot.hash, 0, "the slot is free again");
+    }
+
+    #[test]
+    fn a_packet_hashes_as_its_key() {
+        use crate::{frame::SliceFrame, parse::parse};
+        for frame in [
+            FrameSpec::ipv4_udp(1000, 53, 10).build(),
+            FrameSpec::ipv6_tcp(40_000, 443, 0x02, 0).build(),
+            FrameSpec::ipv4_udp(7, 9, 0).with_vlans(&[ETH_P_8021Q]).build(),
+        ] {
+            let packet = parse(&SliceFrame::new(&frame));
+            let vlan_id = outer_vlan_id(&frame[..16].try_into().unwrap());
+            assert_eq!(
+                FlowKey::hash_of(&packet, vlan_id),
+                FlowKey::of(&packet, vlan_id).hash()
+            );
+        }
     }
 
     #[test]

@@ -83,24 +83,24 @@ fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u6
     let vlan_id = XdpFrame::new(ctx)
         .bytes::<16>(0)
         .map_or(0, |header| outer_vlan_id(&header));
-    let key = FlowKey::of(packet, vlan_id);
-    let hash = key.hash();
+    let hash = FlowKey::hash_of(packet, vlan_id);
     let Some(tracked) = TRACKED.get_ptr_mut(FlowKey::tracked_slot(hash)) else {
         return;
     };
-    let this = FlowStats {
-        packets: 1,
-        bytes: u64::from(packet.len),
-        first_seen_ns: now,
-        last_seen_ns: now,
-        rule_id: decision.rule_id,
-        tcp_flags: packet.tcp_flags(),
-        action: decision.action as u8,
-        _pad: 0,
-    };
     // SAFETY: this CPU's own copy; XDP does not preempt itself.
     if unsafe { *tracked } == hash {
+        let key = FlowKey::of(packet, vlan_id);
         if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+            let this = FlowStats {
+                packets: 1,
+                bytes: u64::from(packet.len),
+                first_seen_ns: now,
+                last_seen_ns: now,
+                rule_id: decision.rule_id,
+                tcp_flags: packet.tcp_flags(),
+                action: decision.action as u8,
+                _pad: 0,
+            };
             // SAFETY: see `add_to`.
             unsafe { add_to(flow, &this) };
             return;
@@ -120,6 +120,7 @@ fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u6
         action: decision.action as u8,
         ..first_two
     };
+    let key = FlowKey::of(packet, vlan_id);
     if FLOWS.insert(&key, &flow, u64::from(BPF_NOEXIST)).is_err() {
         // In the table already: tracked in a slot another flow took since, or inserted by
         // another CPU. (Or the table could not take it, and this finds nothing.)

@@ -25,7 +25,8 @@
 //! Last, on veth pairs of their own: the userspace cost of reading a full flow table once a
 //! second (`xdp/userspace.rs`), the rate `netxdp capture` writes a file at, and floods
 //! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
-//! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 25 s).
+//! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 60 s;
+//! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s).
 //!
 //! Run with `cargo xtask bench` (as root); about 185 seconds, 25 of them the floods, 30 of them the userspace refresh
 //! and 13 xdp-filter's CLI.
@@ -93,13 +94,13 @@ fn main() -> Result<()> {
     let repeat = repeat_from_env("NETXDP_BENCH_REPEAT", DEFAULT_REPEAT)?;
     let rules_repeat = repeat_from_env("NETXDP_BENCH_RULES_REPEAT", repeat)?;
     catch_interrupts()?;
-    let only_floods = match std::env::var("NETXDP_BENCH_ONLY").as_deref() {
-        Err(_) => false,
-        Ok("flood") => true,
-        Ok(other) => bail!("NETXDP_BENCH_ONLY={other:?}: the one section it can name is `flood`"),
-    };
-    if only_floods {
-        return print_floods();
+    match std::env::var("NETXDP_BENCH_ONLY").as_deref() {
+        Err(_) => {}
+        Ok("flood") => return print_floods(),
+        Ok("userspace") => return print_refreshes(),
+        Ok(other) => bail!(
+            "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood` and `userspace`"
+        ),
     }
 
     // The filter is measured with flow tracking off, as xdp-filter has none; the cost of the
@@ -230,21 +231,7 @@ fn main() -> Result<()> {
     print_apply(&applied, xdp_filter.as_ref());
     drop(xdp_filter);
     println!();
-    let seconds = 30;
-    let refreshes = userspace::flows_refresh(seconds).context("measuring flows refreshes")?;
-    for refresh in refreshes {
-        println!(
-            "userspace: {} for {} s, {} flows in the table: {:.2} s CPU in all, {:.2}% of one \
-             core; {} ms per refresh at most; peak RSS {} MiB",
-            refresh.command,
-            refresh.seconds,
-            thousands(refresh.flows),
-            refresh.cpu.as_secs_f64(),
-            refresh.cpu.as_secs_f64() * 100.0 / f64::from(refresh.seconds),
-            refresh.slowest.as_millis(),
-            refresh.peak_rss_kib / 1024
-        );
-    }
+    print_refreshes()?;
     let count = 200_000;
     println!(
         "capture: `netxdp capture IFACE --action all -w FILE` (pcapng) while {} frames are \
@@ -870,6 +857,26 @@ fn print_apply(applied: &[Applied], peer: Option<&XdpFilter>) {
 }
 
 /// The flood table ([`flood`]), its ratios and the issue's goals.
+/// The userspace cost of refreshing a full flow table once a second.
+fn print_refreshes() -> Result<()> {
+    let seconds = 30;
+    let refreshes = userspace::flows_refresh(seconds).context("measuring flows refreshes")?;
+    for refresh in refreshes {
+        println!(
+            "userspace: {} for {} s, {} flows in the table: {:.2} s CPU in all, {:.2}% of one \
+             core; {} ms per refresh at most; peak RSS {} MiB",
+            refresh.command,
+            refresh.seconds,
+            thousands(refresh.flows),
+            refresh.cpu.as_secs_f64(),
+            refresh.cpu.as_secs_f64() * 100.0 / f64::from(refresh.seconds),
+            refresh.slowest.as_millis(),
+            refresh.peak_rss_kib / 1024
+        );
+    }
+    Ok(())
+}
+
 fn print_floods() -> Result<()> {
     let rows = flood::floods().context("measuring floods")?;
     let counts: Vec<usize> = {

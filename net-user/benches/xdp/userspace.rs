@@ -42,14 +42,21 @@ pub fn flows_refresh(seconds: u32) -> Result<Vec<Refresh>> {
     let table_size = format!("{table_mib}M");
     let (net, iface, _detach) = attached_veth("ub", SUBNET, &["--flow-table-size", &table_size])?;
 
-    // One flow per source port, sent raw from the namespace.
+    // One flow per source port, sent raw from the namespace, twice: a flow enters the table
+    // with its second packet on a CPU, so the sender keeps to one.
     let flows = FLOWS;
     let frames: Vec<Vec<u8>> = (0..flows)
-        .map(|index| FrameSpec::ipv4_udp(index as u16, 9, 0).build())
+        .flat_map(|index| {
+            let frame = FrameSpec::ipv4_udp(index as u16, 9, 0).build();
+            [frame.clone(), frame]
+        })
         .collect();
     let peer = net.peer_if().to_owned();
-    net.run_in_namespace(move || traffic::send_frames(&peer, &frames))
-        .context("sending the frames")?;
+    net.run_in_namespace(move || {
+        traffic::pin_to_this_cpu()?;
+        traffic::send_frames(&peer, &frames)
+    })
+    .context("sending the frames")?;
 
     let mut refreshes = vec![snapshots(&iface, seconds, flows)?];
     // The live view, in its plain mode (stdout is not a terminal): one long-running process.
