@@ -1,11 +1,11 @@
 //! The flow table: counters for each 5-tuple (with L3 protocol and VLAN) of the traffic
 //! netxdp does not drop, which the XDP program fills and `netxdp flows` reads.
 //!
-//! A flow enters the table with its second packet on a CPU: the first is held in that CPU's
-//! admission slot for the flow's hash ([`Admission`]). Each CPU also keeps the hashes of the
-//! flows it counted in the table, one per slot (`TRACKED`): only a packet whose hash is there
-//! looks the table up. A flood of spoofed sources, one packet each, so never evicts a flow and
-//! never touches the table: each packet costs a hash and two slots of this CPU's own.
+//! Each CPU has slots of its own, one picked by a flow's hash ([`FlowSlot`]). A flow enters
+//! the table with its second packet on a CPU: the first waits in the slot. The slot also keeps
+//! the hash of the flow the CPU counted in the table from it, and only a packet whose hash is
+//! there looks the table up. A flood of spoofed sources, one packet each, so never evicts a
+//! flow and never touches the table: each packet costs a hash and one slot.
 //!
 //! A tracked flow whose slot another tracked flow took is not lost: its next packet is held
 //! for admission, and the one after finds the flow in the table when it tries to insert it,
@@ -22,11 +22,8 @@ pub const DEFAULT_FLOW_TABLE_BYTES: u64 = 16 << 20;
 /// of the buckets (16 bytes each, a power of two of them: 16 to 32 per element).
 pub const FLOW_ENTRY_BYTES: u64 = 48 + 40 + 40 + 24;
 
-/// Admission slots per CPU: 4,096 x 24 bytes, 96 KiB a CPU.
-pub const ADMISSION_SLOTS: u32 = 4096;
-
-/// Slots per CPU for the hashes of tracked flows: 16,384 x 8 bytes, 128 KiB a CPU.
-pub const TRACKED_SLOTS: u32 = 16_384;
+/// Flow slots per CPU: 8,192 x 32 bytes, 256 KiB a CPU.
+pub const FLOW_SLOTS: u32 = 8192;
 
 /// The flows the object declares; the loader sizes the table from bytes.
 pub const DECLARED_FLOW_TABLE_ENTRIES: u32 = 65_536;
@@ -90,16 +87,10 @@ impl FlowKey {
         hash_fields(&packet.src, &packet.dst, rest)
     }
 
-    /// The admission slot of a key of hash `hash`: from its top bits.
+    /// The flow slot of a key of hash `hash`: from its top bits.
     #[inline(always)]
-    pub fn admission_slot(hash: u64) -> u32 {
-        (hash >> (64 - ADMISSION_SLOTS.trailing_zeros())) as u32
-    }
-
-    /// The tracked-hash slot of a key of hash `hash`: from bits below the admission slot's.
-    #[inline(always)]
-    pub fn tracked_slot(hash: u64) -> u32 {
-        (hash >> 24) as u32 & (TRACKED_SLOTS - 1)
+    pub fn slot(hash: u64) -> u32 {
+        (hash >> (64 - FLOW_SLOTS.trailing_zeros())) as u32
     }
 }
 
@@ -128,21 +119,23 @@ fn hash_fields(src: &[u8; 16], dst: &[u8; 16], rest: u64) -> u64 {
     };
     let word = |bytes: &[u8; 16], at: usize| half(bytes, at) | half(bytes, at + 4) << 32;
     let mut hash = 0u64;
-    for word in [
-        word(src, 0),
-        word(src, 8),
-        word(dst, 0),
-        word(dst, 8),
-        rest,
-    ] {
+    for word in [word(src, 0), word(src, 8), word(dst, 0), word(dst, 8), rest] {
         hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         hash ^= hash >> 29;
     }
     hash
 }
 
-/// One CPU's admission slot: the first packet of the last flow whose hash chose it and that
-/// was not in the table.
+/// One CPU's slot for the flows whose hash picks it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    /// The hash of the flow this CPU last counted in the table from this slot; 0 for none.
+    pub tracked: u64,
+    pub pending: Admission,
+}
+
+/// The first packet of the last flow whose hash chose a slot and that was not in the table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -219,10 +212,11 @@ mod pod {
     use super::*;
     // SAFETY: `#[repr(C)]` integers and byte arrays with no padding (FlowKey: 32 + 3 x 2 +
     // 2 x 1 = 40 bytes; FlowStats: 4 x 8 + 4 + 1 + 1 + 2 = 40 bytes; Admission: 2 x 8 + 2 x 4
-    // = 24 bytes); every bit pattern valid.
+    // = 24 bytes; FlowSlot: 8 + 24 = 32 bytes); every bit pattern valid.
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for Admission {}
+    unsafe impl aya::Pod for FlowSlot {}
 }
 
 /// The VLAN id of a frame's outer tag, from its first 16 bytes; 0 untagged. The flow table
@@ -266,7 +260,9 @@ mod tests {
         for frame in [
             FrameSpec::ipv4_udp(1000, 53, 10).build(),
             FrameSpec::ipv6_tcp(40_000, 443, 0x02, 0).build(),
-            FrameSpec::ipv4_udp(7, 9, 0).with_vlans(&[ETH_P_8021Q]).build(),
+            FrameSpec::ipv4_udp(7, 9, 0)
+                .with_vlans(&[ETH_P_8021Q])
+                .build(),
         ] {
             let packet = parse(&SliceFrame::new(&frame));
             let vlan_id = outer_vlan_id(&frame[..16].try_into().unwrap());

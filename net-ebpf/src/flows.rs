@@ -15,8 +15,7 @@ use aya_ebpf::{
 };
 use net_common::{
     flow::{
-        ADMISSION_SLOTS, Admission, DECLARED_FLOW_TABLE_ENTRIES, FlowKey, FlowStats,
-        TRACKED_SLOTS, outer_vlan_id,
+        DECLARED_FLOW_TABLE_ENTRIES, FLOW_SLOTS, FlowKey, FlowSlot, FlowStats, outer_vlan_id,
     },
     frame::Frame,
     parse::Packet,
@@ -41,14 +40,10 @@ static FLOWS: LruHashMap<FlowKey, FlowStats> =
 #[map(name = "SOURCES")]
 static SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(SOURCE_SLOTS, 0);
 
-/// The first packets of flows not yet in the table; this CPU's own, never read by the loader.
-#[map(name = "ADMISSION")]
-static ADMISSION: PerCpuArray<Admission> = PerCpuArray::with_max_entries(ADMISSION_SLOTS, 0);
-
-/// The hashes of the flows this CPU counted in the table, a slot each; never read by the
-/// loader.
-#[map(name = "TRACKED")]
-static TRACKED: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACKED_SLOTS, 0);
+/// The flows this CPU counts in the table, and the first packets of those not yet in it, a
+/// slot per hash; never read by the loader.
+#[map(name = "FLOW_SLOTS")]
+static FLOW_SLOTS_MAP: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
 
 /// Counts `packet`, decided as `decision`, to its source prefix and, unless dropped, to its
 /// flow.
@@ -84,11 +79,12 @@ fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u6
         .bytes::<16>(0)
         .map_or(0, |header| outer_vlan_id(&header));
     let hash = FlowKey::hash_of(packet, vlan_id);
-    let Some(tracked) = TRACKED.get_ptr_mut(FlowKey::tracked_slot(hash)) else {
+    let Some(slot) = FLOW_SLOTS_MAP.get_ptr_mut(FlowKey::slot(hash)) else {
         return;
     };
     // SAFETY: this CPU's own copy; XDP does not preempt itself.
-    if unsafe { *tracked } == hash {
+    let slot = unsafe { &mut *slot };
+    if slot.tracked == hash {
         let key = FlowKey::of(packet, vlan_id);
         if let Some(flow) = FLOWS.get_ptr_mut(&key) {
             let this = FlowStats {
@@ -107,11 +103,9 @@ fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u6
         }
         // Evicted: admitted again like a new flow.
     }
-    let Some(slot) = ADMISSION.get_ptr_mut(FlowKey::admission_slot(hash)) else {
-        return;
-    };
-    // SAFETY: this CPU's own copy; XDP does not preempt itself.
-    let Some(first_two) = (unsafe { (*slot).admit(hash, packet.len, packet.tcp_flags(), now) })
+    let Some(first_two) = slot
+        .pending
+        .admit(hash, packet.len, packet.tcp_flags(), now)
     else {
         return;
     };
@@ -130,8 +124,7 @@ fn count_by_flow(ctx: &XdpContext, packet: &Packet, decision: &Decision, now: u6
             None => return,
         }
     }
-    // SAFETY: this CPU's own copy; XDP does not preempt itself.
-    unsafe { *tracked = hash };
+    slot.tracked = hash;
 }
 
 /// Adds `more` to the flow entry `flow`.
