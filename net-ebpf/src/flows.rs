@@ -14,9 +14,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use net_common::{
-    flow::{
-        DECLARED_FLOW_TABLE_ENTRIES, FLOW_SLOTS, FlowKey, FlowSlot, FlowStats, outer_vlan_id,
-    },
+    flow::{DECLARED_FLOW_TABLE_ENTRIES, FLOW_SLOTS, FlowKey, FlowSlot, FlowStats, outer_vlan_id},
     frame::Frame,
     parse::Packet,
     source::{SOURCE_SLOTS, SourceKey, SourceSlot, count_source, slots_of},
@@ -66,8 +64,7 @@ pub fn track(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
 fn count_by_source(packet: &Packet, dropped: bool, now: u64) {
     let key = SourceKey::of(packet);
     let (first, second) = slots_of(&key);
-    if let (Some(first), Some(second)) = (SOURCES.get_ptr_mut(first), SOURCES.get_ptr_mut(second))
-    {
+    if let (Some(first), Some(second)) = (SOURCES.get_ptr_mut(first), SOURCES.get_ptr_mut(second)) {
         // SAFETY: this CPU's own copies of two distinct slots; XDP does not preempt itself.
         unsafe { count_source(&mut *first, &mut *second, key, dropped, packet.len, now) };
     }

@@ -60,7 +60,7 @@ use net_common::{
     testing::{Extension, FrameSpec, Transport, ipv6_with},
 };
 use netxdp::{
-    bpf_syscall::{BPF_PROG_TEST_RUN, bpf},
+    bpf_syscall::{BPF_PROG_TEST_RUN, TestRunAttr, bpf},
     filter::{FilterMaps, NewRule, RuleSet},
     program,
 };
@@ -326,29 +326,6 @@ pub(crate) fn check_interrupted() -> Result<()> {
         bail!("interrupted");
     }
     Ok(())
-}
-
-/// BPF_PROG_TEST_RUN's part of `union bpf_attr` (include/uapi/linux/bpf.h), with the tail
-/// padding spelled out: the kernel refuses non-zero bytes past the last field.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _padding: u32,
 }
 
 /// Runs `program` `repeat` times on `frame`: its verdict, and the kernel's average time per

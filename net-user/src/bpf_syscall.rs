@@ -30,6 +30,29 @@ pub unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long
     }
 }
 
+/// BPF_PROG_TEST_RUN's part of `union bpf_attr` (include/uapi/linux/bpf.h), with the tail
+/// padding spelled out: the kernel refuses non-zero bytes past the last field.
+#[repr(C)]
+#[derive(Default)]
+pub struct TestRunAttr {
+    pub prog_fd: u32,
+    pub retval: u32,
+    pub data_size_in: u32,
+    pub data_size_out: u32,
+    pub data_in: u64,
+    pub data_out: u64,
+    pub repeat: u32,
+    pub duration: u32,
+    pub ctx_size_in: u32,
+    pub ctx_size_out: u32,
+    pub ctx_in: u64,
+    pub ctx_out: u64,
+    pub flags: u32,
+    pub cpu: u32,
+    pub batch_size: u32,
+    pub _padding: u32,
+}
+
 /// The map-creation part of `union bpf_attr`, up to `inner_map_fd`: a map's type and sizes.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod counters;
 pub mod filter;
+pub mod flood;
 pub mod flows;
 pub mod generate;
 pub mod iface;

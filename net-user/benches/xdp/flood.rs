@@ -2,17 +2,13 @@
 //! attached, as the number of CPUs sending grows, for a spoofed-source flood (every frame a
 //! new flow) and a fixed-source one, of frames a rule drops and frames the policy passes.
 //!
-//! The generator is the kernel's own: BPF_PROG_TEST_RUN in live-frames mode runs an XDP_TX
-//! program (`flood_spoof` or `flood_fixed`) on the sending end, which sends every copy of the
-//! frame to the receiving end, synchronously, on the calling CPU; the receiving end's XDP
-//! program runs there too, on the queue of that CPU. One generator thread per CPU, pinned.
-//! The veth pair has as many queues as the machine has CPUs, so the bench runs unchanged on 2
-//! or 64. Both ends stay in the root namespace (netxdp pins in its bpffs), with no addresses:
-//! frames are sent to a MAC address that is not the receiver's, so a frame netxdp passes is
-//! dropped by the stack (`PACKET_OTHERHOST`) and nothing is ever routed anywhere.
+//! The generator is the kernel's own ([`netxdp::flood`]), one thread per CPU, pinned; the
+//! receiving end's XDP program runs on the queue of that CPU. The veth pair has as many
+//! queues as the machine has CPUs, so the bench runs unchanged on 2 or 64. Both ends stay in
+//! the root namespace (netxdp pins in its bpffs), with no addresses.
 
 use std::{
-    os::fd::AsRawFd as _,
+    os::fd::BorrowedFd,
     process::{Command, Stdio},
     sync::Barrier,
     thread,
@@ -21,14 +17,20 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use aya::programs::{Xdp, XdpMode};
-use net_common::{names, testing::FrameSpec};
-use netxdp::{counters::CounterMap, iface::IfaceName, netns::ip, pins::PinDir, program};
+use net_common::names;
+use netxdp::{
+    counters::CounterMap,
+    flood::{Generators, live_frames},
+    iface::IfaceName,
+    netns::ip,
+    pins::PinDir,
+};
 use nix::{
     sched::{CpuSet, sched_setaffinity},
     unistd::Pid,
 };
 
-use super::{Prog, TestRunAttr, check_interrupted, prog_test_run};
+use super::check_interrupted;
 use crate::userspace::NETXDP;
 
 /// Frames each generator thread sends per run.
@@ -36,12 +38,8 @@ const FRAMES_PER_CPU: u32 = 1_000_000;
 /// Runs per measurement; the median is reported. The two netxdp receivers run in turns, so
 /// that each ratio compares runs seconds apart, not minutes.
 pub const RUNS: usize = 5;
-/// Live frames the kernel sends per batch.
-const BATCH: u32 = 64;
 /// The UDP port the rule drops; the pass floods go to the next one.
 const DROP_PORT: u16 = 1500;
-/// Not the receiver's MAC: passed frames die in the stack as `PACKET_OTHERHOST`.
-const OTHER_HOST_MAC: [u8; 6] = [0x02, 0x4e, 0x58, 0xff, 0xff, 0x09];
 
 /// What receives the flood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,19 +131,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         .context("counting the online CPUs")?;
     // A pair for each netxdp receiver, both attached at once, to take turns.
     let pairs = [FloodPair::create(cpus, 'a')?, FloodPair::create(cpus, 'b')?];
-    // Only for the generators and the floor: no flow table.
-    let no_flows = program::Options {
-        flows: program::Flows::Off,
-        ..Default::default()
-    };
-    let mut ebpf = program::load(None, no_flows)?;
-    for name in [names::FLOOD_FIXED, names::FLOOD_SPOOF, names::DROP_FLOOR] {
-        let program: &mut Xdp = ebpf
-            .program_mut(name)
-            .with_context(|| format!("the object has no program named {name}"))?
-            .try_into()?;
-        program.load().with_context(|| format!("loading {name}"))?;
-    }
+    let mut generators = Generators::load()?;
     let senders = [
         netxdp::preflight::ifindex(&pairs[0].sender)?,
         netxdp::preflight::ifindex(&pairs[1].sender)?,
@@ -154,14 +140,15 @@ pub fn floods() -> Result<Vec<FloodRow>> {
 
     // The floor: the generator and the veth with nothing to do on the receiving end.
     {
-        let floor: &mut Xdp = ebpf
+        let floor: &mut Xdp = generators
+            .ebpf_mut()
             .program_mut(names::DROP_FLOOR)
             .context("drop_floor")?
             .try_into()?;
         let link = floor
             .attach(pairs[0].receiver.as_str(), XdpMode::Driver)
             .context("attaching drop_floor")?;
-        let generator = Prog::of(&ebpf, names::FLOOD_FIXED)?;
+        let generator = generators.generator(false)?;
         let flood = Flood {
             spoofed: false,
             dropped: true,
@@ -169,7 +156,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         for &count in &cpu_counts(cpus) {
             check_interrupted()?;
             let mut runs = (0..RUNS)
-                .map(|_| run_once(&generator, &frame(flood), senders[0], count))
+                .map(|_| run_once(generator, &frame(flood), senders[0], count))
                 .collect::<Result<Vec<f64>>>()?;
             rows.push(FloodRow {
                 receiver: Receiver::DropFloor,
@@ -181,7 +168,8 @@ pub fn floods() -> Result<Vec<FloodRow>> {
                 program_ns: None,
             });
         }
-        let floor: &mut Xdp = ebpf
+        let floor: &mut Xdp = generators
+            .ebpf_mut()
             .program_mut(names::DROP_FLOOR)
             .context("drop_floor")?
             .try_into()?;
@@ -198,12 +186,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
         CounterMap::from_pin(&PinDir::new(&pairs[1].receiver))?,
     ];
     for flood in Flood::ALL {
-        let name = if flood.spoofed {
-            names::FLOOD_SPOOF
-        } else {
-            names::FLOOD_FIXED
-        };
-        let generator = Prog::of(&ebpf, name)?;
+        let generator = generators.generator(flood.spoofed)?;
         for &count in &cpu_counts(cpus) {
             let mut runs = [Vec::new(), Vec::new()];
             let mut counted = [0, 0];
@@ -213,7 +196,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
                     let which = (round + turn) % 2;
                     check_interrupted()?;
                     let before = counters[which].read()?.total().packets;
-                    let mpps = run_once(&generator, &frame(flood), senders[which], count)?;
+                    let mpps = run_once(generator, &frame(flood), senders[which], count)?;
                     counted[which] += counters[which].read()?.total().packets - before;
                     runs[which].push(mpps);
                 }
@@ -231,7 +214,7 @@ pub fn floods() -> Result<Vec<FloodRow>> {
                 for which in 0..2 {
                     let pins = PinDir::new(&pairs[which].receiver);
                     let before = program_runs(&pins)?;
-                    run_once(&generator, &frame(flood), senders[which], count)?;
+                    run_once(generator, &frame(flood), senders[which], count)?;
                     let after = program_runs(&pins)?;
                     let runs = after.1.saturating_sub(before.1).max(1);
                     program_ns[which] = after.0.saturating_sub(before.0) as f64 / runs as f64;
@@ -268,19 +251,21 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// A 64-byte UDP/IPv4 frame of `flood`, to a MAC that is not the receiver's.
 fn frame(flood: Flood) -> Vec<u8> {
-    let port = if flood.dropped {
+    netxdp::flood::frame(if flood.dropped {
         DROP_PORT
     } else {
         DROP_PORT + 1
-    };
-    let mut frame = FrameSpec::ipv4_udp(40_000, port, 22).build();
-    frame[..6].copy_from_slice(&OTHER_HOST_MAC);
-    frame
+    })
 }
 
 /// Runs `generator` on `cpus` CPUs at once, each sending [`FRAMES_PER_CPU`] live frames from
 /// the sending end: frames per second, in millions.
-fn run_once(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) -> Result<f64> {
+fn run_once(
+    generator: BorrowedFd<'_>,
+    frame: &[u8],
+    sender_ifindex: u32,
+    cpus: usize,
+) -> Result<f64> {
     let start = Barrier::new(cpus + 1);
     let elapsed = thread::scope(|scope| -> Result<f64> {
         let threads: Vec<_> = (0..cpus)
@@ -291,7 +276,11 @@ fn run_once(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) ->
                     one.set(cpu)?;
                     sched_setaffinity(Pid::from_raw(0), &one)?;
                     start.wait();
-                    live_frames(generator, frame, sender_ifindex)
+                    let sent = live_frames(generator, frame, sender_ifindex, FRAMES_PER_CPU);
+                    if sent.is_err() {
+                        check_interrupted()?;
+                    }
+                    sent.context("live frames")
                 })
             })
             .collect();
@@ -305,46 +294,6 @@ fn run_once(generator: &Prog, frame: &[u8], sender_ifindex: u32, cpus: usize) ->
         Ok(began.elapsed().as_secs_f64())
     })?;
     Ok(f64::from(FRAMES_PER_CPU) * cpus as f64 / elapsed / 1e6)
-}
-
-/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it: the frame's length (no metadata before it)
-/// and the interface it arrived on.
-#[repr(C)]
-#[derive(Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
-
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
-
-/// One BPF_PROG_TEST_RUN of `generator` in live-frames mode: [`FRAMES_PER_CPU`] copies of
-/// `frame` sent from the interface `ifindex`, on this thread's CPU.
-fn live_frames(generator: &Prog, frame: &[u8], ifindex: u32) -> Result<()> {
-    let ctx = XdpMd {
-        data_end: frame.len() as u32,
-        ingress_ifindex: ifindex,
-        ..XdpMd::default()
-    };
-    let mut attr = TestRunAttr {
-        prog_fd: generator.fd.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat: FRAMES_PER_CPU,
-        ctx_size_in: size_of::<XdpMd>() as u32,
-        ctx_in: (&raw const ctx) as u64,
-        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-        batch_size: BATCH,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: the kernel reads `frame` and `ctx` (borrowed for the call) and writes only into
-    // `attr`.
-    unsafe { prog_test_run(&mut attr) }
-        .with_context(|| format!("live frames of {}", generator.name))
 }
 
 /// The veth pair, in the root namespace, with a queue per CPU; removed on drop.
