@@ -11,7 +11,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
 
 use anyhow::{Context as _, Result};
 use aya::{Ebpf, programs::Xdp};
-use net_common::{names, testing::FrameSpec};
+use net_common::{checksum::internet_checksum, names};
 
 use crate::{
     bpf_syscall::{BPF_PROG_TEST_RUN, TestRunAttr, bpf},
@@ -72,10 +72,32 @@ impl Generators {
     }
 }
 
-/// A 64-byte UDP/IPv4 frame to `dport`, addressed to [`OTHER_HOST_MAC`].
+/// A 64-byte UDP/IPv4 frame from 198.18.0.2:40000 to 198.18.0.1:`dport` (the spoofing
+/// generator rewrites the source), addressed to [`OTHER_HOST_MAC`].
 pub fn frame(dport: u16) -> Vec<u8> {
-    let mut frame = FrameSpec::ipv4_udp(40_000, dport, 22).build();
-    frame[..6].copy_from_slice(&OTHER_HOST_MAC);
+    const PAYLOAD: usize = 22;
+    let udp_len = 8 + PAYLOAD;
+    let ip_len = 20 + udp_len;
+    let mut frame = Vec::with_capacity(14 + ip_len);
+    frame.extend_from_slice(&OTHER_HOST_MAC);
+    frame.extend_from_slice(&[0x02, 0x4e, 0x58, 0x00, 0x00, 0x02]);
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[198, 18, 0, 2]);
+    ip[16..20].copy_from_slice(&[198, 18, 0, 1]);
+    let checksum = internet_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&40_000u16.to_be_bytes());
+    frame.extend_from_slice(&dport.to_be_bytes());
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    // No UDP checksum (0: none, which IPv4 allows).
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&[0; PAYLOAD]);
     frame
 }
 
@@ -121,4 +143,18 @@ pub fn live_frames(
     // SAFETY: the kernel reads `frame` and `ctx` (borrowed for the call) and writes only into
     // `attr`.
     unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use net_common::testing::FrameSpec;
+
+    use super::*;
+
+    #[test]
+    fn the_flood_frame_is_the_test_frame_to_another_host() {
+        let mut expected = FrameSpec::ipv4_udp(40_000, 1500, 22).build();
+        expected[..6].copy_from_slice(&OTHER_HOST_MAC);
+        assert_eq!(frame(1500), expected);
+    }
 }

@@ -51,12 +51,20 @@ pub struct VethNet {
     host_if: IfaceName,
     peer_if: IfaceName,
     subnet: u8,
+    /// Transmit and receive queues of each end.
+    queues: usize,
 }
 
 impl VethNet {
     /// Creates namespace `netxdp-TAG-PID` and veth pair `nxTAG<pid>h` (root namespace) /
     /// `nxTAG<pid>p` (namespace), addressed within 198.18.SUBNET.0/30 and fd00:SUBNET::/64.
     pub fn create(tag: &str, subnet: u8) -> Result<Self> {
+        Self::with_queues(tag, subnet, 1)
+    }
+
+    /// As [`VethNet::create`], each end with `queues` transmit and receive queues: a frame
+    /// sent on the peer's transmit queue N arrives on the host's receive queue N.
+    pub fn with_queues(tag: &str, subnet: u8, queues: usize) -> Result<Self> {
         let pid = std::process::id() % 100_000;
         let name = |end: char| {
             IfaceName::new(format!("nx{tag}{pid}{end}"))
@@ -67,6 +75,7 @@ impl VethNet {
             host_if: name('h')?,
             peer_if: name('p')?,
             subnet,
+            queues,
         };
         // On failure part-way, `net`'s drop removes whatever was made.
         net.build()?;
@@ -85,10 +94,16 @@ impl VethNet {
         let host_v6 = format!("{}/64", Self::host_v6(self.subnet));
         let peer_v6 = format!("{}/64", Self::peer_v6(self.subnet));
         ip(&["netns", "add", ns])?;
+        let queues = self.queues.to_string();
+        let queues = ["numtxqueues", &queues, "numrxqueues", &queues];
         ip(&[
-            "link", "add", host, "address", &host_mac, "type", "veth", "peer", "name", peer,
-            "address", &peer_mac, "netns", ns,
-        ])?;
+            &["link", "add", host, "address", &host_mac][..],
+            &queues,
+            &["type", "veth", "peer", "name", peer, "address", &peer_mac],
+            &queues,
+            &["netns", ns],
+        ]
+        .concat())?;
         // No link-local addresses: no router solicitations or DAD on the wire.
         ip(&["link", "set", "dev", host, "addrgenmode", "none"])?;
         ip(&["-n", ns, "link", "set", "dev", peer, "addrgenmode", "none"])?;

@@ -52,6 +52,12 @@ enum Task {
     },
     /// Per-packet cost of the XDP program from BPF_PROG_TEST_RUN, beside an XDP_PASS floor.
     Bench,
+    /// Updates under load: floods, `apply` of two 10,000-rule sets in turn and rule changes
+    /// on a 1,000-rule set, numbered datagrams; release build (the suite runs it for 4 s).
+    Soak {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// `cargo fmt --check` and `cargo clippy -D warnings` over every crate, eBPF included.
     Lint,
     /// Build release, then install netxdp (PREFIX/sbin), a man page per command
@@ -120,6 +126,24 @@ fn main() -> Result<()> {
                 bench.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
             }
             run(&mut bench)
+        }
+        Task::Soak { seconds } => {
+            let object = build::ebpf(&root)?;
+            let mut soak = host_cargo(&root, &object);
+            soak.args([
+                "test",
+                "--release",
+                "--package",
+                "net-user",
+                "--test",
+                "soak",
+            ])
+            .args(["--", "--nocapture"])
+            .env("NETXDP_SOAK_SECONDS", seconds.to_string());
+            if !is_root() {
+                soak.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+            }
+            run(&mut soak)
         }
         Task::Lint => {
             let object = build::ebpf(&root)?;

@@ -163,3 +163,20 @@ pub fn attached_veth(tag: &str, subnet: u8) -> (VethNet, String, DetachOnDrop) {
     ok(&["attach", &iface, "--mode", "skb"]);
     (net, iface, detach)
 }
+
+/// A fresh private directory for a test's files, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("netxdp-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
