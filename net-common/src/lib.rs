@@ -57,6 +57,8 @@ pub mod names {
     pub const FLOWS_MAP: &str = "FLOWS";
     /// The source table (per-CPU [`crate::source::SourceSlot`]s).
     pub const SOURCES_MAP: &str = "SOURCES";
+    /// Per-CPU [`crate::flow::FlowSlot`]s: tracked flows' hashes and first packets.
+    pub const FLOW_SLOTS_MAP: &str = "FLOW_SLOTS";
     /// The read-only global that switches flow tracking on (1) or off (0) at load.
     pub const FLOWS_ENABLED: &str = "FLOWS_ENABLED";
     /// The full rule search, tail-called by [`PROGRAM`] through [`SEARCH_MAP`].

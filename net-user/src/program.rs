@@ -12,7 +12,7 @@ use aya::{
     programs::Xdp,
 };
 use net_common::{
-    flow::{DEFAULT_FLOW_TABLE_BYTES, FLOW_ENTRY_BYTES},
+    flow::{DEFAULT_FLOW_TABLE_BYTES, FLOW_ENTRY_BYTES, FLOW_SLOTS},
     names,
     source::SOURCE_SLOTS,
 };
@@ -126,14 +126,15 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let level = options.log.level();
     loader.override_global(aya_log::LEVEL, &level, false);
-    let (flows_enabled, flow_entries, source_slots) = match options.flows {
-        Flows::Off => (0u8, 1, 1),
-        Flows::Track { .. } => (1u8, options.flows.table_entries(), SOURCE_SLOTS),
+    let (flows_enabled, flow_entries, source_slots, flow_slots) = match options.flows {
+        Flows::Off => (0u8, 1, 1, 1),
+        Flows::Track { .. } => (1u8, options.flows.table_entries(), SOURCE_SLOTS, FLOW_SLOTS),
     };
     // Off, the verifier drops the tracking as dead code, and the tables are token ones.
     loader.override_global(names::FLOWS_ENABLED, &flows_enabled, true);
     loader.map_max_entries(names::FLOWS_MAP, flow_entries);
     loader.map_max_entries(names::SOURCES_MAP, source_slots);
+    loader.map_max_entries(names::FLOW_SLOTS_MAP, flow_slots);
     let capture_enabled = u8::from(options.capture);
     loader.override_global(names::CAPTURE_ENABLED, &capture_enabled, true);
     loader.default_map_pin_directory(dir);
