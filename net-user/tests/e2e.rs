@@ -773,15 +773,8 @@ fn generated_rules_file(
     seed: u64,
     count: usize,
 ) -> (String, Vec<net_common::rule::Match>) {
-    use netxdp::filter::{NewRule, RuleSet, file::render_rules_file};
-    let rules: Vec<NewRule> = net_common::rulegen::random_rules(seed, count)
-        .into_iter()
-        .map(|rule| NewRule {
-            action: rule.action,
-            priority: rule.priority,
-            matches: rule.matches,
-        })
-        .collect();
+    use netxdp::filter::{RuleSet, file::render_rules_file};
+    let rules = support::new_rules(net_common::rulegen::random_rules(seed, count));
     let mut set = RuleSet::default();
     set.replace(&rules).expect("valid rules");
     let path = dir.join(name);

@@ -270,15 +270,7 @@ impl Lab {
     /// `count` rules of `shape` from `seed`, after the pass rule.
     fn set(&self, shape: Shape, seed: u64, count: usize) -> RuleSet {
         let rules: Vec<NewRule> = std::iter::once(self.pass_rule())
-            .chain(
-                generate(shape, seed, count)
-                    .into_iter()
-                    .map(|rule| NewRule {
-                        action: rule.action,
-                        priority: rule.priority,
-                        matches: rule.matches,
-                    }),
-            )
+            .chain(support::new_rules(generate(shape, seed, count)))
             .collect();
         let mut set = RuleSet::default();
         set.replace(&rules).expect("valid rules");

@@ -180,3 +180,17 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Generated rules as rules to add.
+pub fn new_rules(
+    rules: impl IntoIterator<Item = net_common::rulegen::GenRule>,
+) -> Vec<netxdp::filter::NewRule> {
+    rules
+        .into_iter()
+        .map(|rule| netxdp::filter::NewRule {
+            action: rule.action,
+            priority: rule.priority,
+            matches: rule.matches,
+        })
+        .collect()
+}
