@@ -660,6 +660,35 @@ mod tests {
     }
 
     #[test]
+    fn the_flow_table_is_sized_in_bytes_with_binary_suffixes() {
+        let size = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Attach { flows, .. }) => Ok(flows.flow_table_size),
+            Ok(_) => panic!("not attach"),
+            Err(error) => Err((error.exit_code(), error.to_string())),
+        };
+        assert_eq!(size(&["attach", "eth0"]), Ok(16 << 20));
+        assert_eq!(
+            size(&["attach", "eth0", "--flow-table-size", "512K"]),
+            Ok(512 << 10)
+        );
+        assert_eq!(
+            size(&["attach", "eth0", "--flow-table-size", "1G"]),
+            Ok(1 << 30)
+        );
+        for (bad, says) in [
+            ("1024", "outside 256K..=4G"),
+            ("8G", "outside 256K..=4G"),
+            ("lots", "a size such as 16M"),
+        ] {
+            let (code, message) = size(&["attach", "eth0", "--flow-table-size", bad]).unwrap_err();
+            assert_eq!(code, 2, "{bad}");
+            assert!(message.contains(says), "{bad}: {message}");
+        }
+        let error = parse(&["attach", "eth0", "--no-flows", "--flow-table-size", "1M"]);
+        assert_eq!(error.map(|_| ()).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
     fn unknown_mode_is_a_usage_error() {
         let error = parse(&["attach", "eth0", "--mode", "turbo"]).unwrap_err();
         assert_eq!(error.exit_code(), 2);
