@@ -194,3 +194,45 @@ pub fn new_rules(
         })
         .collect()
 }
+
+/// The `packets` of the rule with `id` in a `rule list --json` record.
+pub fn rule_packets(record: &Value, id: u64) -> u64 {
+    record["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|rule| rule["id"] == id)
+        .and_then(|rule| rule["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no rule {id} in {record}"))
+}
+
+/// Stops a spawned `netxdp serve` when dropped, so that a failing test leaves no server.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `stats IFACE --json --count 1`, parsed, with its schema checked.
+pub fn stats_snapshot(iface: &str) -> Value {
+    let text = ok(&["stats", iface, "--json", "--count", "1"]);
+    let mut lines = text.lines();
+    let record: Value = serde_json::from_str(lines.next().expect("one line")).expect("JSON");
+    assert!(
+        lines.next().is_none(),
+        "--count 1 prints one line per interface"
+    );
+    assert_eq!(record["schema"], "netxdp.stats/v2");
+    assert_eq!(record["iface"], iface);
+    record
+}
+
+/// The `packets` of `group.name` in a stats record.
+pub fn packets(record: &Value, group: &str, name: &str) -> u64 {
+    record[group][name]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{group}.{name}.packets missing in {record}"))
+}
