@@ -4,8 +4,8 @@
 //!
 //! A dropped packet never touches the flow table, so a flood of spoofed sources that a rule
 //! drops costs one slot of this CPU's source table per packet, and cannot evict a flow; one
-//! that passes costs a table lookup and an admission slot per packet. Switched off at load
-//! (`netxdp attach --no-flows`), it all costs nothing.
+//! that passes costs the flow's hash and one flow slot per packet, and no table lookup. Switched
+//! off at load (`netxdp attach --no-flows`), it all costs nothing.
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_COMMON_LRU, BPF_NOEXIST, xdp_action},
