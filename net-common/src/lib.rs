@@ -36,6 +36,8 @@ extern crate alloc;
 
 pub mod capture;
 pub mod checksum;
+#[cfg(feature = "testing")]
+pub mod classbench;
 pub mod filter;
 pub mod flow;
 pub mod frame;

@@ -113,7 +113,7 @@ fn shape_salt(shape: Shape) -> u64 {
 }
 
 /// Collects distinct rules, giving up after many refusals in a row.
-struct Distinct {
+pub(crate) struct Distinct {
     rules: Vec<GenRule>,
     seen: BTreeSet<Match>,
     count: usize,
@@ -121,7 +121,7 @@ struct Distinct {
 }
 
 impl Distinct {
-    fn new(count: usize) -> Self {
+    pub(crate) fn new(count: usize) -> Self {
         Self {
             rules: Vec::with_capacity(count),
             seen: BTreeSet::new(),
@@ -130,11 +130,19 @@ impl Distinct {
         }
     }
 
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.rules.len() >= self.count || self.refused > 10_000
     }
 
-    fn offer(&mut self, rule: GenRule) {
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub(crate) fn into_rules(self) -> Vec<GenRule> {
+        self.rules
+    }
+
+    pub(crate) fn offer(&mut self, rule: GenRule) {
         if self.seen.insert(rule.matches) {
             self.rules.push(rule);
             self.refused = 0;

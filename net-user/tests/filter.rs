@@ -555,6 +555,38 @@ fn large_random_rule_sets_agree_with_the_reference() {
     }
 }
 
+/// ClassBench-style sets (acl, fw, ipc) of 1,000 and 10,000 rules, on their own traces:
+/// headers aimed at rules with locality, a fifth of each field at a range's end or a
+/// prefix's edge.
+#[test]
+fn classbench_sets_agree_with_the_reference_on_their_traces() {
+    use net_common::classbench::{Profile, rules, trace};
+    if !kernel_available("classbench_sets_agree_with_the_reference_on_their_traces") {
+        return;
+    }
+    let seed = seed();
+    let mut filter = Filter::load();
+    for profile in Profile::ALL {
+        for (count, headers) in [(1_000, 15_000), (10_000, 15_000)] {
+            let set = rules(profile, seed ^ count as u64, count);
+            filter.apply(
+                &support::new_rules(set.iter().copied()),
+                Action::Pass,
+                Fragments::Policy,
+                Malformed::Drop,
+            );
+            let frames = trace(&set, seed, headers)
+                .into_iter()
+                .map(|header| header.frame);
+            let (decided, _) = filter
+                .check_all(frames)
+                .unwrap_or_else(|e| panic!("seed {seed:#x}, {} {count}: {e}", profile.as_str()));
+            // Every header was aimed inside a rule.
+            assert_eq!(decided, headers as u64, "{} {count}", profile.as_str());
+        }
+    }
+}
+
 #[test]
 fn the_full_search_finds_a_rule_behind_words_of_false_candidates() {
     let test = "the_full_search_finds_a_rule_behind_words_of_false_candidates";

@@ -656,18 +656,24 @@ mod tests {
         }
     }
 
-    /// net-common's generated rule sets (the benchmark shapes, and the differential tests'
-    /// pools) hold only rules netxdp accepts as they are: every field reads back from its
+    /// net-common's generated rule sets (the benchmark shapes, the differential tests' pools
+    /// and the ClassBench-style profiles) hold only rules netxdp accepts as they are: every field reads back from its
     /// text (no host bits, no reversed range), and the fields build the same match.
     #[test]
     fn generated_rules_are_accepted_unchanged() {
-        use net_common::rulegen::{Shape, generate, random_rules};
+        use net_common::{
+            classbench::{self, Profile},
+            rulegen::{Shape, generate, random_rules},
+        };
         for seed in [1, 2, 0xdead_beef] {
             let mut sets: Vec<(&str, _)> = Shape::ALL
                 .iter()
                 .map(|&shape| (shape.as_str(), generate(shape, seed, 2000)))
                 .collect();
             sets.push(("random", random_rules(seed, 2000)));
+            for profile in Profile::ALL {
+                sets.push((profile.as_str(), classbench::rules(profile, seed, 2000)));
+            }
             for (name, rules) in sets {
                 for rule in rules {
                     let m = rule.matches;
