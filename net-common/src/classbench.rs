@@ -288,7 +288,7 @@ pub struct Header {
 /// `count` headers aimed at `rules`: bursts at one rule at a time, of Pareto-distributed
 /// length (shape 1, most of one header, a few of dozens), each header inside its rule.
 pub fn trace(rules: &[GenRule], seed: u64, count: usize) -> Vec<Header> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ace_0f_c1a5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x007a_ce0f_c1a5);
     let mut headers = Vec::with_capacity(count);
     if rules.is_empty() {
         return headers;
