@@ -249,6 +249,116 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Measures the floods and prints the table, the program's time per packet and the ratios.
+pub fn print() -> Result<()> {
+    let rows = floods().context("measuring floods")?;
+    let counts: Vec<usize> = {
+        let mut counts: Vec<usize> = rows.iter().map(|row| row.cpus).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    };
+    println!(
+        "floods: Mpps taken by the receiving end of a veth pair ({} queues), 64-byte UDP/IPv4 \
+         live frames sent by XDP_TX (BPF_PROG_TEST_RUN, batch 64), one generator per CPU, \
+         median of {} runs (the two netxdp receivers on two pairs, in turns), rule \
+         `drop proto udp dport 1500`; by CPUs sending:",
+        counts.last().copied().unwrap_or(1),
+        RUNS
+    );
+    print!("{:<20} {:<14}", "receiver", "flood");
+    for count in &counts {
+        print!(" {:>8}", format!("{count} CPU"));
+    }
+    println!("  counted");
+    let mut keys: Vec<(Receiver, Flood)> = Vec::new();
+    for row in &rows {
+        if !keys.contains(&(row.receiver, row.flood)) {
+            keys.push((row.receiver, row.flood));
+        }
+    }
+    let mpps = |receiver, flood, cpus| {
+        rows.iter()
+            .find(|row| row.receiver == receiver && row.flood == flood && row.cpus == cpus)
+            .map(|row| row.mpps)
+    };
+    for (receiver, flood) in &keys {
+        print!("{:<20} {:<14}", receiver.as_str(), flood.name());
+        for &count in &counts {
+            match mpps(*receiver, *flood, count) {
+                Some(value) => print!(" {value:>8.2}"),
+                None => print!(" {:>8}", "-"),
+            }
+        }
+        let (counted, sent) = rows
+            .iter()
+            .filter(|row| row.receiver == *receiver && row.flood == *flood)
+            .filter_map(|row| row.counted)
+            .fold((0, 0), |(c, s), (counted, sent)| (c + counted, s + sent));
+        if sent > 0 {
+            println!("  {:.1}%", counted as f64 * 100.0 / sent as f64);
+        } else {
+            println!("  -");
+        }
+    }
+    println!(
+        "netxdp's own time per packet, ns (the kernel's BPF statistics, a run of its own), by \
+         CPUs sending:"
+    );
+    for (receiver, flood) in keys
+        .iter()
+        .filter(|(receiver, _)| *receiver != Receiver::DropFloor)
+    {
+        print!("{:<20} {:<14}", receiver.as_str(), flood.name());
+        for &count in &counts {
+            let ns = rows
+                .iter()
+                .find(|row| row.receiver == *receiver && row.flood == *flood && row.cpus == count)
+                .and_then(|row| row.program_ns);
+            match ns {
+                Some(ns) => print!(" {ns:>8.1}"),
+                None => print!(" {:>8}", "-"),
+            }
+        }
+        println!();
+    }
+    println!("default / --no-flows, same flood and CPUs (median of the rounds' ratios):");
+    let worst = |flood: Flood| {
+        let mut worst: Option<f64> = None;
+        print!("  {:<14}", flood.name());
+        for &count in &counts {
+            // Only the default receiver's rows hold a ratio.
+            let ratio = rows
+                .iter()
+                .filter(|row| row.flood == flood && row.cpus == count)
+                .find_map(|row| row.ratio);
+            if let Some(ratio) = ratio {
+                print!(" {ratio:>7.2}x");
+                worst = Some(worst.map_or(ratio, |w: f64| w.min(ratio)));
+            }
+        }
+        println!();
+        worst.unwrap_or(0.0)
+    };
+    let ratios: Vec<(Flood, f64)> = Flood::ALL
+        .iter()
+        .map(|flood| (*flood, worst(*flood)))
+        .collect();
+    for (flood, goal) in [(Flood::ALL[0], 0.9), (Flood::ALL[2], 0.8)] {
+        let worst = ratios
+            .iter()
+            .find(|(candidate, _)| *candidate == flood)
+            .map_or(0.0, |(_, ratio)| *ratio);
+        println!(
+            "goal: {} flood with flow tracking on >= {goal}x of --no-flows at every CPU count: \
+             {} (worst {worst:.2}x)",
+            flood.name(),
+            if worst >= goal { "met" } else { "NOT met" }
+        );
+    }
+    Ok(())
+}
+
 /// A 64-byte UDP/IPv4 frame of `flood`, to a MAC that is not the receiver's.
 fn frame(flood: Flood) -> Vec<u8> {
     netxdp::flood::frame(if flood.dropped {

@@ -347,24 +347,15 @@ impl FilterMaps {
         let generation = self.active_generation()?;
         let tables = compile(&self.load()?);
         let byte = generation as u8;
-        let v4 = |table: &[(Prefix, RuleBitmap)]| -> BTreeMap<(u32, Vec<u8>), RuleBitmap> {
+        // A trie's entries as `tables` has them, keyed as `key` makes them.
+        let trie = |table: &[(Prefix, RuleBitmap)], key: &dyn Fn(&[u8; 16]) -> Vec<u8>| {
             table
                 .iter()
-                .map(|(prefix, bitmap)| {
-                    let key = ipv4_key(generation, &prefix.addr);
-                    ((8 + u32::from(prefix.len), key.to_vec()), *bitmap)
-                })
-                .collect()
+                .map(|(prefix, bitmap)| ((8 + u32::from(prefix.len), key(&prefix.addr)), *bitmap))
+                .collect::<BTreeMap<(u32, Vec<u8>), RuleBitmap>>()
         };
-        let v6 = |table: &[(Prefix, RuleBitmap)]| -> BTreeMap<(u32, Vec<u8>), RuleBitmap> {
-            table
-                .iter()
-                .map(|(prefix, bitmap)| {
-                    let key = ipv6_key(generation, &prefix.addr);
-                    ((8 + u32::from(prefix.len), key.to_vec()), *bitmap)
-                })
-                .collect()
-        };
+        let v4 = |table| trie(table, &|addr| ipv4_key(generation, addr).to_vec());
+        let v6 = |table| trie(table, &|addr| ipv6_key(generation, addr).to_vec());
         let tries = [
             (
                 names::SRC_V4_MAP,

@@ -332,13 +332,7 @@ pub fn expect_growth(before: &Value, after: &Value, grown: &[(&str, u64)]) {
     }
 }
 
+/// The `packets` of the rule with `id` on `iface`.
 pub fn rule_packets(iface: &str, id: u64) -> u64 {
-    let record = rules_json(iface);
-    record["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .find(|rule| rule["id"] == id)
-        .and_then(|rule| rule["packets"].as_u64())
-        .unwrap_or_else(|| panic!("no rule {id} in {record}"))
+    crate::support::rule_packets(&rules_json(iface), id)
 }
