@@ -131,6 +131,12 @@ pub struct FilterConfig {
     pub malformed: u32,
     /// CLOCK_MONOTONIC nanoseconds when this generation was made active.
     pub activated_ns: u64,
+    /// Decision trees in `TREE_NODES` (see [`crate::tree`]); 0 when the set is classified by
+    /// the bit-vector search.
+    pub trees: u32,
+    /// Each tree's root node.
+    pub tree_roots: [u32; crate::tree::MAX_TREES],
+    pub _pad: u32,
 }
 
 /// Elementary port intervals: interval `i` is `starts[i] ..= starts[i + 1] - 1`. The bitmap of

@@ -48,6 +48,7 @@ pub mod rule;
 pub mod rulegen;
 pub mod source;
 pub mod stats;
+pub mod tree;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -106,8 +107,14 @@ pub mod names {
     pub const NET_BLOCKS_MAP: &str = "NET_BLOCKS";
     pub const PORT_INTERVALS_MAP: &str = "PORT_INTERVALS";
     pub const PORT_BITMAPS_MAP: &str = "PORT_BITMAPS";
+    /// Per-generation rule boxes, by rank ([`crate::tree::RuleBox`]).
+    pub const RULE_BOXES_MAP: &str = "RULE_BOXES";
+    /// Per-generation decision-tree nodes ([`crate::tree::TreeNode`]).
+    pub const TREE_NODES_MAP: &str = "TREE_NODES";
+    /// Per-generation leaf ranks of the decision trees.
+    pub const LEAF_RANKS_MAP: &str = "LEAF_RANKS";
     /// Every map of the filter: a rule set and its counters.
-    pub const FILTER_MAPS: [&str; 14] = [
+    pub const FILTER_MAPS: [&str; 17] = [
         FILTER_STATE_MAP,
         FILTER_CONFIG_MAP,
         RULES_MAP,
@@ -122,5 +129,8 @@ pub mod names {
         NET_BLOCKS_MAP,
         PORT_INTERVALS_MAP,
         PORT_BITMAPS_MAP,
+        RULE_BOXES_MAP,
+        TREE_NODES_MAP,
+        LEAF_RANKS_MAP,
     ];
 }

@@ -18,6 +18,10 @@ use net_common::{
         port_intervals_index, proto_key, slot,
     },
     parse::Packet,
+    tree::{
+        LEAF_RANKS_PER_GENERATION, MAX_DEPTH, MAX_LEAF, MAX_TREES, NODES_PER_GENERATION,
+        RuleBox, TreeNode, key_of, leaf_rank_index, node_index,
+    },
     rule::{
         COUNTER_SLOTS, Family, Fragments, MAX_RULES, Malformed, Rule, RuleCounter, XDP_DROP,
         XDP_PASS, lacks_l4_header, reason,
@@ -75,6 +79,15 @@ static PORT_BITMAPS: HashMap<u32, RuleBitmap> = HashMap::pinned(
     GENERATIONS_U32 * 2 * MAX_PORT_INTERVALS as u32,
     BPF_F_NO_PREALLOC,
 );
+
+#[map(name = "RULE_BOXES")]
+static RULE_BOXES: Array<RuleBox> = Array::pinned(GENERATIONS_U32 * MAX_RULES as u32, 0);
+
+#[map(name = "TREE_NODES")]
+static TREE_NODES: Array<TreeNode> = Array::pinned(GENERATIONS_U32 * NODES_PER_GENERATION, 0);
+
+#[map(name = "LEAF_RANKS")]
+static LEAF_RANKS: Array<u32> = Array::pinned(GENERATIONS_U32 * LEAF_RANKS_PER_GENERATION, 0);
 
 /// A packet's verdict: the XDP action, the rule that gave it (0 for none), and why
 /// (`net_common::rule::reason`).
@@ -144,6 +157,10 @@ pub fn decide_fast(packet: &Packet) -> Outcome {
             .and_then(|bitmap| first_rank(&[bitmap]));
         return Outcome::Decided(finish(packet, generation, config, rank));
     }
+    if config.trees != 0 {
+        let rank = tree_rank(packet, generation, config);
+        return Outcome::Decided(finish(packet, generation, config, rank));
+    }
     let Some(bitmaps) = candidates(packet, generation, config, Lookup::Fast) else {
         return Outcome::Decided(finish(packet, generation, config, None));
     };
@@ -156,6 +173,42 @@ pub fn decide_fast(packet: &Packet) -> Outcome {
         }
         None => Outcome::Decided(finish(packet, generation, config, None)),
     }
+}
+
+/// The lowest rank whose box holds the packet, from the decision trees (see
+/// `net_common::tree`): each tree walked to its leaf, and the leaf's ranks tested in order
+/// until one holds the key or passes the best found so far.
+#[inline(always)]
+fn tree_rank(packet: &Packet, generation: u32, config: &FilterConfig) -> Option<u32> {
+    let key = key_of(packet);
+    let mut best = u32::MAX;
+    for tree in 0..MAX_TREES {
+        if tree as u32 >= config.trees {
+            break;
+        }
+        let mut node = *TREE_NODES.get(node_index(generation, config.tree_roots[tree]))?;
+        for _ in 0..MAX_DEPTH {
+            if node.is_leaf() {
+                break;
+            }
+            node = *TREE_NODES.get(node_index(generation, node.child(&key)))?;
+        }
+        for slot in 0..MAX_LEAF as u32 {
+            if slot >= node.mask_or_count {
+                break;
+            }
+            let rank = *LEAF_RANKS.get(leaf_rank_index(generation, node.base.wrapping_add(slot)))?;
+            if rank >= best {
+                break;
+            }
+            let rule = RULE_BOXES.get(generation * MAX_RULES as u32 + rank)?;
+            if rule.contains(&key) {
+                best = rank;
+                break;
+            }
+        }
+    }
+    (best != u32::MAX).then_some(best)
 }
 
 /// The first summary word with a candidate in every one of `bitmaps`, and those candidates.

@@ -13,10 +13,14 @@ use net_common::{
         NET_BLOCK_BITS_V6, NET_BLOCK_WORDS, NetBlocks, PORT_PAST_END, PORT_SEARCH_SLOTS,
         PROTO_KEY_ARP, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block, slot,
     },
+    tree::{MAX_TREES, RuleBox, TreeNode},
     rule::{Family, ICMP_TYPE_ANY, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
 };
 
-use super::RuleSet;
+use super::{
+    RuleSet,
+    tree::{self, Limits},
+};
 
 /// One generation's tables, ready to be written.
 pub struct Tables {
@@ -36,6 +40,12 @@ pub struct Tables {
     pub bitmaps: Vec<RuleBitmap>,
     /// Source, then destination port.
     pub ports: [PortTable; 2],
+    /// Each rule's box, by rank.
+    pub boxes: Vec<RuleBox>,
+    /// The decision trees' nodes and leaf ranks; empty when the set has none (the
+    /// bit-vector search classifies it).
+    pub nodes: Vec<TreeNode>,
+    pub leaf_ranks: Vec<u32>,
 }
 
 /// Elementary port intervals and their bitmaps.
@@ -44,8 +54,19 @@ pub struct PortTable {
     pub bitmaps: Vec<RuleBitmap>,
 }
 
+/// How a rule set on several fields is classified (one address field alone always takes the
+/// host table and trie).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Classifier {
+    /// The decision trees, or the bit-vector search when they do not fit.
+    #[default]
+    Trees,
+    /// The bit-vector search alone: what the trees are measured and tested against.
+    BitVector,
+}
+
 /// Compiles `set`, whose rules must all have counter slots.
-pub fn compile(set: &RuleSet) -> Tables {
+pub fn compile(set: &RuleSet, classifier: Classifier) -> Tables {
     let rules = set.rules();
     let ranks = || rules.iter().enumerate();
     let bitmap_of = |keep: &dyn Fn(&Rule) -> bool| {
@@ -105,6 +126,9 @@ pub fn compile(set: &RuleSet) -> Tables {
         next_rule_id: set.next_rule_id,
         malformed: set.malformed as u32,
         activated_ns: 0,
+        trees: 0,
+        tree_roots: [0; MAX_TREES],
+        _pad: 0,
     };
 
     let mut config = config;
@@ -130,8 +154,22 @@ pub fn compile(set: &RuleSet) -> Tables {
         net_blocks.push((field, ipv6, blocks_touched(table, ipv6)));
     }
 
+    let boxes: Vec<Option<RuleBox>> = rules.iter().map(|rule| RuleBox::of(&rule.matches)).collect();
+    let forest = match classifier {
+        Classifier::Trees => tree::build(&boxes, Limits::default()).unwrap_or_default(),
+        Classifier::BitVector => tree::Forest::default(),
+    };
+    config.trees = forest.roots.len() as u32;
+    config.tree_roots[..forest.roots.len()].copy_from_slice(&forest.roots);
+
     Tables {
         config,
+        boxes: boxes
+            .into_iter()
+            .map(|rule| rule.unwrap_or(RuleBox::EMPTY))
+            .collect(),
+        nodes: forest.nodes,
+        leaf_ranks: forest.leaf_ranks,
         net_blocks,
         src_v4,
         dst_v4,
@@ -274,7 +312,7 @@ mod tests {
         set.add(udp_dport(53, 53)).unwrap();
         set.add(udp_dport(1000, 2000)).unwrap();
         set.add(udp_dport(1500, 65535)).unwrap();
-        let tables = compile(&set);
+        let tables = compile(&set, Classifier::Trees);
         let table = &tables.ports[1];
         let count = table.bitmaps.len();
         assert_eq!(
@@ -318,7 +356,7 @@ mod tests {
             .unwrap();
         }
         set.add(udp_dport(53, 53)).unwrap();
-        let tables = compile(&set);
+        let tables = compile(&set, Classifier::Trees);
         let entries: Vec<(u8, Vec<usize>)> = tables
             .src_v4
             .iter()

@@ -33,13 +33,14 @@ use net_common::{
         port_bitmap_key, port_intervals_index,
     },
     names,
+    tree::{RuleBox, TreeNode, leaf_rank_index, node_index},
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
 };
 use nix::{errno::Errno, fcntl::Flock};
 
 use super::{
     RuleSet,
-    compile::{Tables, compile},
+    compile::{Classifier, Tables, compile},
     generation::{
         self, Target, UPDATE, array_part, batch_error, capacity, changed_at, hash_part,
         host_entries, port_entries, trie_part,
@@ -88,6 +89,9 @@ pub const COMMIT_STAGES: &[&str] = &[
     "write BITMAPS",
     "write NET_BLOCKS",
     "write PORT_INTERVALS",
+    "write RULE_BOXES",
+    "write TREE_NODES",
+    "write LEAF_RANKS",
     // Once every map is written: the generation's settings.
     "write FILTER_CONFIG",
     // Making the inactive generation the active one: one write of FILTER_STATE.
@@ -114,6 +118,11 @@ pub struct FilterMaps {
     net_blocks: Array<MapData, NetBlocks>,
     port_intervals: Array<MapData, PortIntervals>,
     port_bitmaps: BpfHashMap<MapData, u32, RuleBitmap>,
+    rule_boxes: Array<MapData, RuleBox>,
+    tree_nodes: Array<MapData, TreeNode>,
+    leaf_ranks: Array<MapData, u32>,
+    /// How the sets this value commits are classified.
+    classifier: Classifier,
     /// The interface whose pinned maps these are, for advice in errors.
     iface: Option<String>,
     /// Held while this value lives, on pinned maps: one writer per interface at a time.
@@ -186,9 +195,50 @@ impl FilterMaps {
             net_blocks: open(names::NET_BLOCKS_MAP, Map::Array)?.try_into()?,
             port_intervals: open(names::PORT_INTERVALS_MAP, Map::Array)?.try_into()?,
             port_bitmaps: open(names::PORT_BITMAPS_MAP, Map::HashMap)?.try_into()?,
+            rule_boxes: open(names::RULE_BOXES_MAP, Map::Array)?.try_into()?,
+            tree_nodes: open(names::TREE_NODES_MAP, Map::Array)?.try_into()?,
+            leaf_ranks: open(names::LEAF_RANKS_MAP, Map::Array)?.try_into()?,
+            classifier: Classifier::default(),
             iface,
             _lock: lock,
         })
+    }
+
+    /// Bytes of kernel memory the filter's maps are charged, all generations: what one
+    /// interface's rule tables cost.
+    pub fn kernel_bytes(&self) -> Result<u64> {
+        let maps = [
+            self.state.map(),
+            self.config.map(),
+            self.rules.map(),
+            self.counters.map(),
+            self.src_v4.map(),
+            self.dst_v4.map(),
+            self.src_v6.map(),
+            self.dst_v6.map(),
+            self.bitmaps.map(),
+            self.hosts_v4.map(),
+            self.hosts_v6.map(),
+            self.net_blocks.map(),
+            self.port_intervals.map(),
+            self.port_bitmaps.map(),
+            self.rule_boxes.map(),
+            self.tree_nodes.map(),
+            self.leaf_ranks.map(),
+        ];
+        maps.into_iter().map(crate::flows::memlock).sum()
+    }
+
+    /// The active generation's settings.
+    pub fn active_config(&self) -> Result<FilterConfig> {
+        let generation = self.active_generation()?;
+        Ok(self.config.get(&generation, 0)?)
+    }
+
+    /// Classifies the sets committed from now on with `classifier`: for the tests and
+    /// benchmarks that hold the trees to the bit-vector search.
+    pub fn use_classifier(&mut self, classifier: Classifier) {
+        self.classifier = classifier;
     }
 
     fn active_generation(&self) -> Result<u32> {
@@ -237,7 +287,7 @@ impl FilterMaps {
             let held = scope.spawn(|| self.held_tables(target));
             let prepared = self
                 .assign_counter_slots(set, active, active_config.rule_count)
-                .map(|new_slots| (new_slots, compile(set)));
+                .map(|new_slots| (new_slots, compile(set, self.classifier)));
             // A thread that panicked has printed why; the commit cannot go on.
             let held = held.join().unwrap_or_else(|panic| resume_unwind(panic));
             let waited = waited.join().unwrap_or_else(|panic| resume_unwind(panic));
@@ -345,7 +395,8 @@ impl FilterMaps {
     /// does not.
     pub fn verify(&self) -> Result<()> {
         let generation = self.active_generation()?;
-        let tables = compile(&self.load()?);
+        let config = self.config.get(&generation, 0)?;
+        let tables = compile(&self.load()?, classifier_of(&config));
         let byte = generation as u8;
         // A trie's entries as `tables` has them, keyed as `key` makes them.
         let trie = |table: &[(Prefix, RuleBitmap)], key: &dyn Fn(&[u8; 16]) -> Vec<u8>| {
@@ -437,7 +488,7 @@ impl FilterMaps {
             rules,
             config.next_rule_id.max(1),
         );
-        Ok(Some(compile(&set)))
+        Ok(Some(compile(&set, classifier_of(&config))))
     }
 
     /// Writes `tables` into the inactive generation `generation`, map by map and maps at once
@@ -573,6 +624,24 @@ impl FilterMaps {
                         .collect()
                 },
             ),
+            array_part(self.rule_boxes.map(), names::RULE_BOXES_MAP, target, |t| {
+                changed_at(t.held.map(|held| held.boxes.as_slice()), &t.tables.boxes)
+                    .map(|(rank, rule)| (rule_index(t.generation, rank as u32), rule))
+                    .collect()
+            }),
+            array_part(self.tree_nodes.map(), names::TREE_NODES_MAP, target, |t| {
+                changed_at(t.held.map(|held| held.nodes.as_slice()), &t.tables.nodes)
+                    .map(|(node, value)| (node_index(t.generation, node as u32), value))
+                    .collect()
+            }),
+            array_part(self.leaf_ranks.map(), names::LEAF_RANKS_MAP, target, |t| {
+                changed_at(
+                    t.held.map(|held| held.leaf_ranks.as_slice()),
+                    &t.tables.leaf_ranks,
+                )
+                .map(|(slot, rank)| (leaf_rank_index(t.generation, slot as u32), rank))
+                .collect()
+            }),
         ];
         generation::run(parts)?;
         Ok(())
@@ -617,6 +686,16 @@ impl FilterMaps {
             total.merge(cpu);
         }
         Ok(total)
+    }
+}
+
+/// The classifier a generation was compiled with: the same rules compile to the same trees,
+/// so a generation with trees had them from [`Classifier::Trees`].
+fn classifier_of(config: &FilterConfig) -> Classifier {
+    if config.trees == 0 {
+        Classifier::BitVector
+    } else {
+        Classifier::Trees
     }
 }
 

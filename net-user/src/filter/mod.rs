@@ -18,6 +18,7 @@ pub mod maps;
 pub mod rcu;
 pub mod ruleset;
 pub mod spec;
+pub mod tree;
 
 pub use maps::FilterMaps;
 pub use ruleset::{Changes, DEFAULT_PRIORITY, NewRule, RuleSet, RuleSetError};
