@@ -301,7 +301,7 @@ pub const MAX_LEAF: usize = 64;
 /// Trees at most: a packet walks each.
 pub const MAX_TREES: usize = 8;
 /// Node slots of one generation in `TREE_NODES`.
-pub const NODES_PER_GENERATION: u32 = 1 << 18;
+pub const NODES_PER_GENERATION: u32 = 1 << 19;
 /// Rank slots of one generation in `LEAF_RANKS`.
 pub const LEAF_RANKS_PER_GENERATION: u32 = 1 << 18;
 

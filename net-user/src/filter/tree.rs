@@ -30,8 +30,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             leaf_rules: 8,
-            space_factor: 4.0,
-            max_cut_bits: 8,
+            space_factor: 8.0,
+            max_cut_bits: 12,
         }
     }
 }
@@ -435,3 +435,4 @@ mod tests {
         assert!(build(&[None, None], Limits::default()).is_some_and(|f| f.roots.is_empty()));
     }
 }
+
