@@ -308,8 +308,93 @@ pub fn trace(rules: &[GenRule], seed: u64, count: usize) -> Vec<Header> {
     headers
 }
 
+/// `count` headers just outside the rules: each aimed at a rule, inside it but for one
+/// named field (an address or a port) one step past one end of its range, where a cut or an
+/// interval boundary lies, seen from the other side. Such a header may match a later rule,
+/// or none.
+pub fn edges(rules: &[GenRule], seed: u64, count: usize) -> Vec<Header> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xed6e_5eed);
+    let mut headers = Vec::with_capacity(count);
+    if rules.is_empty() {
+        return headers;
+    }
+    while headers.len() < count {
+        let target = rng.random_range(0..rules.len());
+        let matches = &rules[target].matches;
+        let mut fields = fields_in(&mut rng, matches);
+        let mut pasts = Vec::new();
+        for (index, prefix) in [&matches.src, &matches.dst].into_iter().enumerate() {
+            if let Some((below, above)) = address_past(prefix) {
+                pasts.extend(
+                    [below, above]
+                        .into_iter()
+                        .flatten()
+                        .map(|past| (index, past)),
+                );
+            }
+        }
+        for (index, range) in [matches.sport, matches.dport].into_iter().enumerate() {
+            if !range.is_any() && takes_ports(fields.proto) {
+                let below = range.first.checked_sub(1).map(u32::from);
+                let above = range.last.checked_add(1).map(u32::from);
+                pasts.extend(
+                    [below, above]
+                        .into_iter()
+                        .flatten()
+                        .map(|past| (2 + index, past)),
+                );
+            }
+        }
+        if let Some(&(field, value)) = pasts.get(rng.random_range(0..pasts.len().max(1))) {
+            match field {
+                0 => fields.src = value.to_be_bytes(),
+                1 => fields.dst = value.to_be_bytes(),
+                2 => fields.sport = value as u16,
+                _ => fields.dport = value as u16,
+            }
+        }
+        headers.push(Header {
+            frame: frame_of(&fields, matches),
+            target,
+        });
+    }
+    headers
+}
+
+fn takes_ports(proto: u8) -> bool {
+    proto == IPPROTO_TCP || proto == IPPROTO_UDP
+}
+
+/// The addresses just below and just above `prefix`, where there are some.
+fn address_past(prefix: &Prefix) -> Option<(Option<u32>, Option<u32>)> {
+    if prefix.len == 0 {
+        return None;
+    }
+    let base = u32::from_be_bytes([
+        prefix.addr[0],
+        prefix.addr[1],
+        prefix.addr[2],
+        prefix.addr[3],
+    ]);
+    let span = u32::MAX.checked_shr(u32::from(prefix.len)).unwrap_or(0);
+    Some((base.checked_sub(1), (base | span).checked_add(1)))
+}
+
+/// A header's fields.
+struct Fields {
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    sport: u16,
+    dport: u16,
+}
+
 /// A frame inside `matches`: each field at a random point of its range, or at an end.
 fn header_in(rng: &mut ChaCha8Rng, matches: &Match) -> Vec<u8> {
+    frame_of(&fields_in(rng, matches), matches)
+}
+
+fn fields_in(rng: &mut ChaCha8Rng, matches: &Match) -> Fields {
     let src = address_in(rng, &matches.src);
     let dst = address_in(rng, &matches.dst);
     let proto = if matches.proto == PROTO_ANY {
@@ -320,8 +405,23 @@ fn header_in(rng: &mut ChaCha8Rng, matches: &Match) -> Vec<u8> {
     } else {
         matches.proto as u8
     };
-    let sport = port_in(rng, matches.sport);
-    let dport = port_in(rng, matches.dport);
+    Fields {
+        src,
+        dst,
+        proto,
+        sport: port_in(rng, matches.sport),
+        dport: port_in(rng, matches.dport),
+    }
+}
+
+fn frame_of(fields: &Fields, matches: &Match) -> Vec<u8> {
+    let Fields {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    } = *fields;
     let transport = match proto {
         IPPROTO_TCP => Transport::Tcp {
             sport,
@@ -570,6 +670,38 @@ mod tests {
             let mut targets: Vec<usize> = headers.iter().map(|header| header.target).collect();
             targets.dedup();
             assert!(targets.len() < headers.len() * 3 / 4, "{profile:?}");
+        }
+    }
+
+    #[test]
+    fn an_edge_header_misses_its_rule_by_one_step_of_one_field() {
+        for profile in Profile::ALL {
+            let set = rules(profile, 4, 1_000);
+            let mut outside = 0;
+            for header in edges(&set, 6, 5_000) {
+                let packet = parse(&SliceFrame::new(&header.frame));
+                let matches = &set[header.target].matches;
+                if matches.matches(&packet) {
+                    // Only a rule with nothing to step past: every field `any`.
+                    assert!(matches.src.is_any() && matches.dst.is_any(), "{header:?}");
+                    continue;
+                }
+                outside += 1;
+                // Exactly one field is outside its range.
+                let inside = |prefix: &Prefix, addr| prefix.is_any() || prefix.contains(addr);
+                let moved = [
+                    !inside(&matches.src, &packet.src),
+                    !inside(&matches.dst, &packet.dst),
+                    packet
+                        .ports()
+                        .is_some_and(|(sport, _)| !matches.sport.contains(sport)),
+                    packet
+                        .ports()
+                        .is_some_and(|(_, dport)| !matches.dport.contains(dport)),
+                ];
+                assert_eq!(moved.iter().filter(|&&m| m).count(), 1, "{header:?}");
+            }
+            assert!(outside > 4_000, "{profile:?}: {outside} of 5,000 outside");
         }
     }
 }

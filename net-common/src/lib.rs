@@ -48,9 +48,9 @@ pub mod rule;
 pub mod rulegen;
 pub mod source;
 pub mod stats;
-pub mod tree;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tree;
 
 /// Names shared by the loader and the object file: the program, and the maps as pinned.
 pub mod names {

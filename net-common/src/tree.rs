@@ -22,8 +22,8 @@
 
 use crate::{
     filter::{icmp_key, proto_key},
-    rule::{Family, ICMP_TYPE_ANY, Match, PROTO_ANY, PROTO_ARP, PortRange, Prefix},
     parse::Packet,
+    rule::{Family, ICMP_TYPE_ANY, Match, PROTO_ANY, PROTO_ARP, PortRange, Prefix},
 };
 
 /// Dimensions of a [`Key`].
@@ -123,7 +123,7 @@ impl RuleBox {
     /// and a destination of the other).
     pub fn of(matches: &Match) -> Option<RuleBox> {
         let mut lo = [0; DIMS];
-        let mut hi: [u32; DIMS] = core::array::from_fn(|d| axis_max(d));
+        let mut hi: [u32; DIMS] = core::array::from_fn(axis_max);
         let (family_lo, family_hi) = match (matches.src.family(), matches.dst.family()) {
             (Family::Any, Family::Any) => (FAMILY_NONE, FAMILY_V6),
             (Family::Any, family) | (family, Family::Any) => {
@@ -348,7 +348,10 @@ mod tests {
             (0x0001_0000, 0xffff)
         );
         assert_eq!(rule.span[dim::SRC_WORDS + 1], u32::MAX);
-        assert_eq!((rule.lo[dim::FAMILY], rule.span[dim::FAMILY]), (FAMILY_V6, 0));
+        assert_eq!(
+            (rule.lo[dim::FAMILY], rule.span[dim::FAMILY]),
+            (FAMILY_V6, 0)
+        );
         assert_eq!(rule.span[dim::DST], u32::MAX);
 
         let mut v4 = [0; 16];
@@ -358,8 +361,14 @@ mod tests {
             ..Match::ANY
         })
         .expect("a box");
-        assert_eq!((rule.lo[dim::DST], rule.hi(dim::DST)), (0xc612_0700, 0xc612_07ff));
-        assert_eq!((rule.lo[dim::FAMILY], rule.span[dim::FAMILY]), (FAMILY_V4, 0));
+        assert_eq!(
+            (rule.lo[dim::DST], rule.hi(dim::DST)),
+            (0xc612_0700, 0xc612_07ff)
+        );
+        assert_eq!(
+            (rule.lo[dim::FAMILY], rule.span[dim::FAMILY]),
+            (FAMILY_V4, 0)
+        );
         assert!((0..3).all(|word| rule.span[dim::DST_WORDS + word] == u32::MAX));
     }
 
@@ -367,14 +376,21 @@ mod tests {
     fn a_port_is_named_with_the_other_or_no_port_is() {
         let dport = RuleBox::of(&Match {
             proto: 17,
-            dport: PortRange { first: 53, last: 53 },
+            dport: PortRange {
+                first: 53,
+                last: 53,
+            },
             ..Match::ANY
         })
         .expect("a box");
         assert_eq!((dport.lo[dim::DPORT], dport.hi(dim::DPORT)), (53, 53));
         // `any` source port, but a port: a packet without ports is outside.
         assert_eq!((dport.lo[dim::SPORT], dport.hi(dim::SPORT)), (0, 65_535));
-        let none = RuleBox::of(&Match { proto: 17, ..Match::ANY }).expect("a box");
+        let none = RuleBox::of(&Match {
+            proto: 17,
+            ..Match::ANY
+        })
+        .expect("a box");
         assert!(none.lo[dim::SPORT] == 0 && none.hi(dim::SPORT) >= NO_PORT);
         assert!(none.lo[dim::DPORT] == 0 && none.hi(dim::DPORT) >= NO_PORT);
         assert_eq!((none.lo[dim::PROTO], none.span[dim::PROTO]), (17, 0));

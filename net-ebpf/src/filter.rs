@@ -18,13 +18,13 @@ use net_common::{
         port_intervals_index, proto_key, slot,
     },
     parse::Packet,
-    tree::{
-        LEAF_RANKS_PER_GENERATION, MAX_DEPTH, MAX_LEAF, MAX_TREES, NODES_PER_GENERATION,
-        RuleBox, TreeNode, key_of, leaf_rank_index, node_index,
-    },
     rule::{
         COUNTER_SLOTS, Family, Fragments, MAX_RULES, Malformed, Rule, RuleCounter, XDP_DROP,
         XDP_PASS, lacks_l4_header, reason,
+    },
+    tree::{
+        LEAF_RANKS_PER_GENERATION, MAX_DEPTH, MAX_LEAF, MAX_TREES, NODES_PER_GENERATION, RuleBox,
+        TreeNode, key_of, leaf_rank_index, node_index,
     },
 };
 
@@ -197,7 +197,8 @@ fn tree_rank(packet: &Packet, generation: u32, config: &FilterConfig) -> Option<
             if slot >= node.mask_or_count {
                 break;
             }
-            let rank = *LEAF_RANKS.get(leaf_rank_index(generation, node.base.wrapping_add(slot)))?;
+            let rank =
+                *LEAF_RANKS.get(leaf_rank_index(generation, node.base.wrapping_add(slot)))?;
             if rank >= best {
                 break;
             }

@@ -24,7 +24,7 @@ use net_common::{
 };
 use netxdp::{
     counters::CounterMap,
-    filter::{DEFAULT_PRIORITY, FilterMaps, NewRule, RuleSet},
+    filter::{DEFAULT_PRIORITY, FilterMaps, NewRule, RuleSet, compile::Classifier},
     program,
 };
 use support::{hex, kernel_available, run_counted};
@@ -478,6 +478,8 @@ fn small_random_rule_sets_agree_with_the_reference_on_200k_frames() {
         let malformed = if classify_malformed { Malformed::Policy } else { Malformed::Drop };
         let rules = rules_from_seeds(&seeds);
         filter.apply(&rules, policy, fragments, malformed);
+        let trees = filter.maps.active_config().expect("config").trees;
+        prop_assert!(trees > 0, "{} rules took no tree", rules.len());
         let mut frames = PoolFrameGenerator::new(frame_seed);
         let result = filter.check_all((0..FRAMES_PER_CASE).map(|_| frames.next_frame()));
         match result {
@@ -512,6 +514,9 @@ fn seed() -> u64 {
         .unwrap_or(0x6e65_7478_6470)
 }
 
+/// Sets of 1,000 and 10,000 rules drawn from small pools, so that every rule overlaps
+/// hundreds of others: no decision tree separates them within its work limit, and the
+/// bit-vector search classifies them, often past its fast path.
 #[test]
 fn large_random_rule_sets_agree_with_the_reference() {
     if !kernel_available("large_random_rule_sets_agree_with_the_reference") {
@@ -536,6 +541,8 @@ fn large_random_rule_sets_agree_with_the_reference() {
             .collect();
         assert!(rules.len() >= count - 1);
         filter.apply(&rules, policy, Fragments::Drop, Malformed::Drop);
+        let trees = filter.maps.active_config().expect("config").trees;
+        assert_eq!(trees, 0, "{count} pool rules took trees");
         let mut generator = PoolFrameGenerator::new(seed);
         let (decided, searched) = filter
             .check_all((0..frames).map(|_| generator.next_frame()))
@@ -555,36 +562,61 @@ fn large_random_rule_sets_agree_with_the_reference() {
     }
 }
 
-/// ClassBench-style sets (acl, fw, ipc) of 1,000 and 10,000 rules, on their own traces:
-/// headers aimed at rules with locality, a fifth of each field at a range's end or a
-/// prefix's edge.
+/// ClassBench-style sets (acl, fw, ipc) of 1,000 and 10,000 rules, classified by their
+/// decision trees, on 210,000 frames: each set's own trace (headers aimed at rules with
+/// locality, a fifth of each field at a range's end or a prefix's edge) and headers one step
+/// outside a rule on one field. Then the bit-vector search, the fallback for sets whose trees
+/// do not fit, on the 1,000-rule sets.
 #[test]
-fn classbench_sets_agree_with_the_reference_on_their_traces() {
-    use net_common::classbench::{Profile, rules, trace};
-    if !kernel_available("classbench_sets_agree_with_the_reference_on_their_traces") {
+fn classbench_sets_agree_with_the_reference_on_their_traces_and_edges() {
+    use net_common::classbench::{Profile, edges, rules, trace};
+    if !kernel_available("classbench_sets_agree_with_the_reference_on_their_traces_and_edges") {
         return;
     }
     let seed = seed();
     let mut filter = Filter::load();
-    for profile in Profile::ALL {
-        for (count, headers) in [(1_000, 15_000), (10_000, 15_000)] {
-            let set = rules(profile, seed ^ count as u64, count);
-            filter.apply(
-                &support::new_rules(set.iter().copied()),
-                Action::Pass,
-                Fragments::Policy,
-                Malformed::Drop,
-            );
-            let frames = trace(&set, seed, headers)
-                .into_iter()
-                .map(|header| header.frame);
-            let (decided, _) = filter
-                .check_all(frames)
-                .unwrap_or_else(|e| panic!("seed {seed:#x}, {} {count}: {e}", profile.as_str()));
-            // Every header was aimed inside a rule.
-            assert_eq!(decided, headers as u64, "{} {count}", profile.as_str());
+    let mut frames = 0;
+    for (classifier, sizes, headers, outside) in [
+        (Classifier::Trees, &[1_000, 10_000][..], 30_000, 5_000),
+        (Classifier::BitVector, &[1_000][..], 5_000, 1_000),
+    ] {
+        filter.maps.use_classifier(classifier);
+        for profile in Profile::ALL {
+            for &count in sizes {
+                let context = format!(
+                    "seed {seed:#x}, {} {count}, {classifier:?}",
+                    profile.as_str()
+                );
+                let set = rules(profile, seed ^ count as u64, count);
+                filter.apply(
+                    &support::new_rules(set.iter().copied()),
+                    Action::Pass,
+                    Fragments::Policy,
+                    Malformed::Drop,
+                );
+                let trees = filter.maps.active_config().expect("config").trees;
+                assert_eq!(
+                    trees > 0,
+                    classifier == Classifier::Trees,
+                    "{context}: {trees} trees"
+                );
+                let inside = trace(&set, seed, headers).into_iter();
+                let (decided, _) = filter
+                    .check_all(inside.map(|header| header.frame))
+                    .unwrap_or_else(|e| panic!("{context}: {e}"));
+                // Every header was aimed inside a rule.
+                assert_eq!(decided, headers as u64, "{context}");
+                let past = edges(&set, seed, outside).into_iter();
+                filter
+                    .check_all(past.map(|header| header.frame))
+                    .unwrap_or_else(|e| panic!("{context}, edges: {e}"));
+                if classifier == Classifier::Trees {
+                    frames += headers + outside;
+                }
+            }
         }
     }
+    assert!(frames >= 200_000, "{frames} frames on the trees");
 }
 
 #[test]
@@ -634,6 +666,7 @@ fn the_full_search_finds_a_rule_behind_words_of_false_candidates() {
         },
     ));
     let mut filter = Filter::load();
+    filter.maps.use_classifier(Classifier::BitVector);
     filter.apply(&rules, Action::Pass, Fragments::Policy, Malformed::Drop);
     let frame = FrameSpec {
         vlans: Vec::new(),

@@ -67,9 +67,7 @@ pub fn measure(maps: &mut FilterMaps, floor: &Prog, netxdp: &Prog) -> Result<Vec
                 };
                 rows.push(
                     measure_set(maps, (floor, netxdp), profile, size, classifier, headers)
-                        .with_context(|| {
-                            format!("the {} set of {size} rules", profile.as_str())
-                        })?,
+                        .with_context(|| format!("the {} set of {size} rules", profile.as_str()))?,
                 );
             }
         }
@@ -99,7 +97,14 @@ fn measure_set(
         .iter()
         .map(|header| {
             let packet = parse(&SliceFrame::new(&header.frame));
-            classify(set.rules(), set.policy, set.fragments, set.malformed, &packet).action as u32
+            classify(
+                set.rules(),
+                set.policy,
+                set.fragments,
+                set.malformed,
+                &packet,
+            )
+            .action as u32
         })
         .collect();
     // Program by program over the whole trace: the kernel switches the XDP test-run
@@ -166,7 +171,15 @@ pub fn print(rows: &[Row]) {
     );
     println!(
         "{:<8} {:>7} {:<10} {:>7} {:>6} {:>8} {:>8} {:>9} {:>6} {:>10}",
-        "set", "rules", "classifier", "headers", "floor", "median", "p99", "apply ms", "trees",
+        "set",
+        "rules",
+        "classifier",
+        "headers",
+        "floor",
+        "median",
+        "p99",
+        "apply ms",
+        "trees",
         "kernel MiB"
     );
     for row in rows {

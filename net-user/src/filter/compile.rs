@@ -13,8 +13,8 @@ use net_common::{
         NET_BLOCK_BITS_V6, NET_BLOCK_WORDS, NetBlocks, PORT_PAST_END, PORT_SEARCH_SLOTS,
         PROTO_KEY_ARP, PROTO_KEYS, PortIntervals, RuleBitmap, fields, net_block, slot,
     },
-    tree::{MAX_TREES, RuleBox, TreeNode},
     rule::{Family, ICMP_TYPE_ANY, PROTO_ANY, PROTO_ARP, PortRange, Prefix, Rule},
+    tree::{MAX_TREES, RuleBox, TreeNode},
 };
 
 use super::{
@@ -154,7 +154,10 @@ pub fn compile(set: &RuleSet, classifier: Classifier) -> Tables {
         net_blocks.push((field, ipv6, blocks_touched(table, ipv6)));
     }
 
-    let boxes: Vec<Option<RuleBox>> = rules.iter().map(|rule| RuleBox::of(&rule.matches)).collect();
+    let boxes: Vec<Option<RuleBox>> = rules
+        .iter()
+        .map(|rule| RuleBox::of(&rule.matches))
+        .collect();
     let forest = match classifier {
         Classifier::Trees => tree::build(&boxes, Limits::default()).unwrap_or_default(),
         Classifier::BitVector => tree::Forest::default(),

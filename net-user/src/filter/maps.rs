@@ -33,8 +33,8 @@ use net_common::{
         port_bitmap_key, port_intervals_index,
     },
     names,
-    tree::{RuleBox, TreeNode, leaf_rank_index, node_index},
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
+    tree::{RuleBox, TreeNode, leaf_rank_index, node_index},
 };
 use nix::{errno::Errno, fcntl::Flock};
 

@@ -8,6 +8,8 @@
 //! children hold together may not exceed [`Limits::space_factor`] times its own (HiCuts'
 //! measure), so that rules spanning many children cannot make the tree explode.
 
+use std::collections::VecDeque;
+
 use foldhash::{HashMap, HashMapExt as _};
 
 use net_common::tree::{
@@ -196,13 +198,14 @@ impl Builder<'_> {
         let root = self.forest.nodes.len();
         self.forest.roots.push(root as u32);
         self.forest.nodes.push(TreeNode::default());
-        let mut queue = std::collections::VecDeque::from([Work {
+        let mut queue = VecDeque::from([Work {
             slot: root,
             ranks,
             region: Region::whole(),
             depth: 0,
         }]);
         while let Some(mut work) = queue.pop_front() {
+            // A rule covering the whole region hides every rule after it there.
             if let Some(covering) = work
                 .ranks
                 .iter()
@@ -210,72 +213,87 @@ impl Builder<'_> {
             {
                 work.ranks.truncate(covering + 1);
             }
-            let splittable =
-                work.ranks.len() > self.limits.leaf_rules && work.depth + 1 < MAX_DEPTH;
-            let mut cut = if splittable {
-                self.choose_cut(&work.ranks, &work.region, None, Budget::Kept)
-            } else {
-                None
-            };
-            if let (None, true, Some(spilled)) = (&cut, splittable, spilled.as_deref_mut()) {
-                if let Some(dim) = self.choose_spill(&work) {
-                    let (wide, narrow) = work
-                        .ranks
-                        .iter()
-                        .partition(|&&rank| work.region.covered_on(self.rule(rank), dim));
-                    spilled.extend::<Vec<u32>>(wide);
-                    work.ranks = narrow;
-                    if work.ranks.len() > self.limits.leaf_rules {
-                        cut = self.choose_cut(&work.ranks, &work.region, None, Budget::Kept);
-                    }
-                }
-            }
-            if cut.is_none() && work.ranks.len() > MAX_LEAF && work.depth + 1 < MAX_DEPTH {
-                // Too many rules for a leaf and none to spill: rules that overlap in every
-                // way at once (dense sets of tiny pools, not real ones). Cut anyway.
-                cut = self.choose_cut(&work.ranks, &work.region, None, Budget::Ignored);
-            }
+            let cut = self.cut_for(&mut work, spilled.as_deref_mut());
             if self.work.get() > WORK_LIMIT {
                 return None;
             }
-            let Some(cut) = cut else {
-                self.leaf(work)?;
-                continue;
-            };
-            let shift = work.region.bits[cut.dim] as u32 - cut.bits;
-            let base = self.forest.nodes.len();
-            let children = 1 << cut.bits;
-            if base + children > NODES_PER_GENERATION as usize {
-                return None;
-            }
-            self.forest.nodes[work.slot] = TreeNode::inner(base as u32, cut.dim, shift, cut.bits);
-            self.forest
-                .nodes
-                .resize(base + children, TreeNode::leaf(0, 0));
-            self.spend(cut.held);
-            let mut parts = vec![Vec::new(); children];
-            for &rank in &work.ranks {
-                let (first, last) = work.region.parts(self.rule(rank), cut.dim, shift);
-                for part in &mut parts[first..=last] {
-                    part.push(rank);
-                }
-            }
-            for (index, ranks) in parts.into_iter().enumerate() {
-                queue.push_back(Work {
-                    slot: base + index,
-                    ranks,
-                    region: work.region.part(cut.dim, shift, index),
-                    depth: work.depth + 1,
-                });
+            match cut {
+                Some(cut) => self.split(work, &cut, &mut queue)?,
+                None => self.leaf(work)?,
             }
         }
         Some(())
     }
 
+    /// How `work` is cut, if it is: within the space budget; else, when this tree may spill,
+    /// after the rules wide on the dimension that frees a cut have gone to `spilled`; else,
+    /// for a node too large to be a leaf, past the budget.
+    fn cut_for(&self, work: &mut Work, spilled: Option<&mut Vec<u32>>) -> Option<Cut> {
+        let splittable =
+            |work: &Work| work.ranks.len() > self.limits.leaf_rules && work.depth + 1 < MAX_DEPTH;
+        if !splittable(work) {
+            return None;
+        }
+        if let Some(cut) = self.choose_cut(&work.ranks, &work.region, None, Budget::Kept) {
+            return Some(cut);
+        }
+        if let Some(spilled) = spilled
+            && let Some(dim) = self.choose_spill(work)
+        {
+            let (wide, narrow) = work
+                .ranks
+                .iter()
+                .partition(|&&rank| work.region.covered_on(self.rule(rank), dim));
+            spilled.extend::<Vec<u32>>(wide);
+            work.ranks = narrow;
+            if !splittable(work) {
+                return None;
+            }
+            if let Some(cut) = self.choose_cut(&work.ranks, &work.region, None, Budget::Kept) {
+                return Some(cut);
+            }
+        }
+        // Too many rules for a leaf and none to spill: rules that overlap in every way at
+        // once (dense sets from tiny pools, not real ones). Cut anyway.
+        (work.ranks.len() > MAX_LEAF)
+            .then(|| self.choose_cut(&work.ranks, &work.region, None, Budget::Ignored))
+            .flatten()
+    }
+
+    /// Makes `work` an inner node cut by `cut`, and queues its children.
+    fn split(&mut self, work: Work, cut: &Cut, queue: &mut VecDeque<Work>) -> Option<()> {
+        let shift = work.region.bits[cut.dim] as u32 - cut.bits;
+        let base = self.forest.nodes.len();
+        let children = 1 << cut.bits;
+        if base + children > NODES_PER_GENERATION as usize {
+            return None;
+        }
+        self.forest.nodes[work.slot] = TreeNode::inner(base as u32, cut.dim, shift, cut.bits);
+        self.forest
+            .nodes
+            .resize(base + children, TreeNode::leaf(0, 0));
+        self.spend(cut.held);
+        let mut parts = vec![Vec::new(); children];
+        for &rank in &work.ranks {
+            let (first, last) = work.region.parts(self.rule(rank), cut.dim, shift);
+            for part in &mut parts[first..=last] {
+                part.push(rank);
+            }
+        }
+        for (index, ranks) in parts.into_iter().enumerate() {
+            queue.push_back(Work {
+                slot: base + index,
+                ranks,
+                region: work.region.part(cut.dim, shift, index),
+                depth: work.depth + 1,
+            });
+        }
+        Some(())
+    }
+
+    /// Makes `work` a leaf; `None` when it holds too many rules or the ranks are full.
     fn leaf(&mut self, work: Work) -> Option<()> {
         if work.ranks.len() > MAX_LEAF {
-            eprintln!("leaf {} at depth {} tree {} bits {:?}", work.ranks.len(), work.depth, self.forest.roots.len(), work.region.bits);
-            for &r in work.ranks.iter().take(70) { let b = self.rule(r); eprintln!("  {:08x}/{:08x} {:08x}/{:08x} s {}+{} d {}+{} p {}+{} f {}+{} i {}+{}", b.lo[0], b.span[0], b.lo[1], b.span[1], b.lo[2], b.span[2], b.lo[3], b.span[3], b.lo[4], b.span[4], b.lo[5], b.span[5], b.lo[6], b.span[6]); }
             return None;
         }
         let forest = &mut self.forest;
@@ -379,7 +397,9 @@ impl Builder<'_> {
                     Budget::Kept => fullest < rules,
                     Budget::Ignored => {
                         fullest < rules
-                            || ranks.iter().any(|&rank| !region.covered_on(self.rule(rank), d))
+                            || ranks
+                                .iter()
+                                .any(|&rank| !region.covered_on(self.rule(rank), d))
                     }
                 };
                 if progress && better {
@@ -437,7 +457,10 @@ mod tests {
 
     /// Builds the trees of `rules` and holds their walk to the reference on every frame.
     fn assert_agrees(rules: &[Rule], frames: impl IntoIterator<Item = Vec<u8>>) -> Forest {
-        let boxes: Vec<_> = rules.iter().map(|rule| RuleBox::of(&rule.matches)).collect();
+        let boxes: Vec<_> = rules
+            .iter()
+            .map(|rule| RuleBox::of(&rule.matches))
+            .collect();
         let forest = build(&boxes, Limits::default()).expect("the trees fit");
         let flat: Vec<_> = boxes.iter().map(|b| b.unwrap_or(RuleBox::EMPTY)).collect();
         for frame in frames {
@@ -469,7 +492,10 @@ mod tests {
         // Thousands of rules from a few addresses, ports and types: every rule overlaps
         // hundreds of others at every spot, which no tree separates at a sane size.
         let rules = ranked(&random_rules(6, 10_000));
-        let boxes: Vec<_> = rules.iter().map(|rule| RuleBox::of(&rule.matches)).collect();
+        let boxes: Vec<_> = rules
+            .iter()
+            .map(|rule| RuleBox::of(&rule.matches))
+            .collect();
         assert!(build(&boxes, Limits::default()).is_none());
     }
 
@@ -494,4 +520,3 @@ mod tests {
         assert!(build(&[None, None], Limits::default()).is_some_and(|f| f.roots.is_empty()));
     }
 }
-
