@@ -331,6 +331,8 @@ pub struct Attachment {
     pub counters: Option<net_common::stats::Stats>,
     /// The rule set in force, if it could be read.
     pub rules: Option<crate::filter::RuleSet>,
+    /// How it is classified, and the kernel memory of the filter's tables.
+    pub classifier: Option<(crate::filter::maps::InForce, u64)>,
     /// The process id of a `netxdp capture` running on it.
     pub capture_pid: Option<u32>,
     /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
@@ -376,6 +378,9 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             counters: CounterMap::from_pin(&pins).and_then(|map| map.read()).ok(),
             rules: FilterMaps::read_pins(&pins)
                 .and_then(|maps| maps.load())
+                .ok(),
+            classifier: FilterMaps::read_pins(&pins)
+                .and_then(|maps| Ok((maps.classifier_in_force()?, maps.kernel_bytes()?)))
                 .ok(),
             capture_pid: crate::capture::running(&pins).ok().flatten(),
             tables: info

@@ -9,7 +9,7 @@ use net_common::{
 };
 use serde::Serialize;
 
-use crate::{attach::Attachment, counters::Sample};
+use crate::{attach::Attachment, counters::Sample, filter::maps::InForce};
 
 /// v2: `dropped` (by reason) and `search_failed`; `malformed` counts every defect.
 pub const STATS_SCHEMA: &str = "netxdp.stats/v2";
@@ -257,6 +257,13 @@ pub struct AttachmentRecord {
     pub policy: Option<&'static str>,
     /// Rules in force.
     pub rules: Option<usize>,
+    /// How they are classified: "trees", "address-table" (rules on one address field),
+    /// "bit-vector" (a set whose trees did not fit) or "none".
+    pub classifier: Option<&'static str>,
+    /// Decision trees, with "trees".
+    pub trees: Option<u32>,
+    /// Kernel memory charged for the filter's tables (both generations).
+    pub filter_bytes: Option<u64>,
     /// The process id of a `netxdp capture` running on the interface.
     pub capture_pid: Option<u32>,
     /// `null` when attached with `--no-flows`.
@@ -295,6 +302,12 @@ impl StatusRecord {
                 bytes: a.counters.map(|c| c.total().bytes),
                 policy: a.rules.as_ref().map(|set| set.policy.as_str()),
                 rules: a.rules.as_ref().map(|set| set.rules().len()),
+                classifier: a.classifier.map(|(in_force, _)| in_force.as_str()),
+                trees: a.classifier.and_then(|(in_force, _)| match in_force {
+                    InForce::Trees(trees) => Some(trees),
+                    _ => None,
+                }),
+                filter_bytes: a.classifier.map(|(_, bytes)| bytes),
                 capture_pid: a.capture_pid,
                 flow_table: a.tables.map(|tables| FlowTableRecord {
                     flows: tables.flows.entries,
@@ -348,6 +361,21 @@ impl StatusRecord {
                         "stale: interface or link gone, `netxdp detach` cleans up".to_owned(),
                 },
             );
+            if let (Some(classifier), Some(bytes)) = (i.classifier, i.filter_bytes) {
+                let how = match (classifier, i.trees) {
+                    ("trees", Some(trees)) => format!("{trees} decision trees"),
+                    ("address-table", _) => "the address's host table and prefix trie".to_owned(),
+                    ("bit-vector", _) => {
+                        "the bit-vector search (the set's trees did not fit)".to_owned()
+                    }
+                    _ => "nothing (no rules)".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  filter: classified by {how}; tables {} of kernel memory",
+                    human_bytes(bytes)
+                );
+            }
             match &i.flow_table {
                 Some(table) => {
                     let _ = writeln!(

@@ -42,6 +42,8 @@ fn counts_real_traffic(mode: &str, link_shows: &str, subnet: u8) {
     assert_eq!(entry["mode"], mode);
     assert_eq!(entry["live"], true);
     assert_eq!(entry["packets"], 0, "nothing has been sent yet: {entry}");
+    assert_eq!(entry["classifier"], "none", "{entry}");
+    assert!(entry["filter_bytes"].as_u64() > Some(0), "{entry}");
 
     let (pings, udp_v4, udp_v6, pings_v6) = (5u16, 100usize, 20usize, 3u16);
     let host_v4 = IpAddr::V4(VethNet::host_v4(subnet));

@@ -322,6 +322,16 @@ fn apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach() {
     );
 
     ok(&["apply", &iface, path]);
+    let status: Value = serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
+    let entry = status["interfaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["iface"] == iface.as_str()))
+        .expect("status lists the interface");
+    // Rules on ports and protocol, and one on a source too: decision trees.
+    assert_eq!(entry["classifier"], "trees", "{entry}");
+    assert!(entry["trees"].as_u64() >= Some(1), "{entry}");
+    let text = ok(&["status"]);
+    assert!(text.contains("classified by"), "{text}");
     let record = rules_json(&iface);
     assert_eq!(record["fragments"], "drop");
     let ids: Vec<u64> = record["rules"]
@@ -383,15 +393,14 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
-/// A rules file of `count` generated rules from `seed`, and its rules' matches, sorted.
+/// A rules file of `rules`, and its rules' matches, sorted.
 fn generated_rules_file(
     dir: &Path,
     name: &str,
-    seed: u64,
-    count: usize,
+    rules: Vec<net_common::rulegen::GenRule>,
 ) -> (String, Vec<net_common::rule::Match>) {
     use netxdp::filter::{RuleSet, file::render_rules_file};
-    let rules = support::new_rules(net_common::rulegen::random_rules(seed, count));
+    let rules = support::new_rules(rules);
     let mut set = RuleSet::default();
     set.replace(&rules).expect("valid rules");
     let path = dir.join(name);
@@ -459,8 +468,15 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     }
     let (_net, iface, _detach) = attached_veth("kil", 19);
     let dir = tempfile_dir();
-    let (old_file, old) = generated_rules_file(&dir, "old.toml", 1, 4_000);
-    let (new_file, new) = generated_rules_file(&dir, "new.toml", 2, 4_000);
+    // The old set overlaps too densely for decision trees and takes the bit-vector search;
+    // the new one, a firewall's, takes trees: each apply switches classifier too.
+    let old_rules = net_common::rulegen::random_rules(1, 4_000);
+    let new_rules = net_common::classbench::rules(net_common::classbench::Profile::Fw, 2, 4_000);
+    let mut headers = net_common::classbench::trace(&new_rules, 3, 250 * COMMIT_STAGES.len())
+        .into_iter()
+        .map(|header| header.frame);
+    let (old_file, old) = generated_rules_file(&dir, "old.toml", old_rules);
+    let (new_file, new) = generated_rules_file(&dir, "new.toml", new_rules);
     assert_ne!(old, new);
 
     let pins = support::pins(&iface);
@@ -513,9 +529,17 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
             matches == old,
             matches == new,
         );
-        // And the kernel classifies with exactly that set.
-        for _ in 0..500 {
-            let frame = frames.next_frame();
+        // And the kernel classifies with exactly that set, by the classifier it compiles to.
+        let trees = FilterMaps::from_pins(&pins)
+            .and_then(|maps| maps.active_config())
+            .expect("config")
+            .trees;
+        assert_eq!(
+            trees > 0,
+            matches == new,
+            "killed at {stage}: {trees} trees"
+        );
+        for frame in (0..250).flat_map(|_| [frames.next_frame(), headers.next().expect("header")]) {
             let want = classify(
                 in_force.rules(),
                 in_force.policy,
@@ -563,8 +587,9 @@ fn a_commit_waits_for_rcu_before_it_touches_the_generation_flipped_out() {
     }
     let (_net, iface, _detach) = attached_veth("rcu", 47);
     let dir = tempfile_dir();
-    let (old_file, _) = generated_rules_file(&dir, "old.toml", 4, 2_000);
-    let (new_file, new) = generated_rules_file(&dir, "new.toml", 5, 2_000);
+    let random = net_common::rulegen::random_rules;
+    let (old_file, _) = generated_rules_file(&dir, "old.toml", random(4, 2_000));
+    let (new_file, new) = generated_rules_file(&dir, "new.toml", random(5, 2_000));
     // Twice: both generations have held a set, and the next commit rewrites one of them.
     ok(&["apply", &iface, &old_file]);
     ok(&["apply", &iface, &new_file]);

@@ -29,7 +29,7 @@ use net_common::{
     filter::{
         FilterConfig, FilterState, GENERATIONS, HOST_ENTRIES, Ipv4HostKey, Ipv4Key, Ipv6HostKey,
         Ipv6Key, NetBlocks, PORT_BITMAP_ENTRIES, PortIntervals, RuleBitmap, TRIE_ENTRIES,
-        bitmap_index, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index,
+        bitmap_index, fields, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index,
         port_bitmap_key, port_intervals_index,
     },
     names,
@@ -233,6 +233,21 @@ impl FilterMaps {
     pub fn active_config(&self) -> Result<FilterConfig> {
         let generation = self.active_generation()?;
         Ok(self.config.get(&generation, 0)?)
+    }
+
+    /// How the kernel classifies the set in force, as the program decides it.
+    pub fn classifier_in_force(&self) -> Result<InForce> {
+        let config = self.active_config()?;
+        let named = config.fields & fields::NAMED;
+        Ok(if config.rule_count == 0 {
+            InForce::NoRules
+        } else if named == fields::SRC || named == fields::DST {
+            InForce::AddressTable
+        } else if config.trees > 0 {
+            InForce::Trees(config.trees)
+        } else {
+            InForce::BitVector
+        })
     }
 
     /// Classifies the sets committed from now on with `classifier`: for the tests and
@@ -686,6 +701,29 @@ impl FilterMaps {
             total.merge(cpu);
         }
         Ok(total)
+    }
+}
+
+/// How a set in force is classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InForce {
+    NoRules,
+    /// Rules on one address field alone: its host table and prefix trie decide.
+    AddressTable,
+    /// Decision trees, this many.
+    Trees(u32),
+    /// The bit-vector search: the set's trees did not fit.
+    BitVector,
+}
+
+impl InForce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InForce::NoRules => "none",
+            InForce::AddressTable => "address-table",
+            InForce::Trees(_) => "trees",
+            InForce::BitVector => "bit-vector",
+        }
     }
 }
 
