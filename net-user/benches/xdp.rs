@@ -40,6 +40,8 @@ mod capture;
 mod classbench;
 #[path = "xdp/flood.rs"]
 mod flood;
+#[path = "xdp/nftables.rs"]
+mod nftables;
 #[path = "xdp/peer.rs"]
 mod peer;
 #[path = "xdp/userspace.rs"]
@@ -129,8 +131,7 @@ fn main() -> Result<()> {
     let floor = Prog::of(&ebpf, names::PASS_FLOOR)?;
     let netxdp = Prog::of(&ebpf, names::PROGRAM)?;
     if only.as_deref() == Some("classbench") {
-        classbench::print(&classbench::measure(&mut maps, &floor, &netxdp)?);
-        return Ok(());
+        return print_classbench(&mut maps, &floor, &netxdp);
     }
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -243,6 +244,8 @@ fn main() -> Result<()> {
     print_apply(&applied, xdp_filter.as_ref());
     drop(xdp_filter);
     println!();
+    print_classbench(&mut maps, &floor, &netxdp)?;
+    println!();
     print_refreshes()?;
     let count = 200_000;
     println!(
@@ -294,6 +297,16 @@ impl<'a> Prog<'a> {
             .as_fd();
         Ok(Self { name, fd })
     }
+}
+
+/// The ClassBench-style table, and the 1,000-rule acl set against nftables on veth.
+fn print_classbench(maps: &mut FilterMaps, floor: &Prog, netxdp: &Prog) -> Result<()> {
+    classbench::print(&classbench::measure(maps, floor, netxdp)?);
+    println!();
+    let rates = nftables::measure(classbench::RULES_SEED, classbench::TRACE_SEED)
+        .context("measuring the acl set against nftables")?;
+    nftables::print(&rates);
+    Ok(())
 }
 
 /// Attaches the floor and netxdp to veth pairs of their own for as long as the pairs live.

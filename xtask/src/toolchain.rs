@@ -37,6 +37,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "xdp-filter, the peer the benchmark compares against",
     ),
     (
+        "nftables",
+        "nft: the netdev-ingress chain the classifier benchmark compares against",
+    ),
+    (
         "tcpdump",
         "reading back what `netxdp capture` writes, in the capture tests",
     ),

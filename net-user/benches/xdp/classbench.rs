@@ -37,8 +37,8 @@ const ROUNDS: usize = 3;
 /// Repeats per measurement.
 const REPEAT: u32 = 2_000;
 /// Seeds of the sets and of their traces.
-const RULES_SEED: u64 = 2026;
-const TRACE_SEED: u64 = 14;
+pub const RULES_SEED: u64 = 2026;
+pub const TRACE_SEED: u64 = 14;
 
 pub struct Row {
     pub profile: Profile,

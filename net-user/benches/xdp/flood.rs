@@ -407,14 +407,14 @@ fn run_once(
 }
 
 /// The veth pair, in the root namespace, with a queue per CPU; removed on drop.
-struct FloodPair {
-    sender: IfaceName,
-    receiver: IfaceName,
+pub(crate) struct FloodPair {
+    pub(crate) sender: IfaceName,
+    pub(crate) receiver: IfaceName,
 }
 
 impl FloodPair {
     /// The pair `nxfl<pid><tag>s` / `nxfl<pid><tag>r`.
-    fn create(cpus: usize, tag: char) -> Result<Self> {
+    pub(crate) fn create(cpus: usize, tag: char) -> Result<Self> {
         let pid = std::process::id() % 100_000;
         let pair = FloodPair {
             sender: IfaceName::new(format!("nxfl{pid}{tag}s"))?,
