@@ -20,7 +20,15 @@
 //! - beside the exact shape, xdp-filter (Debian's xdp-tools) with the same rules, run by the id
 //!   of the program attached to a veth pair of its own (see `xdp/peer.rs`);
 //! - how the cost grows from 1 to 10,000 rules;
-//! - the time to apply a 10,000-rule set (`RuleSet::replace`, then `FilterMaps::commit`).
+//! - the time to apply a 10,000-rule set (`RuleSet::replace`, then `FilterMaps::commit`);
+//! - ClassBench-style sets of 100 to 10,000 rules on their own traces, median and 99th
+//!   percentile over the floor, on the decision trees and on the bit-vector search
+//!   (`xdp/classbench.rs`), and the 1,000-rule acl set on veth against the same rules as an
+//!   nftables netdev-ingress chain (`xdp/nftables.rs`; `NETXDP_BENCH_ONLY=classbench` runs
+//!   these alone, about 70 s).
+//!
+//! The floor and netxdp stay attached to veth pairs of their own throughout, which keeps them
+//! in the kernel's XDP dispatcher (see `keep_in_dispatcher`).
 //!
 //! Last, on veth pairs of their own: the userspace cost of reading a full flow table once a
 //! second (`xdp/userspace.rs`), the rate `netxdp capture` writes a file at, and floods
@@ -28,8 +36,8 @@
 //! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 60 s;
 //! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s).
 //!
-//! Run with `cargo xtask bench` (as root); about 185 seconds, 25 of them the floods, 30 of them the userspace refresh
-//! and 13 xdp-filter's CLI.
+//! Run with `cargo xtask bench` (as root); about 220 seconds, 25 of them the floods, 30 the
+//! userspace refresh, 70 the ClassBench-style sets and 15 xdp-filter's CLI.
 //! `NETXDP_BENCH_REPEAT` sets the repeats per measurement (default 1,000,000);
 //! `NETXDP_BENCH_RULES_REPEAT` sets those of the rule-set tables alone (about 110
 //! program/frame pairs; 200,000 takes the bench to about 40 seconds, with more noise).
