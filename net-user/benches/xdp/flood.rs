@@ -7,15 +7,9 @@
 //! queues as the machine has CPUs, so the bench runs unchanged on 2 or 64. Both ends stay in
 //! the root namespace (netxdp pins in its bpffs), with no addresses.
 
-use std::{
-    os::fd::BorrowedFd,
-    process::{Command, Stdio},
-    sync::Barrier,
-    thread,
-    time::Instant,
-};
+use std::{os::fd::BorrowedFd, sync::Barrier, thread, time::Instant};
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Context as _, Result};
 use aya::programs::{Xdp, XdpMode};
 use net_common::names;
 use netxdp::{
@@ -31,7 +25,7 @@ use nix::{
 };
 
 use super::check_interrupted;
-use crate::userspace::NETXDP;
+use crate::userspace::{Detach, netxdp};
 
 /// Frames each generator thread sends per run.
 const FRAMES_PER_CPU: u32 = 1_000_000;
@@ -178,8 +172,8 @@ pub fn floods() -> Result<Vec<FloodRow>> {
 
     let receivers = [Receiver::NoFlows, Receiver::Default];
     let _attached = [
-        Attached::attach(&pairs[0].receiver, &["--no-flows"])?,
-        Attached::attach(&pairs[1].receiver, &[])?,
+        attach_dropping(&pairs[0].receiver, &["--no-flows"])?,
+        attach_dropping(&pairs[1].receiver, &[])?,
     ];
     let counters = [
         CounterMap::from_pin(&PinDir::new(&pairs[0].receiver))?,
@@ -455,43 +449,21 @@ impl Drop for FloodPair {
 }
 
 /// `netxdp attach IFACE --mode native FLAGS` with the rule that drops [`DROP_PORT`];
-/// detached on drop.
-struct Attached<'a>(&'a IfaceName);
-
-impl<'a> Attached<'a> {
-    fn attach(iface: &'a IfaceName, flags: &[&str]) -> Result<Self> {
-        let netxdp = |args: &[&str]| -> Result<()> {
-            let output = Command::new(NETXDP).args(args).output()?;
-            ensure!(
-                output.status.success(),
-                "netxdp {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            Ok(())
-        };
-        netxdp(&[&["attach", iface.as_str(), "--mode", "native"], flags].concat())?;
-        let attached = Attached(iface);
-        let port = DROP_PORT.to_string();
-        netxdp(&[
-            "rule",
-            "add",
-            iface.as_str(),
-            "--action",
-            "drop",
-            "--proto",
-            "udp",
-            "--dport",
-            &port,
-        ])?;
-        Ok(attached)
-    }
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(NETXDP)
-            .args(["detach", self.0.as_str()])
-            .stdout(Stdio::null())
-            .status();
-    }
+/// detached when the guard drops.
+fn attach_dropping(iface: &IfaceName, flags: &[&str]) -> Result<Detach> {
+    netxdp(&[&["attach", iface.as_str(), "--mode", "native"], flags].concat())?;
+    let attached = Detach(iface.to_string());
+    let port = DROP_PORT.to_string();
+    netxdp(&[
+        "rule",
+        "add",
+        iface.as_str(),
+        "--action",
+        "drop",
+        "--proto",
+        "udp",
+        "--dport",
+        &port,
+    ])?;
+    Ok(attached)
 }

@@ -29,7 +29,12 @@ use netxdp::{
     program,
 };
 
-use super::{check_interrupted, flood::FloodPair, new_rules, userspace::NETXDP};
+use super::{
+    check_interrupted,
+    flood::FloodPair,
+    new_rules,
+    userspace::{Detach, netxdp},
+};
 
 const RULES: usize = 1_000;
 /// Distinct headers sent, and frames of each per run.
@@ -127,7 +132,7 @@ pub fn measure(rules_seed: u64, trace_seed: u64) -> Result<DropRates> {
     };
 
     let netxdp = {
-        let _attached = Attached::new(&pair.receiver, &rules)?;
+        let _attached = attach_with(&pair.receiver, &rules)?;
         let counters = CounterMap::from_pin(&PinDir::new(&pair.receiver))?;
         let rate = run(&|| Ok(counters.read()?.total().packets))?;
         let dropped = counters.read()?.action[net_common::rule::XDP_DROP as usize].packets;
@@ -186,38 +191,18 @@ pub fn print(rates: &DropRates) {
     );
 }
 
-/// netxdp attached to `iface` with `rules`; detached on drop.
-struct Attached<'a>(&'a str);
-
-impl<'a> Attached<'a> {
-    fn new(iface: &'a netxdp::iface::IfaceName, rules: &[GenRule]) -> Result<Self> {
-        netxdp(&["attach", iface.as_str(), "--mode", "native", "--no-flows"])?;
-        let attached = Attached(iface.as_str());
-        let mut set = RuleSet::default();
-        set.replace(&new_rules(rules))?;
-        let file = std::env::temp_dir().join(format!("netxdp-bench-{}.toml", std::process::id()));
-        std::fs::write(&file, render_rules_file(&set)).context("writing the rules file")?;
-        let applied = netxdp(&["apply", iface.as_str(), &file.to_string_lossy()]);
-        let _ = std::fs::remove_file(&file);
-        applied?;
-        Ok(attached)
-    }
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        let _ = netxdp(&["detach", self.0]);
-    }
-}
-
-fn netxdp(args: &[&str]) -> Result<()> {
-    let output = Command::new(NETXDP).args(args).output()?;
-    ensure!(
-        output.status.success(),
-        "netxdp {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(())
+/// netxdp attached to `iface` with `rules`; detached when the guard drops.
+fn attach_with(iface: &netxdp::iface::IfaceName, rules: &[GenRule]) -> Result<Detach> {
+    netxdp(&["attach", iface.as_str(), "--mode", "native", "--no-flows"])?;
+    let attached = Detach(iface.to_string());
+    let mut set = RuleSet::default();
+    set.replace(&new_rules(rules))?;
+    let file = std::env::temp_dir().join(format!("netxdp-bench-{}.toml", std::process::id()));
+    std::fs::write(&file, render_rules_file(&set)).context("writing the rules file")?;
+    let applied = netxdp(&["apply", iface.as_str(), &file.to_string_lossy()]);
+    let _ = std::fs::remove_file(&file);
+    applied?;
+    Ok(attached)
 }
 
 /// The nftables table holding the chain; deleted on drop.

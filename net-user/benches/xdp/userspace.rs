@@ -173,8 +173,19 @@ pub fn attached_veth(tag: &str, subnet: u8, flags: &[&str]) -> Result<(VethNet, 
     Ok((net, iface, detach))
 }
 
-/// Detaches on drop, before the veth pair goes.
-pub struct Detach(String);
+/// Runs `netxdp ARGS`, failing with its error message.
+pub fn netxdp(args: &[&str]) -> Result<()> {
+    let output = Command::new(NETXDP).args(args).output()?;
+    ensure!(
+        output.status.success(),
+        "netxdp {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Detaches netxdp from the interface on drop (before its veth pair goes).
+pub struct Detach(pub String);
 
 impl Drop for Detach {
     fn drop(&mut self) {
