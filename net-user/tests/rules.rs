@@ -459,7 +459,7 @@ fn killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole() {
     use net_common::{frame::SliceFrame, parse::parse, rule::classify};
     use netxdp::filter::{
         FilterMaps,
-        maps::{COMMIT_STAGES, PAUSE_AT_ENV},
+        stages::{COMMIT_STAGES, PAUSE_AT_ENV},
     };
 
     let test = "killing_apply_at_any_moment_leaves_the_old_or_the_new_set_whole";
@@ -578,7 +578,7 @@ fn a_commit_waits_for_rcu_before_it_touches_the_generation_flipped_out() {
 
     use netxdp::filter::{
         FilterMaps,
-        maps::{COMMIT_STAGES, PAUSE_AT_ENV},
+        stages::{COMMIT_STAGES, PAUSE_AT_ENV},
     };
 
     let test = "a_commit_waits_for_rcu_before_it_touches_the_generation_flipped_out";

@@ -26,7 +26,8 @@ use net_common::{
 
 use super::{
     compile::Tables,
-    maps::{Doing, MapWriteError, PauseAt, pause},
+    stages::{PauseAt, pause},
+    write_error::{Doing, MapWriteError},
 };
 use crate::bpf_batch;
 

@@ -12,10 +12,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-use std::{
-    collections::BTreeMap, fs::File, io::BufRead as _, os::fd::AsFd as _, panic::resume_unwind,
-    sync::OnceLock,
-};
+use std::{collections::BTreeMap, fs::File, os::fd::AsFd as _, panic::resume_unwind};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::maps::{
@@ -27,16 +24,15 @@ use aya::{Ebpf, Pod};
 use foldhash::{HashMap, HashSet};
 use net_common::{
     filter::{
-        FilterConfig, FilterState, GENERATIONS, HOST_ENTRIES, Ipv4HostKey, Ipv4Key, Ipv6HostKey,
-        Ipv6Key, NetBlocks, PORT_BITMAP_ENTRIES, PortIntervals, RuleBitmap, TRIE_ENTRIES,
-        bitmap_index, fields, ipv4_host_key, ipv4_key, ipv6_host_key, ipv6_key, net_blocks_index,
-        port_bitmap_key, port_intervals_index,
+        FilterConfig, FilterState, GENERATIONS, Ipv4HostKey, Ipv4Key, Ipv6HostKey, Ipv6Key,
+        NetBlocks, PortIntervals, RuleBitmap, bitmap_index, fields, ipv4_host_key, ipv4_key,
+        ipv6_host_key, ipv6_key, net_blocks_index, port_bitmap_key, port_intervals_index,
     },
     names,
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
     tree::{RuleBox, TreeNode, leaf_rank_index, node_index},
 };
-use nix::{errno::Errno, fcntl::Flock};
+use nix::fcntl::Flock;
 
 use super::{
     RuleSet,
@@ -46,58 +42,10 @@ use super::{
         host_entries, port_entries, trie_part,
     },
     rcu::RcuBarrier,
+    stages::{PauseAt, pause, pause_at},
+    write_error::{Doing, MapWriteError},
 };
 use crate::{bpf_batch, pins::PinDir};
-
-/// Test-only: a stage of [`COMMIT_STAGES`]. A commit that reaches it prints `paused at
-/// STAGE` on stderr and waits for a line (or the end) on stdin before it goes on, so that a
-/// test can kill `netxdp apply` at exactly that stage, on a machine of any speed. While it is
-/// set, a commit also prints `commit at STAGE` for every stage it reaches, as it does.
-pub const PAUSE_AT_ENV: &str = "NETXDP_TEST_PAUSE_AT";
-
-/// The stages of [`FilterMaps::commit`]; a commit killed at any of them leaves the old set in
-/// force up to `flip` (the write of `FILTER_STATE`), the new one from `flipped`. They come in
-/// this order, but for the maps' parts, which run at once (see [`generation`]): each map's
-/// stages come in order, after `counters` and before `write FILTER_CONFIG`.
-pub const COMMIT_STAGES: &[&str] = &[
-    // Waiting for an RCU grace period (see `rcu`): no packet still classifies with the
-    // inactive generation, flipped out by the previous commit, whatever became of it.
-    "synchronize",
-    // The wait is over (the kernel's update of a map-in-map returned): nothing is written
-    // before.
-    "synchronized",
-    // Zeroing the counters of new rules (slots no rule in force uses).
-    "counters",
-    // Each hash map and trie: deleting what an earlier set left in the inactive generation,
-    // then writing the new set there.
-    "clear SRC_V4",
-    "write SRC_V4",
-    "clear DST_V4",
-    "write DST_V4",
-    "clear SRC_V6",
-    "write SRC_V6",
-    "clear DST_V6",
-    "write DST_V6",
-    "clear PORT_BITMAPS",
-    "write PORT_BITMAPS",
-    "clear HOSTS_V4",
-    "write HOSTS_V4",
-    "clear HOSTS_V6",
-    "write HOSTS_V6",
-    // Each array: writing the new set into the inactive generation's part.
-    "write RULES",
-    "write BITMAPS",
-    "write NET_BLOCKS",
-    "write PORT_INTERVALS",
-    "write RULE_BOXES",
-    "write TREE_NODES",
-    "write LEAF_RANKS",
-    // Once every map is written: the generation's settings.
-    "write FILTER_CONFIG",
-    // Making the inactive generation the active one: one write of FILTER_STATE.
-    "flip",
-    "flipped",
-];
 
 type V4Trie = LpmTrie<MapData, Ipv4Key, RuleBitmap>;
 type V6Trie = LpmTrie<MapData, Ipv6Key, RuleBitmap>;
@@ -773,271 +721,10 @@ fn hash_entries<K: Pod, O: Ord>(
     Ok(entries)
 }
 
-/// What a commit was doing to a map when the kernel refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Doing {
-    /// Deleting what an earlier set left in the inactive generation.
-    Clear,
-    /// Writing the new set into the inactive generation.
-    Write,
-    /// Making the new generation the active one.
-    Flip,
-}
-
-/// A kernel error on one of the filter's maps during a commit: which map, what the error
-/// means, and what to do about it. The old set is still in force unless `doing` is a flip
-/// (which is one write: it either happened or not).
-#[derive(Debug, thiserror::Error)]
-#[error("{} {map} for the new rule set: {advice}", doing.verb())]
-pub struct MapWriteError {
-    pub map: &'static str,
-    pub doing: Doing,
-    advice: String,
-    #[source]
-    source: Box<MapError>,
-}
-
-impl Doing {
-    fn verb(self) -> &'static str {
-        match self {
-            Doing::Clear => "clearing",
-            Doing::Write => "writing",
-            Doing::Flip => "switching",
-        }
-    }
-}
-
-/// The entries this netxdp's object gives the filter map `name`, if it can fill up.
-fn entries_needed(name: &str) -> Option<u32> {
-    match name {
-        names::SRC_V4_MAP | names::DST_V4_MAP | names::SRC_V6_MAP | names::DST_V6_MAP => {
-            Some(TRIE_ENTRIES)
-        }
-        names::HOSTS_V4_MAP | names::HOSTS_V6_MAP => Some(HOST_ENTRIES),
-        names::PORT_BITMAPS_MAP => Some(PORT_BITMAP_ENTRIES),
-        _ => None,
-    }
-}
-
-impl MapWriteError {
-    /// `capacity`: the map's `max_entries`, if known; `iface`: whose pinned map it is.
-    pub fn new(
-        map: &'static str,
-        doing: Doing,
-        capacity: Option<u32>,
-        iface: Option<&str>,
-        source: MapError,
-    ) -> Self {
-        let errno = match &source {
-            MapError::SyscallError(error) => error.io_error.raw_os_error().map(Errno::from_raw),
-            _ => None,
-        };
-        Self {
-            map,
-            doing,
-            advice: advice(map, errno, capacity, iface),
-            source: Box::new(source),
-        }
-    }
-}
-
-/// What an error `errno` on the map `name` means, and what to do.
-fn advice(name: &str, errno: Option<Errno>, capacity: Option<u32>, iface: Option<&str>) -> String {
-    let iface = iface.unwrap_or("IFACE");
-    match errno {
-        // A hash map says E2BIG when full, an LPM trie ENOSPC.
-        Some(errno @ (Errno::E2BIG | Errno::ENOSPC)) => {
-            let needed = entries_needed(name);
-            match (capacity, needed) {
-                (Some(capacity), Some(needed)) if capacity < needed => format!(
-                    "the map is full ({errno:?}): it holds {capacity} entries, fewer than the \
-                     {needed} this netxdp needs, so an older netxdp created it. The rule set in \
-                     force is unchanged; to move to maps of the right size, save the rules \
-                     (`netxdp rule list {iface} --toml > FILE`), `netxdp detach {iface}`, \
-                     `netxdp attach {iface}` and `netxdp apply {iface} FILE`"
-                ),
-                _ => format!(
-                    "the map is full ({errno:?}); this is a bug in netxdp's map sizing (every map \
-                     holds two whole generations of {MAX_RULES} rules), please report it"
-                ),
-            }
-        }
-        Some(Errno::ENOMEM) => "the kernel could not allocate memory for it (ENOMEM): the \
-             memory cgroup netxdp runs in is at its limit (memory.max) or the machine is out \
-             of memory; free some or raise the limit and run the command again (kernels before \
-             5.11 count BPF maps against RLIMIT_MEMLOCK instead: `ulimit -l`)"
-            .to_owned(),
-        Some(errno @ (Errno::EPERM | Errno::EACCES)) => {
-            format!("permission denied ({errno:?}): netxdp needs root (CAP_BPF and CAP_NET_ADMIN)")
-        }
-        Some(errno) => format!("unexpected kernel error ({errno:?}); please report it"),
-        None => "unexpected error; this is a bug in netxdp, please report it".to_owned(),
-    }
-}
-
-/// The stage [`PAUSE_AT_ENV`] names, if any: a stage of [`COMMIT_STAGES`].
-pub type PauseAt = Option<&'static str>;
-
-fn pause_at() -> Result<PauseAt> {
-    static PAUSE_AT: OnceLock<Option<String>> = OnceLock::new();
-    let Some(wanted) = PAUSE_AT.get_or_init(|| std::env::var(PAUSE_AT_ENV).ok()) else {
-        return Ok(None);
-    };
-    match COMMIT_STAGES
-        .iter()
-        .find(|stage| **stage == wanted.as_str())
-    {
-        Some(stage) => Ok(Some(stage)),
-        None => bail!(
-            "{PAUSE_AT_ENV}={wanted} names no stage of a commit (a test-only setting; the \
-             stages are: {})",
-            COMMIT_STAGES.join(", ")
-        ),
-    }
-}
-
-/// Test-only: stops at `stage` if [`PAUSE_AT_ENV`] names it.
-pub fn pause(pause_at: PauseAt, stage: &str) {
-    debug_assert!(
-        COMMIT_STAGES.contains(&stage),
-        "{stage} is in COMMIT_STAGES"
-    );
-    if pause_at.is_none() {
-        return;
-    }
-    eprintln!("commit at {stage}");
-    if pause_at != Some(stage) {
-        return;
-    }
-    eprintln!("paused at {stage}");
-    // The test kills the process here; a line, or the end of stdin, goes on.
-    let _ = std::io::stdin().lock().read_line(&mut String::new());
-}
-
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock of `activated_ns` and of the kernel's
 /// `bpf_ktime_get_coarse_ns`.
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|now| now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io;
-
-    use aya::sys::SyscallError;
-
-    use super::*;
-
-    fn update_failed(errno: Errno) -> MapError {
-        MapError::SyscallError(SyscallError {
-            call: "bpf_map_update_elem",
-            io_error: io::Error::from_raw_os_error(errno as i32),
-        })
-    }
-
-    #[test]
-    fn a_full_map_is_named_and_called_a_sizing_bug() {
-        let error = MapWriteError::new(
-            names::HOSTS_V4_MAP,
-            Doing::Write,
-            Some(HOST_ENTRIES),
-            Some("eth0"),
-            update_failed(Errno::E2BIG),
-        );
-        let text = format!("{:#}", anyhow::Error::new(error));
-        assert!(
-            text.starts_with("writing HOSTS_V4 for the new rule set: the map is full (E2BIG)"),
-            "{text}"
-        );
-        assert!(text.contains("bug in netxdp's map sizing"), "{text}");
-        assert!(text.contains("please report it"), "{text}");
-        assert!(
-            text.contains("os error 7"),
-            "the kernel's own words too: {text}"
-        );
-
-        let trie = advice(names::SRC_V6_MAP, Some(Errno::ENOSPC), None, None);
-        assert!(
-            trie.contains("full (ENOSPC)") && trie.contains("bug"),
-            "{trie}"
-        );
-    }
-
-    #[test]
-    fn a_map_smaller_than_this_netxdp_needs_says_how_to_recreate_it() {
-        // The size HOSTS_V4 had before it counted a source and a destination per rule.
-        let old = GENERATIONS as u32 * (MAX_RULES as u32 + 1);
-        let text = advice(
-            names::HOSTS_V4_MAP,
-            Some(Errno::E2BIG),
-            Some(old),
-            Some("eth0"),
-        );
-        assert!(text.contains(&format!("holds {old} entries")), "{text}");
-        assert!(text.contains("older netxdp"), "{text}");
-        assert!(
-            text.contains("`netxdp rule list eth0 --toml > FILE`")
-                && text.contains("`netxdp detach eth0`")
-                && text.contains("`netxdp apply eth0 FILE`"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn other_errors_name_the_limit_or_the_permission() {
-        let memory = advice(names::PORT_BITMAPS_MAP, Some(Errno::ENOMEM), None, None);
-        assert!(
-            memory.contains("memory.max") && memory.contains("RLIMIT_MEMLOCK"),
-            "{memory}"
-        );
-        let denied = advice(names::RULES_MAP, Some(Errno::EPERM), None, None);
-        assert!(denied.contains("root"), "{denied}");
-        let flip = MapWriteError::new(
-            names::FILTER_STATE_MAP,
-            Doing::Flip,
-            None,
-            None,
-            update_failed(Errno::EINVAL),
-        );
-        assert!(
-            flip.to_string().starts_with(
-                "switching FILTER_STATE for the new rule set: unexpected kernel error (EINVAL)"
-            ),
-            "{flip}"
-        );
-    }
-
-    #[test]
-    fn commit_stages_are_distinct_and_the_flip_is_among_them() {
-        let distinct: std::collections::HashSet<&str> = COMMIT_STAGES.iter().copied().collect();
-        assert_eq!(distinct.len(), COMMIT_STAGES.len());
-        let flip = COMMIT_STAGES.iter().position(|stage| *stage == "flip");
-        assert_eq!(
-            flip,
-            Some(COMMIT_STAGES.len() - 2),
-            "flip, then flipped, last"
-        );
-        // The RCU wait comes before anything touches the inactive generation, which the
-        // previous commit flipped out.
-        assert_eq!(
-            COMMIT_STAGES[..3],
-            ["synchronize", "synchronized", "counters"]
-        );
-        // Every hash map and trie is cleared before it is written.
-        for name in [
-            names::SRC_V4_MAP,
-            names::DST_V4_MAP,
-            names::SRC_V6_MAP,
-            names::DST_V6_MAP,
-            names::HOSTS_V4_MAP,
-            names::HOSTS_V6_MAP,
-            names::PORT_BITMAPS_MAP,
-        ] {
-            let at = |stage: String| COMMIT_STAGES.iter().position(|s| *s == stage);
-            let (cleared, written) = (at(format!("clear {name}")), at(format!("write {name}")));
-            assert!(cleared.is_some() && cleared < written, "{name}");
-        }
-    }
 }

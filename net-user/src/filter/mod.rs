@@ -9,6 +9,9 @@
 //! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
 //! - [`generation`]: one generation written, map by map, maps at once.
 //! - [`rcu`]: waiting until no CPU still classifies with a generation flipped out.
+//! - [`stages`]: a commit's stages, and the test-only hook that stops one there.
+//! - [`write_error`]: a kernel error on a filter map during a commit, with advice.
+//! - [`tree`]: the decision trees of a rule set, built at commit time.
 
 pub mod compile;
 pub mod file;
@@ -18,7 +21,9 @@ pub mod maps;
 pub mod rcu;
 pub mod ruleset;
 pub mod spec;
+pub mod stages;
 pub mod tree;
+pub mod write_error;
 
 pub use maps::FilterMaps;
 pub use ruleset::{Changes, DEFAULT_PRIORITY, NewRule, RuleSet, RuleSetError};
