@@ -112,9 +112,17 @@ impl Decision {
 /// What the fast path found.
 pub enum Outcome {
     Decided(Decision),
-    /// The first candidate word held no rule common to every field: only the full search,
-    /// in its own program (`netxdp_search`), can tell.
+    /// The set is classified by its decision trees, or the first candidate word of the
+    /// bit-vector search held no rule common to every field: `netxdp_search`, a program of
+    /// its own, decides.
     Search,
+}
+
+/// How [`decide`] classified a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Searched {
+    Trees,
+    BitVector,
 }
 
 /// The active generation, and its settings.
@@ -158,8 +166,9 @@ pub fn decide_fast(packet: &Packet) -> Outcome {
         return Outcome::Decided(finish(packet, generation, config, rank));
     }
     if config.trees != 0 {
-        let rank = tree_rank(packet, generation, config);
-        return Outcome::Decided(finish(packet, generation, config, rank));
+        // The walk lives in `netxdp_search`, verified once there rather than along every
+        // path of the parser here.
+        return Outcome::Search;
     }
     let Some(bitmaps) = candidates(packet, generation, config, Lookup::Fast) else {
         return Outcome::Decided(finish(packet, generation, config, None));
@@ -234,14 +243,25 @@ fn first_rank(bitmaps: &[&RuleBitmap; 1]) -> Option<u32> {
     lowest_rank_in_word(bitmaps, summary_index, candidates)
 }
 
-/// Classifies `packet` with the full search: every candidate word, in rank order.
+/// Classifies `packet` with the set's decision trees, or with the bit-vector search over every
+/// candidate word, in rank order, when it has none (the generation may have flipped since the
+/// fast path looked).
 #[inline(always)]
-pub fn decide(packet: &Packet) -> Decision {
+pub fn decide(packet: &Packet) -> (Decision, Searched) {
     let Some((generation, config)) = active() else {
-        return Decision::without_rule(XDP_PASS, reason::POLICY);
+        return (
+            Decision::without_rule(XDP_PASS, reason::POLICY),
+            Searched::BitVector,
+        );
     };
-    let rank = candidates(packet, generation, config, Lookup::Tries).and_then(lowest_common_rank);
-    finish(packet, generation, config, rank)
+    let (rank, searched) = if config.trees != 0 {
+        (tree_rank(packet, generation, config), Searched::Trees)
+    } else {
+        let rank =
+            candidates(packet, generation, config, Lookup::Tries).and_then(lowest_common_rank);
+        (rank, Searched::BitVector)
+    };
+    (finish(packet, generation, config, rank), searched)
 }
 
 /// The default decision, for a packet whose search could not run.

@@ -91,18 +91,22 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
     count_verdict(&ctx, packet, &decision)
 }
 
-/// The full rule search, for the packet `netxdp` parsed into `PACKET` on this CPU: a program
-/// of its own so that the verifier walks its loop once, not once per path of the parser.
+/// The rule search the fast path cannot do, for the packet `netxdp` parsed into `PACKET` on
+/// this CPU: the decision trees' walk, or the bit-vector search's loop. A program of its own
+/// so that the verifier walks those loops once, not once per path of the parser.
 #[xdp]
 pub fn netxdp_search(ctx: XdpContext) -> u32 {
     let Some(packet) = PACKET.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    if let Some(stats) = STATS.get_ptr_mut(0) {
+    let (decision, searched) = filter::decide(packet);
+    if searched == filter::Searched::BitVector
+        && let Some(stats) = STATS.get_ptr_mut(0)
+    {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).searched.add(packet.len as u64) };
     }
-    count_verdict(&ctx, packet, &filter::decide(packet))
+    count_verdict(&ctx, packet, &decision)
 }
 
 /// Counts the verdict, and the packet to its flow; returns the action.
