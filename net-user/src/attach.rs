@@ -25,6 +25,7 @@ use crate::{
     filter::FilterMaps,
     iface::IfaceName,
     iflink,
+    lock::IfaceLock,
     pins::PinDir,
     preflight,
     program::{self, Flows, KernelLog},
@@ -81,6 +82,7 @@ pub fn attach_pinned(
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
     preflight::ensure_bpffs()?;
+    let _lock = IfaceLock::acquire(iface)?;
     let pins = PinDir::new(iface);
     if pins.is_attached() {
         match read_info(&pins) {
@@ -283,6 +285,7 @@ pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
 pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     preflight::require_privileges()?;
     preflight::ensure_bpffs()?;
+    let _lock = IfaceLock::acquire(iface)?;
     let pins = PinDir::new(iface);
     if !pins.dir().exists() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");

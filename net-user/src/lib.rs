@@ -29,6 +29,7 @@ pub mod flows;
 pub mod generate;
 pub mod iface;
 pub mod iflink;
+pub mod lock;
 pub mod netns;
 pub mod pins;
 pub mod preflight;

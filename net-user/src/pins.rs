@@ -10,14 +10,9 @@
 //! | `RULES`, `FILTER_*`, ... | the filter's rule set and counters ([`net_common::names::FILTER_MAPS`]) |
 //! | `CAPTURE`, `CAPTURE_STATS`, `CAPTURE_RING` | the running capture's selection, its counters, its ring buffer ([`net_common::capture`]) |
 
-use std::{
-    fs::File,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
 use net_common::names;
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::iface::IfaceName;
 
@@ -81,16 +76,6 @@ impl PinDir {
     /// Whether an attachment is in force: its link is pinned.
     pub fn is_attached(&self) -> bool {
         self.link().exists()
-    }
-
-    /// An exclusive lock on the directory, which every netxdp process that changes the
-    /// attachment's maps (rules, capture) holds while it does; released on drop.
-    pub fn lock(&self) -> Result<Flock<File>> {
-        let dir =
-            File::open(&self.dir).with_context(|| format!("opening {}", self.dir.display()))?;
-        Flock::lock(dir, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .with_context(|| format!("locking {}", self.dir.display()))
     }
 }
 

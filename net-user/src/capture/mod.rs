@@ -31,7 +31,7 @@ use net_common::{
     rule::{XDP_DROP, XDP_PASS},
 };
 
-use crate::pins::PinDir;
+use crate::{lock::IfaceLock, pins::PinDir};
 
 /// Which packets a capture copies, and how much of each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +169,7 @@ impl Session {
 
         // The same lock as rule changes take, held only while the selection is written, so
         // that two captures starting at once cannot both think they own the interface.
-        let _lock = pins.lock()?;
+        let _lock = IfaceLock::acquire(pins.iface())?;
         let running = config.get(&0, 0)?;
         let mut replaced_stale = None;
         if running.active != 0 {
@@ -243,7 +243,7 @@ impl Session {
             // Detached meanwhile: no program copies to these maps any more.
             return Ok(());
         }
-        let _lock = self.pins.lock()?;
+        let _lock = IfaceLock::acquire(self.pins.iface())?;
         // Only if still ours: a detach and attach meanwhile would have replaced the maps.
         if self.config.get(&0, 0)?.active == self.session {
             self.config.set(0, CaptureConfig::default(), 0)?;

@@ -27,6 +27,14 @@ fn open(iface: &IfaceName) -> Result<FilterMaps> {
     FilterMaps::from_pins(&PinDir::new(iface))
 }
 
+/// The filter maps of `iface` for reading: no lock, so that a listing never waits for a
+/// change under way (it sees the set before or after it).
+fn open_for_reading(iface: &IfaceName) -> Result<FilterMaps> {
+    preflight::require_privileges()?;
+    preflight::ensure_bpffs()?;
+    FilterMaps::read_pins(&PinDir::new(iface))
+}
+
 pub fn rule(command: RuleCommand) -> Result<()> {
     match command {
         RuleCommand::Add { iface, rule } => add(&iface, rule),
@@ -42,7 +50,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
             Ok(())
         }
         RuleCommand::List { iface, json, toml } => {
-            let maps = open(&iface)?;
+            let maps = open_for_reading(&iface)?;
             let set = maps.load()?;
             if toml {
                 return emit(file::render_rules_file(&set).trim_end());

@@ -12,7 +12,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-use std::{collections::BTreeMap, fs::File, os::fd::AsFd as _, panic::resume_unwind};
+use std::{collections::BTreeMap, os::fd::AsFd as _, panic::resume_unwind};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::maps::{
@@ -32,7 +32,6 @@ use net_common::{
     rule::{Action, COUNTER_SLOTS, Fragments, MAX_RULES, Malformed, Prefix, Rule, RuleCounter},
     tree::{RuleBox, TreeNode, leaf_rank_index, node_index},
 };
-use nix::fcntl::Flock;
 
 use super::{
     RuleSet,
@@ -45,7 +44,7 @@ use super::{
     stages::{PauseAt, pause, pause_at},
     write_error::{Doing, MapWriteError},
 };
-use crate::{bpf_batch, pins::PinDir};
+use crate::{bpf_batch, lock::IfaceLock, pins::PinDir};
 
 type V4Trie = LpmTrie<MapData, Ipv4Key, RuleBitmap>;
 type V6Trie = LpmTrie<MapData, Ipv6Key, RuleBitmap>;
@@ -74,7 +73,7 @@ pub struct FilterMaps {
     /// The interface whose pinned maps these are, for advice in errors.
     iface: Option<String>,
     /// Held while this value lives, on pinned maps: one writer per interface at a time.
-    _lock: Option<Flock<File>>,
+    _lock: Option<IfaceLock>,
 }
 
 impl FilterMaps {
@@ -93,13 +92,14 @@ impl FilterMaps {
     }
 
     fn pinned(pins: &PinDir, lock: bool) -> Result<Self> {
+        // Locked first: a detach under way finishes before the check.
+        let lock = lock.then(|| IfaceLock::acquire(pins.iface())).transpose()?;
         if !pins.dir().exists() {
             bail!(
                 "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
                 iface = pins.iface()
             );
         }
-        let lock = lock.then(|| pins.lock()).transpose()?;
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
             let path = pins.dir().join(name);
             let data = MapData::from_pin(&path).with_context(|| {
@@ -125,7 +125,7 @@ impl FilterMaps {
 
     fn open(
         mut open: impl FnMut(&str, fn(MapData) -> Map) -> Result<Map>,
-        lock: Option<Flock<File>>,
+        lock: Option<IfaceLock>,
         iface: Option<String>,
     ) -> Result<Self> {
         Ok(Self {
@@ -359,8 +359,37 @@ impl FilterMaps {
     pub fn verify(&self) -> Result<()> {
         let generation = self.active_generation()?;
         let config = self.config.get(&generation, 0)?;
-        let tables = compile(&self.load()?, classifier_of(&config));
         let byte = generation as u8;
+        if config.next_rule_id == 0 {
+            // Never committed (a commit always writes a next id): a fresh attachment's
+            // zeroed tables, which classify as no rules; they must hold nothing.
+            let empty = [
+                (
+                    names::SRC_V4_MAP,
+                    trie_entries(&self.src_v4, byte)?.is_empty(),
+                ),
+                (
+                    names::DST_V4_MAP,
+                    trie_entries(&self.dst_v4, byte)?.is_empty(),
+                ),
+                (
+                    names::SRC_V6_MAP,
+                    trie_entries(&self.src_v6, byte)?.is_empty(),
+                ),
+                (
+                    names::DST_V6_MAP,
+                    trie_entries(&self.dst_v6, byte)?.is_empty(),
+                ),
+            ];
+            for (name, empty) in empty {
+                ensure!(
+                    empty,
+                    "{name} holds entries of a generation never committed"
+                );
+            }
+            return Ok(());
+        }
+        let tables = compile(&self.load()?, classifier_of(&config));
         // A trie's entries as `tables` has them, keyed as `key` makes them.
         let trie = |table: &[(Prefix, RuleBitmap)], key: &dyn Fn(&[u8; 16]) -> Vec<u8>| {
             table
