@@ -239,9 +239,13 @@ pub enum Command {
         iface: IfaceName,
         /// The rules file (TOML).
         file: PathBuf,
-        /// Print what would change, and change nothing.
+        /// Print what would change, rule by rule, and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print every rule added, removed or changed, as --dry-run does (by default, one
+        /// line: how many of each).
+        #[arg(long)]
+        diff: bool,
     },
 
     /// Man pages and shell completions, for packaging (see `cargo xtask install`).

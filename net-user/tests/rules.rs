@@ -321,7 +321,15 @@ fn apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach() {
         "dry run"
     );
 
-    ok(&["apply", &iface, path]);
+    let applied = support::netxdp(&["apply", &iface, path]);
+    let said = support::stderr(&applied);
+    assert!(applied.status.success(), "{said}");
+    // One line by default, however many rules change.
+    assert!(
+        said.contains("1 added, 1 removed, 0 changed, 1 unchanged; fragments: policy -> drop"),
+        "{said}"
+    );
+    assert!(!said.contains("+ rule"), "{said}");
     let status: Value = serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
     let entry = status["interfaces"]
         .as_array()
@@ -349,6 +357,13 @@ fn apply_replaces_the_set_atomically_keeps_counters_and_survives_reattach() {
     );
     let again = ok(&["apply", &iface, path, "--dry-run"]);
     assert!(again.contains("= 2 rules unchanged"), "{again}");
+    // --diff: the rule-by-rule account, as the dry run gives it, and applied.
+    let diffed = support::netxdp(&["apply", &iface, path, "--diff"]);
+    assert!(diffed.status.success());
+    assert!(
+        support::stderr(&diffed).contains("= 2 rules unchanged"),
+        "{diffed:?}"
+    );
 
     // Rules outlive the program: detach keeping them, attach again, and they are in force.
     ok(&["detach", &iface, "--keep-rules"]);

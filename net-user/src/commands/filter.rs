@@ -129,7 +129,7 @@ fn describe_policy(iface: &IfaceName, set: &RuleSet) -> String {
     )
 }
 
-pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool) -> Result<()> {
+pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool, diff: bool) -> Result<()> {
     // Before the file is read: without root, an unreadable file would hide the real problem.
     preflight::require_privileges()?;
     let text = std::fs::read_to_string(path).map_err(|error| {
@@ -155,12 +155,15 @@ pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool) -> Result<()> {
     after.policy = wanted.policy;
     after.fragments = wanted.fragments;
     after.malformed = wanted.malformed;
-    let diff = file::render_changes(&before, &after, &changes);
     if dry_run {
-        return emit(diff.trim_end());
+        return emit(file::render_changes(&before, &after, &changes).trim_end());
     }
     maps.commit(&mut after)?;
-    eprint!("{diff}");
+    if diff {
+        eprint!("{}", file::render_changes(&before, &after, &changes));
+    } else {
+        eprintln!("{}", file::summarize_changes(&before, &after, &changes));
+    }
     emit(&format!(
         "applied {} to {}",
         path.display(),

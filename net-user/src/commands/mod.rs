@@ -125,7 +125,8 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             iface,
             file,
             dry_run,
-        } => filter::apply(&iface, &file, dry_run),
+            diff,
+        } => filter::apply(&iface, &file, dry_run, diff),
         Command::Generate(command) => crate::generate::run(command),
         Command::Status { json } => {
             let status = StatusRecord::new(&attach::list_pinned()?);

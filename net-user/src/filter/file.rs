@@ -359,29 +359,8 @@ fn toml_value(text: String) -> String {
 /// `before` and `after` are the rule set before and after [`RuleSet::replace`] gave `changes`.
 pub fn render_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> String {
     let mut out = String::new();
-    if before.policy != after.policy {
-        let _ = writeln!(
-            out,
-            "policy: {} -> {}",
-            before.policy.as_str(),
-            after.policy.as_str()
-        );
-    }
-    if before.fragments != after.fragments {
-        let _ = writeln!(
-            out,
-            "fragments: {} -> {}",
-            before.fragments.as_str(),
-            after.fragments.as_str()
-        );
-    }
-    if before.malformed != after.malformed {
-        let _ = writeln!(
-            out,
-            "malformed: {} -> {}",
-            before.malformed.as_str(),
-            after.malformed.as_str()
-        );
+    for line in setting_changes(before, after) {
+        let _ = writeln!(out, "{line}");
     }
     for (sign, rules) in [("-", &changes.removed), ("+", &changes.added)] {
         for rule in rules {
@@ -413,6 +392,45 @@ pub fn render_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> S
         out.push_str("no changes\n");
     }
     out
+}
+
+/// What `apply` says of a change by default, in one line: `1 added, 1 removed, 0 changed, 5
+/// unchanged; fragments: policy -> drop`.
+pub fn summarize_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> String {
+    let mut line = format!(
+        "{} added, {} removed, {} changed, {} unchanged",
+        changes.added.len(),
+        changes.removed.len(),
+        changes.changed.len(),
+        changes.unchanged
+    );
+    for setting in setting_changes(before, after) {
+        line.push_str("; ");
+        line.push_str(&setting);
+    }
+    line
+}
+
+/// The settings that differ: `policy: pass -> drop`.
+fn setting_changes(before: &RuleSet, after: &RuleSet) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut setting = |name: &str, old: &str, new: &str| {
+        if old != new {
+            lines.push(format!("{name}: {old} -> {new}"));
+        }
+    };
+    setting("policy", before.policy.as_str(), after.policy.as_str());
+    setting(
+        "fragments",
+        before.fragments.as_str(),
+        after.fragments.as_str(),
+    );
+    setting(
+        "malformed",
+        before.malformed.as_str(),
+        after.malformed.as_str(),
+    );
+    lines
 }
 
 /// `rule 7: pass proto udp dport 53 (priority 10)`.
