@@ -69,14 +69,6 @@ pub type Key = [u32; KEY_SLOTS];
 #[inline(always)]
 pub fn key_of(packet: &Packet) -> Key {
     let mut key = [0; KEY_SLOTS];
-    let word = |addr: &[u8; 16], index: usize| {
-        u32::from_be_bytes([
-            addr[index * 4],
-            addr[index * 4 + 1],
-            addr[index * 4 + 2],
-            addr[index * 4 + 3],
-        ])
-    };
     key[dim::FAMILY] = match packet.addr_family {
         Family::Any => FAMILY_NONE,
         Family::Ipv4 => FAMILY_V4,
@@ -101,6 +93,17 @@ pub fn key_of(packet: &Packet) -> Key {
     key[dim::PROTO] = proto_key(packet);
     key[dim::ICMP] = icmp_key(packet);
     key
+}
+
+/// Word `index` (0 to 3) of an address, as a key holds it.
+#[inline(always)]
+fn word(addr: &[u8; 16], index: usize) -> u32 {
+    u32::from_be_bytes([
+        addr[index * 4],
+        addr[index * 4 + 1],
+        addr[index * 4 + 2],
+        addr[index * 4 + 3],
+    ])
 }
 
 /// A rule as a box: key `k` is inside when `k[d] - lo[d] <= span[d]` (wrapping) on every
@@ -225,12 +228,7 @@ fn prefix_ranges(
     for index in 0..words {
         let d = if index == 0 { first } else { rest + index - 1 };
         let fixed = (prefix.len as i32 - index as i32 * 32).clamp(0, 32) as u32;
-        let word = u32::from_be_bytes([
-            prefix.addr[index * 4],
-            prefix.addr[index * 4 + 1],
-            prefix.addr[index * 4 + 2],
-            prefix.addr[index * 4 + 3],
-        ]);
+        let word = word(&prefix.addr, index);
         let free = if fixed == 0 {
             u32::MAX
         } else {

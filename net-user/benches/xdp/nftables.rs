@@ -17,12 +17,16 @@ use aya::programs::{Xdp, XdpMode};
 use net_common::{
     classbench::{self, Profile},
     names,
-    rule::{Action, Family, Match, PROTO_ANY, PortRange, Prefix},
+    rule::{Action, Family, Match, PROTO_ANY, PortRange},
     rulegen::GenRule,
 };
 use netxdp::{
     counters::CounterMap,
-    filter::{RuleSet, file::render_rules_file},
+    filter::{
+        RuleSet,
+        file::render_rules_file,
+        spec::{ports_text, prefix_text},
+    },
     flood::{Generators, live_frames},
     netns::VethNet,
     pins::PinDir,
@@ -276,7 +280,7 @@ fn nft_match(matches: &Match) -> Result<String> {
     for (field, prefix) in [("saddr", &matches.src), ("daddr", &matches.dst)] {
         match prefix.family() {
             Family::Any => {}
-            Family::Ipv4 => words.push(format!("ip {field} {}", cidr(prefix))),
+            Family::Ipv4 => words.push(format!("ip {field} {}", prefix_text(prefix))),
             Family::Ipv6 => bail!("the acl set is IPv4"),
         }
     }
@@ -284,7 +288,7 @@ fn nft_match(matches: &Match) -> Result<String> {
     let port_words = |l4: &str, words: &mut Vec<String>| {
         for (field, range) in [("sport", matches.sport), ("dport", matches.dport)] {
             if named(range) {
-                words.push(format!("{l4} {field} {}", ports(range)));
+                words.push(format!("{l4} {field} {}", ports_text(&range)));
             }
         }
     };
@@ -309,22 +313,4 @@ fn nft_match(matches: &Match) -> Result<String> {
         words.push("meta protocol ip".to_owned());
     }
     Ok(words.join(" "))
-}
-
-fn cidr(prefix: &Prefix) -> String {
-    let [a, b, c, d] = [
-        prefix.addr[0],
-        prefix.addr[1],
-        prefix.addr[2],
-        prefix.addr[3],
-    ];
-    format!("{a}.{b}.{c}.{d}/{}", prefix.len)
-}
-
-fn ports(range: PortRange) -> String {
-    if range.first == range.last {
-        range.first.to_string()
-    } else {
-        format!("{}-{}", range.first, range.last)
-    }
 }
