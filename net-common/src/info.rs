@@ -28,8 +28,15 @@ impl AttachMode {
     }
 }
 
+/// The layout of netxdp's pinned maps: raised whenever a pinned map's type, key, value or
+/// meaning changes, so that a netxdp never reuses maps another layout made (`attach
+/// --upgrade` re-creates them). 1 is the layout before the version was recorded, which
+/// records 0.
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// The single value of the `INFO` array map. Written by the loader at attach; never read
-/// by the kernel program.
+/// by the kernel program. Its size and the place of [`AttachInfo::layout`] never change, so
+/// that every netxdp can read which layout made an attachment's maps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AttachInfo {
@@ -41,12 +48,18 @@ pub struct AttachInfo {
     pub attached_at_unix: u64,
     /// Flows the flow table holds; 0 when flow tracking is off.
     pub flow_table_size: u32,
-    pub _reserved: u32,
+    /// The [`LAYOUT_VERSION`] of the netxdp that made the maps.
+    pub layout: u32,
 }
 
 impl AttachInfo {
     pub fn mode(&self) -> Option<AttachMode> {
         AttachMode::from_raw(self.mode)
+    }
+
+    /// The layout of the maps this record describes (records before versions hold 0).
+    pub fn layout_version(&self) -> u32 {
+        self.layout.max(1)
     }
 }
 

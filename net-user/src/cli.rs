@@ -55,22 +55,37 @@ pub struct Cli {
 pub enum Command {
     /// Attach to an interface and leave the program running after netxdp exits.
     #[command(after_help = "Examples:\n  \
-        sudo netxdp attach eth0\n  \
+        sudo netxdp attach eth0 --rules /etc/netxdp/eth0.toml\n  \
         sudo netxdp attach veth0 --mode skb\n  \
-        sudo netxdp attach eth0 --force       # replace xdp-filter, say\n\n\
+        sudo netxdp attach eth0 --force       # take xdp-filter's place, say\n  \
+        sudo netxdp attach eth0 --upgrade     # after a netxdp upgrade that changed its maps\n\n\
         The program, its link and its maps are pinned under /sys/fs/bpf/netxdp/IFACE/; \
         `bpftool prog run pinned /sys/fs/bpf/netxdp/IFACE/prog` runs it on a test frame. \
-        Attaching again in a compatible mode changes nothing and succeeds.")]
+        Attaching again in a compatible mode changes nothing and succeeds (with --rules, it \
+        applies the file, as `netxdp apply` does).\n\n\
+        Fail-closed: the program is loaded and verified, and the rules file written into its \
+        maps, before it reaches the interface, so its first packet meets the rules; a bad \
+        file attaches nothing. --force takes the other program's place in one step (in that \
+        program's mode): if anything fails, it stays.\n\n\
+        Maps kept from a netxdp whose maps had another layout are not reused: attach names \
+        what differs, and --upgrade makes them again, with the same rules and policy, and \
+        puts the new program in the running one's place in one step. Rule counters restart \
+        at 0.")]
     Attach {
         /// The interface, as `ip link` names it.
         iface: IfaceName,
         /// XDP mode: auto tries native (driver) mode and falls back to skb (generic) mode.
         #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
         mode: ModeRequest,
-        /// Replace another tool's XDP program on the interface (as `ip link set dev IFACE
-        /// xdp off` would remove it).
+        /// Take the place of another tool's XDP program on the interface, in one step.
         #[arg(long)]
         force: bool,
+        /// A rules file (as `netxdp apply` takes) put in force before the first packet.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Make again maps pinned by a netxdp of another layout, keeping their rules.
+        #[arg(long)]
+        upgrade: bool,
         #[command(flatten)]
         flows: FlowArgs,
     },

@@ -1,7 +1,12 @@
-//! What rtnetlink says about XDP on an interface, and removing a program attached through
+//! What rtnetlink says about XDP on an interface, and changing a program attached through
 //! it: how netxdp names, and with `--force` replaces, another tool's XDP program.
 
-use std::io;
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+};
+
+use net_common::info::AttachMode;
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -24,6 +29,32 @@ pub struct AttachedXdp {
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+/// Only if the program attached is still the one expected (IFLA_XDP_EXPECTED_FD).
+const XDP_FLAGS_REPLACE: u32 = 1 << 4;
+
+impl AttachedXdp {
+    /// netxdp's own program, attached through netlink in `mode`.
+    pub fn netxdp(program_id: u32, mode: AttachMode) -> Self {
+        let (name, flags) = match mode {
+            AttachMode::Native => ("native", XDP_FLAGS_DRV_MODE),
+            AttachMode::Skb => ("skb", XDP_FLAGS_SKB_MODE),
+        };
+        Self {
+            program_id,
+            mode: name,
+            flags,
+        }
+    }
+
+    /// The mode as netxdp records it; `None` for offload or several modes at once.
+    pub fn attach_mode(&self) -> Option<AttachMode> {
+        match self.flags {
+            XDP_FLAGS_DRV_MODE => Some(AttachMode::Native),
+            XDP_FLAGS_SKB_MODE => Some(AttachMode::Skb),
+            _ => None,
+        }
+    }
+}
 
 /// The XDP program attached to interface `ifindex`, if any.
 pub fn attached_xdp(ifindex: u32) -> io::Result<Option<AttachedXdp>> {
@@ -70,12 +101,52 @@ pub fn attached_xdp(ifindex: u32) -> io::Result<Option<AttachedXdp>> {
 /// Removes the XDP program attached through netlink (`ip link set dev IFACE xdp off`). The
 /// kernel refuses (EBUSY) when a bpf_link holds it: only its owner can remove that.
 pub fn detach_xdp(ifindex: u32, attached: AttachedXdp) -> io::Result<()> {
+    set_xdp(
+        ifindex,
+        vec![LinkXdp::Fd(-1), LinkXdp::Flags(attached.flags)],
+    )
+}
+
+/// Puts `program` in place of `attached`, whose file descriptor is `expected`, in one step:
+/// the kernel refuses (EEXIST) if another program took its place meanwhile, and the
+/// interface is never without one of the two.
+pub fn replace_xdp(
+    ifindex: u32,
+    attached: AttachedXdp,
+    expected: BorrowedFd<'_>,
+    program: BorrowedFd<'_>,
+) -> io::Result<()> {
+    set_xdp(
+        ifindex,
+        vec![
+            LinkXdp::Fd(program.as_raw_fd()),
+            LinkXdp::Flags(attached.flags | XDP_FLAGS_REPLACE),
+            LinkXdp::ExpectedFd(expected.as_raw_fd() as u32),
+        ],
+    )
+}
+
+/// Removes `attached`, whose file descriptor is `expected`, only if it is still the program
+/// attached: a program another tool put in its place stays.
+pub fn detach_expected(
+    ifindex: u32,
+    attached: AttachedXdp,
+    expected: BorrowedFd<'_>,
+) -> io::Result<()> {
+    set_xdp(
+        ifindex,
+        vec![
+            LinkXdp::Fd(-1),
+            LinkXdp::Flags(attached.flags | XDP_FLAGS_REPLACE),
+            LinkXdp::ExpectedFd(expected.as_raw_fd() as u32),
+        ],
+    )
+}
+
+fn set_xdp(ifindex: u32, xdp: Vec<LinkXdp>) -> io::Result<()> {
     let mut link = LinkMessage::default();
     link.header.index = ifindex;
-    link.attributes.push(LinkAttribute::Xdp(vec![
-        LinkXdp::Fd(-1),
-        LinkXdp::Flags(attached.flags),
-    ]));
+    link.attributes.push(LinkAttribute::Xdp(xdp));
     request(
         RouteNetlinkMessage::SetLink(link),
         NLM_F_REQUEST | NLM_F_ACK,

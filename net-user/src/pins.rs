@@ -3,6 +3,7 @@
 //! | pin     | what                                                            |
 //! |---------|-----------------------------------------------------------------|
 //! | `link`  | the XDP bpf_link: as long as it is pinned, the program stays on |
+//! | `netlink` | instead of `link`, after `attach --force` replaced another tool's program in one step: the program, which rtnetlink holds on the interface (a bpf_link cannot take a netlink program's place) |
 //! | `prog`  | the program, for `bpftool prog run/profile pinned ...`          |
 //! | `STATS` | the per-CPU counters ([`net_common::stats::Stats`])             |
 //! | `INFO`  | the attach record ([`net_common::info::AttachInfo`])            |
@@ -65,6 +66,11 @@ impl PinDir {
         self.dir.join("prog")
     }
 
+    /// Pinned when rtnetlink, not a bpf_link, holds the program on the interface.
+    pub fn netlink(&self) -> PathBuf {
+        self.dir.join("netlink")
+    }
+
     pub fn stats_map(&self) -> PathBuf {
         self.dir.join(names::STATS_MAP)
     }
@@ -73,9 +79,18 @@ impl PinDir {
         self.dir.join(names::INFO_MAP)
     }
 
-    /// Whether an attachment is in force: its link is pinned.
+    /// Where a new layout's maps are made by `attach --upgrade`, before they take this
+    /// directory's place: a name no interface can have, so that no listing shows it.
+    pub fn staging(&self) -> PinDir {
+        PinDir {
+            iface: self.iface.clone(),
+            dir: Self::root().join(format!("{}:new", self.iface)),
+        }
+    }
+
+    /// Whether an attachment is in force: its link (or its netlink hold) is pinned.
     pub fn is_attached(&self) -> bool {
-        self.link().exists()
+        self.link().exists() || self.netlink().exists()
     }
 }
 

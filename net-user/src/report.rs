@@ -249,7 +249,8 @@ pub struct AttachmentRecord {
     pub program_id: Option<u32>,
     /// RFC 3339, UTC.
     pub attached_at: Option<String>,
-    /// False when the link is missing or the interface is gone: `netxdp detach` cleans up.
+    /// False when the link is missing or the interface is gone (`netxdp detach` cleans up),
+    /// and after `detach --keep-rules` (with `mode` null).
     pub live: bool,
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
@@ -292,7 +293,7 @@ impl StatusRecord {
                 ifindex: a.info.map(|i| i.ifindex),
                 mode: a.info.and_then(|i| i.mode()).map(|m| m.as_str()),
                 program_id: a.program.as_ref().map(|p| p.id()),
-                attached_at: a.info.map(|i| {
+                attached_at: a.info.filter(|i| i.mode().is_some()).map(|i| {
                     rfc3339(
                         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(i.attached_at_unix),
                     )
@@ -357,6 +358,10 @@ impl StatusRecord {
                 match (i.live, i.capture_pid) {
                     (true, None) => "attached".to_owned(),
                     (true, Some(pid)) => format!("attached, capturing (netxdp process {pid})"),
+                    (false, _) if i.mode.is_none() && i.rules.is_some() => format!(
+                        "detached, rules kept (`netxdp attach {}` puts them back in force)",
+                        i.iface
+                    ),
                     (false, _) =>
                         "stale: interface or link gone, `netxdp detach` cleans up".to_owned(),
                 },

@@ -1,10 +1,12 @@
 //! Real traffic from kernel sockets, for `demo` and the end-to-end tests: ICMP and ICMPv6
-//! echo, UDP bursts and TCP connection attempts. Every loop is bounded by a count.
+//! echo, UDP bursts and streams, and TCP connection attempts. Every loop is bounded by a
+//! count.
 
 use std::{
     io,
     mem::MaybeUninit,
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -13,15 +15,41 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Sends `count` UDP datagrams of `payload` to `to`; returns how many the kernel accepted.
 pub fn udp_burst(to: SocketAddr, count: usize, payload: &[u8]) -> io::Result<usize> {
-    let bind: SocketAddr = match to {
-        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("literal address"),
-        SocketAddr::V6(_) => "[::]:0".parse().expect("literal address"),
-    };
-    let socket = UdpSocket::bind(bind)?;
+    let socket = udp_sender(to)?;
     let mut sent = 0;
     for _ in 0..count {
         socket.send_to(payload, to)?;
         sent += 1;
+    }
+    Ok(sent)
+}
+
+/// A socket on an ephemeral port of `to`'s family.
+fn udp_sender(to: SocketAddr) -> io::Result<UdpSocket> {
+    let bind: SocketAddr = match to {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("literal address"),
+        SocketAddr::V6(_) => "[::]:0".parse().expect("literal address"),
+    };
+    UdpSocket::bind(bind)
+}
+
+/// Sends datagrams of `payload` to `to`, some 30,000 a second, until `stop` is set or `limit`
+/// have gone: a steady stream for a test to change the filter under. Returns how many the
+/// kernel accepted.
+pub fn udp_stream(
+    to: SocketAddr,
+    payload: &[u8],
+    stop: &AtomicBool,
+    limit: usize,
+) -> io::Result<usize> {
+    let socket = udp_sender(to)?;
+    let mut sent = 0;
+    while sent < limit && !stop.load(Ordering::Relaxed) {
+        for _ in 0..32 {
+            socket.send_to(payload, to)?;
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(sent)
 }

@@ -15,8 +15,9 @@ use net_common::testing::FrameSpec;
 use netxdp::{netns::VethNet, traffic};
 use serde_json::Value;
 use support::{
-    DetachOnDrop, KillOnDrop, PATIENCE, attached_veth, eventually, fails, kernel_available, netxdp,
-    ok, packets, rule_packets, rules_json, stats_snapshot, stderr, xdp_on_link,
+    DetachOnDrop, KillOnDrop, PATIENCE, XdpFilterCleanup, attached_veth, eventually, fails,
+    kernel_available, netxdp, ok, packets, rule_packets, rules_json, stats_snapshot, stderr,
+    stdout, xdp_on_link,
 };
 
 fn counts_real_traffic(mode: &str, link_shows: &str, subnet: u8) {
@@ -185,39 +186,6 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     assert_eq!(usage.status.code(), Some(2), "bad usage exits 2");
 }
 
-/// Removes what xdp-filter pins in bpffs for an interface (its state outlives a program
-/// that netxdp replaced), and the directories it created if this test made them.
-struct XdpFilterCleanup {
-    iface: String,
-    made: Vec<&'static str>,
-}
-
-impl XdpFilterCleanup {
-    const DIRS: [&'static str; 2] = ["/sys/fs/bpf/xdp-filter", "/sys/fs/bpf/xdp"];
-
-    fn new(iface: &str) -> Self {
-        Self {
-            iface: iface.to_owned(),
-            made: Self::DIRS
-                .into_iter()
-                .filter(|dir| !Path::new(dir).exists())
-                .collect(),
-        }
-    }
-}
-
-impl Drop for XdpFilterCleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("xdp-filter")
-            .args(["unload", &self.iface])
-            .output();
-        let _ = std::fs::remove_file(format!("/sys/fs/bpf/xdp-filter/programs/{}", self.iface));
-        for dir in &self.made {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 #[test]
 fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
     if !kernel_available("a_foreign_xdp_program_is_named_and_replaced_only_with_force") {
@@ -258,11 +226,15 @@ fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
         stderr(&forced)
     );
     assert!(
-        stderr(&forced).contains("removed XDP program"),
+        stdout(&forced).contains("in the place of XDP program")
+            && stdout(&forced).contains("skb mode"),
         "{}",
-        stderr(&forced)
+        stdout(&forced)
     );
-    assert_eq!(link, "xdp", "netxdp now holds the link, natively");
+    assert_eq!(
+        link, "xdpgeneric",
+        "netxdp took xdp-filter's place, in its mode"
+    );
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
     let starts = service_lines(&unit, "ExecStart");
     let stops = service_lines(&unit, "ExecStopPost");
     let reloads = service_lines(&unit, "ExecReload");
-    assert_eq!(starts.len(), 2, "attach, then apply: {starts:?}");
+    assert_eq!(starts.len(), 1, "attach with its rules: {starts:?}");
     assert_eq!(stops.len(), 1, "detach: {stops:?}");
     assert_eq!(reloads.len(), 1, "apply: {reloads:?}");
     assert!(
@@ -145,24 +145,24 @@ fn the_units_start_and_stop_lines_put_the_rules_file_in_force_and_remove_everyth
     let stop = command_for(&stops[0], &iface);
     let reload = command_for(&reloads[0], &iface);
     assert!(
-        starts[1]
-            .iter()
-            .any(|word| *word == format!("/etc/netxdp/{iface}.toml")),
-        "apply reads /etc/netxdp/IFACE.toml: {:?}",
-        starts[1]
+        starts[0]
+            .windows(2)
+            .any(|words| words[0] == "--rules" && words[1] == format!("/etc/netxdp/{iface}.toml")),
+        "attach puts /etc/netxdp/IFACE.toml in force: {:?}",
+        starts[0]
     );
 
-    // Without its rules file the unit fails, naming the file and how to write one; systemd
-    // then runs the stop-post line, which leaves nothing behind.
-    run_ok(&starts[0]);
-    let missing = run(&starts[1]);
+    // Without its rules file the unit fails, naming the file and how to write one, and
+    // attaches nothing.
+    let missing = run(&starts[0]);
     let said = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(1), "{said}");
     assert!(
         said.contains(&format!("/etc/netxdp/{iface}.toml")) && said.contains("--toml >"),
         "{said}"
     );
-    run_ok(&stop);
+    assert_eq!(xdp_on_link(&iface), "none", "nothing attached: {said}");
+    assert!(!support::pins(&iface).dir().exists(), "no pins: {said}");
 
     let peer = VethNet::peer_v4(subnet);
     let _rules = RulesFile::write(

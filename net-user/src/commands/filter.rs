@@ -27,6 +27,27 @@ fn open(iface: &IfaceName) -> Result<FilterMaps> {
     FilterMaps::from_pins(&PinDir::new(iface))
 }
 
+/// The rules file at `path`, read and checked, its notes told.
+pub fn read_rules_file(iface: &IfaceName, path: &Path) -> Result<file::RulesFile> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                " (`netxdp rule list {iface} --toml > {}` writes one from the rules in force)",
+                path.display()
+            )
+        } else {
+            String::new()
+        };
+        anyhow::Error::new(error)
+            .context(format!("reading the rules file {}{hint}", path.display()))
+    })?;
+    let wanted = parse_rules_file(&text).with_context(|| format!("in {}", path.display()))?;
+    for note in &wanted.notes {
+        eprintln!("note: {}: {note}", path.display());
+    }
+    Ok(wanted)
+}
+
 /// The filter maps of `iface` for reading: no lock, so that a listing never waits for a
 /// change under way (it sees the set before or after it).
 fn open_for_reading(iface: &IfaceName) -> Result<FilterMaps> {
@@ -132,29 +153,10 @@ fn describe_policy(iface: &IfaceName, set: &RuleSet) -> String {
 pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool, diff: bool) -> Result<()> {
     // Before the file is read: without root, an unreadable file would hide the real problem.
     preflight::require_privileges()?;
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        let hint = if error.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                " (`netxdp rule list {iface} --toml > {}` writes one from the rules in force)",
-                path.display()
-            )
-        } else {
-            String::new()
-        };
-        anyhow::Error::new(error)
-            .context(format!("reading the rules file {}{hint}", path.display()))
-    })?;
-    let wanted = parse_rules_file(&text).with_context(|| format!("in {}", path.display()))?;
-    for note in &wanted.notes {
-        eprintln!("note: {}: {note}", path.display());
-    }
+    let wanted = read_rules_file(iface, path)?;
     let mut maps = open(iface)?;
     let before = maps.load()?;
-    let mut after = before.clone();
-    let changes = after.replace(&wanted.rules)?;
-    after.policy = wanted.policy;
-    after.fragments = wanted.fragments;
-    after.malformed = wanted.malformed;
+    let (mut after, changes) = wanted.applied_to(&before)?;
     if dry_run {
         return emit(file::render_changes(&before, &after, &changes).trim_end());
     }

@@ -8,6 +8,7 @@ use std::{
     io::{self, Write as _},
     net::{IpAddr, SocketAddr},
     num::{NonZeroU32, NonZeroU64},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -31,7 +32,7 @@ use crate::{
     netns::VethNet,
     pins::PinDir,
     preflight,
-    program::{self, KernelLog},
+    program::{self, Flows, KernelLog},
     report::{Scope, StatsRecord, StatusRecord},
     traffic,
 };
@@ -47,21 +48,17 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             iface,
             mode,
             force,
+            rules,
+            upgrade,
             flows,
-        } => {
-            match attach::attach_pinned(&iface, mode, force, flows.flows())? {
-                Outcome::Attached { mode, program_id } => println!(
-                    "attached to {iface} in {} mode (program id {program_id}); pinned under {}",
-                    mode.as_str(),
-                    PinDir::new(&iface).dir().display()
-                ),
-                Outcome::AlreadyAttached { mode } => println!(
-                    "already attached to {iface} in {} mode; nothing changed",
-                    mode.as_str()
-                ),
-            }
-            Ok(())
-        }
+        } => attach(
+            &iface,
+            mode,
+            force,
+            rules.as_deref(),
+            upgrade,
+            flows.flows(),
+        ),
         Command::Detach { iface, keep_rules } => {
             attach::detach_pinned(&iface, keep_rules)?;
             if keep_rules {
@@ -163,6 +160,78 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
 
 /// Writes one line to stdout. A closed pipe (`| head`) is a normal way to stop reading, so
 /// it ends the command quietly, as it does for tcpdump.
+fn attach(
+    iface: &IfaceName,
+    mode: ModeRequest,
+    force: bool,
+    rules_path: Option<&Path>,
+    upgrade: bool,
+    flows: Flows,
+) -> Result<()> {
+    preflight::require_privileges()?;
+    // Read and checked before anything is loaded: a bad file attaches nothing.
+    let rules = rules_path
+        .map(|path| filter::read_rules_file(iface, path))
+        .transpose()?;
+    let with_rules = match (rules_path, &rules) {
+        (Some(path), Some(file)) => format!(
+            "; {} in force ({} rule{}, policy {})",
+            path.display(),
+            file.rules.len(),
+            if file.rules.len() == 1 { "" } else { "s" },
+            file.policy.as_str()
+        ),
+        _ => String::new(),
+    };
+    let request = attach::Request {
+        mode,
+        force,
+        flows,
+        rules,
+        upgrade,
+    };
+    let pinned = PinDir::new(iface);
+    match attach::attach_pinned(iface, &request)? {
+        Outcome::Attached {
+            mode,
+            program_id,
+            replaced,
+        } => {
+            let replaced = replaced
+                .map(|other| format!(", in the place of {other}"))
+                .unwrap_or_default();
+            println!(
+                "attached to {iface} in {} mode (program id {program_id}){replaced}{with_rules}; \
+                 pinned under {}",
+                mode.as_str(),
+                pinned.dir().display()
+            );
+        }
+        Outcome::AlreadyAttached { mode } if rules_path.is_some() => println!(
+            "already attached to {iface} in {} mode{with_rules}",
+            mode.as_str()
+        ),
+        Outcome::AlreadyAttached { mode } => println!(
+            "already attached to {iface} in {} mode; nothing changed",
+            mode.as_str()
+        ),
+        Outcome::Upgraded {
+            mode,
+            program_id,
+            from,
+            rules,
+        } => println!(
+            "upgraded {iface} from layout {} to {} in {} mode (program id {program_id}): {rules} \
+             rule{} and the policy carried over; counters restart at 0",
+            from.map_or_else(|| "unknown".to_owned(), |from| from.to_string()),
+            net_common::info::LAYOUT_VERSION,
+            mode.as_str(),
+            if rules == 1 { "" } else { "s" }
+        ),
+    }
+    Ok(())
+}
+
 pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {

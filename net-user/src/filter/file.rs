@@ -63,6 +63,22 @@ pub struct RulesFile {
     pub notes: Vec<String>,
 }
 
+impl RulesFile {
+    /// `before` made to hold this file's rules and settings: rules already there keep their
+    /// ids and counters. With the changes, for the account of what was done.
+    pub fn applied_to(
+        &self,
+        before: &RuleSet,
+    ) -> Result<(RuleSet, Changes), super::ruleset::RuleSetError> {
+        let mut after = before.clone();
+        let changes = after.replace(&self.rules)?;
+        after.policy = self.policy;
+        after.fragments = self.fragments;
+        after.malformed = self.malformed;
+        Ok((after, changes))
+    }
+}
+
 /// Why a rules file cannot be applied. Each names the line at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {

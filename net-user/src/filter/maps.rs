@@ -44,7 +44,7 @@ use super::{
     stages::{PauseAt, pause, pause_at},
     write_error::{Doing, MapWriteError},
 };
-use crate::{bpf_batch, lock::IfaceLock, pins::PinDir};
+use crate::{bpf_batch, layout, lock::IfaceLock, pins::PinDir};
 
 type V4Trie = LpmTrie<MapData, Ipv4Key, RuleBitmap>;
 type V6Trie = LpmTrie<MapData, Ipv6Key, RuleBitmap>;
@@ -99,6 +99,10 @@ impl FilterMaps {
                 "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
                 iface = pins.iface()
             );
+        }
+        // A writer must not write another layout's maps as its own.
+        if lock.is_some() {
+            layout::require_current(pins)?;
         }
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
             let path = pins.dir().join(name);
@@ -205,26 +209,37 @@ impl FilterMaps {
     }
 
     fn active_generation(&self) -> Result<u32> {
-        Ok(self
-            .state
-            .get(&0, 0)
-            .context("reading FILTER_STATE")?
-            .generation
-            % 2)
+        active_generation(&self.state)
     }
 
     /// The rule set in force.
     pub fn load(&self) -> Result<RuleSet> {
-        let generation = self.active_generation()?;
-        let config = self.config.get(&generation, 0)?;
-        let rules = self.read_rules(generation, config.rule_count)?;
-        Ok(RuleSet::from_rules(
-            Action::from_raw(config.policy).unwrap_or(Action::Pass),
-            Fragments::from_raw(config.fragments).unwrap_or_default(),
-            Malformed::from_raw(config.malformed).unwrap_or_default(),
-            rules,
-            config.next_rule_id.max(1),
-        ))
+        rule_set_in_force(&self.state, &self.config, &self.rules)
+    }
+
+    /// The rule set in force in the maps pinned for `pins`, read from the three maps that
+    /// hold it alone: what `attach --upgrade` carries over from maps whose other tables are
+    /// of another layout.
+    pub fn read_pinned_rule_set(pins: &PinDir) -> Result<RuleSet> {
+        let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
+            let path = pins.dir().join(name);
+            let data =
+                MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+            Ok(wrap(data))
+        };
+        let shaped = |name: &str, error: aya::maps::MapError| {
+            anyhow::Error::new(error).context(format!("{name} is not of this netxdp's layout"))
+        };
+        let state = open(names::FILTER_STATE_MAP, Map::Array)?
+            .try_into()
+            .map_err(|e| shaped(names::FILTER_STATE_MAP, e))?;
+        let config = open(names::FILTER_CONFIG_MAP, Map::Array)?
+            .try_into()
+            .map_err(|e| shaped(names::FILTER_CONFIG_MAP, e))?;
+        let rules = open(names::RULES_MAP, Map::Array)?
+            .try_into()
+            .map_err(|e| shaped(names::RULES_MAP, e))?;
+        rule_set_in_force(&state, &config, &rules)
     }
 
     /// Puts `set` in force: gives its new rules counter slots (zeroed), writes it whole into
@@ -304,9 +319,7 @@ impl FilterMaps {
 
     /// The first `count` ranks of a generation's rule table, in a few batched reads.
     fn read_rules(&self, generation: u32, count: u32) -> Result<Vec<Rule>> {
-        let fd = self.rules.map().fd().as_fd();
-        bpf_batch::read_array(fd, rule_index(generation, 0), count.min(MAX_RULES as u32))
-            .with_context(|| format!("reading the rule table ({})", names::RULES_MAP))
+        read_rules(&self.rules, generation, count)
     }
 
     /// Rules that stay keep their slot (and counts); new ones get a free slot, returned: their
@@ -679,6 +692,33 @@ impl FilterMaps {
         }
         Ok(total)
     }
+}
+
+fn active_generation(state: &Array<MapData, FilterState>) -> Result<u32> {
+    Ok(state.get(&0, 0).context("reading FILTER_STATE")?.generation % 2)
+}
+
+fn rule_set_in_force(
+    state: &Array<MapData, FilterState>,
+    config: &Array<MapData, FilterConfig>,
+    rules: &Array<MapData, Rule>,
+) -> Result<RuleSet> {
+    let generation = active_generation(state)?;
+    let config = config.get(&generation, 0)?;
+    let rules = read_rules(rules, generation, config.rule_count)?;
+    Ok(RuleSet::from_rules(
+        Action::from_raw(config.policy).unwrap_or(Action::Pass),
+        Fragments::from_raw(config.fragments).unwrap_or_default(),
+        Malformed::from_raw(config.malformed).unwrap_or_default(),
+        rules,
+        config.next_rule_id.max(1),
+    ))
+}
+
+fn read_rules(rules: &Array<MapData, Rule>, generation: u32, count: u32) -> Result<Vec<Rule>> {
+    let fd = rules.map().fd().as_fd();
+    bpf_batch::read_array(fd, rule_index(generation, 0), count.min(MAX_RULES as u32))
+        .with_context(|| format!("reading the rule table ({})", names::RULES_MAP))
 }
 
 /// How a set in force is classified.

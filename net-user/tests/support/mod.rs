@@ -6,6 +6,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use std::{
+    path::Path,
     process::{Command, Output},
     time::{Duration, Instant},
 };
@@ -235,4 +236,37 @@ pub fn packets(record: &Value, group: &str, name: &str) -> u64 {
     record[group][name]["packets"]
         .as_u64()
         .unwrap_or_else(|| panic!("{group}.{name}.packets missing in {record}"))
+}
+
+/// Removes what xdp-filter pins in bpffs for an interface (its state outlives a program
+/// that netxdp replaced), and the directories it created if this test made them.
+pub struct XdpFilterCleanup {
+    iface: String,
+    made: Vec<&'static str>,
+}
+
+impl XdpFilterCleanup {
+    const DIRS: [&'static str; 2] = ["/sys/fs/bpf/xdp-filter", "/sys/fs/bpf/xdp"];
+
+    pub fn new(iface: &str) -> Self {
+        Self {
+            iface: iface.to_owned(),
+            made: Self::DIRS
+                .into_iter()
+                .filter(|dir| !Path::new(dir).exists())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for XdpFilterCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("xdp-filter")
+            .args(["unload", &self.iface])
+            .output();
+        let _ = std::fs::remove_file(format!("/sys/fs/bpf/xdp-filter/programs/{}", self.iface));
+        for dir in &self.made {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

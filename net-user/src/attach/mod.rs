@@ -1,4 +1,10 @@
 //! Attaching the program to an interface, for good (pinned) or for the life of a process.
+//!
+//! - [`hold`]: what keeps the program on the interface (a bpf_link, or rtnetlink).
+//! - [`upgrade`]: `attach --upgrade`, from maps of another layout.
+
+mod hold;
+mod upgrade;
 
 use std::{
     fs, io,
@@ -9,27 +15,27 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{Array, MapData},
-    programs::{
-        ProgramError, ProgramInfo, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
-    },
+    programs::{ProgramError, ProgramInfo, Xdp, XdpMode, links::FdLink},
 };
 use net_common::{
-    info::{AttachInfo, AttachMode},
+    info::{AttachInfo, AttachMode, LAYOUT_VERSION},
     names,
 };
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::{
     counters::CounterMap,
-    filter::FilterMaps,
+    filter::{FilterMaps, RuleSet, file::RulesFile},
     iface::IfaceName,
-    iflink,
+    iflink::{self, AttachedXdp},
+    layout,
     lock::IfaceLock,
     pins::PinDir,
     preflight,
     program::{self, Flows, KernelLog},
 };
+
+pub use hold::Hold;
 
 /// The attach mode asked for on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -54,79 +60,155 @@ impl ModeRequest {
     }
 }
 
+/// What `attach` is asked to do.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub mode: ModeRequest,
+    /// Take the place of another tool's XDP program, in one step.
+    pub force: bool,
+    pub flows: Flows,
+    /// Rules and settings put in force before the program sees a packet (or, when netxdp is
+    /// attached already, applied as `netxdp apply` would).
+    pub rules: Option<RulesFile>,
+    /// Re-create maps of another layout, carrying their rules and policy over.
+    pub upgrade: bool,
+}
+
 /// What `attach` did.
 #[derive(Debug)]
 pub enum Outcome {
     Attached {
         mode: AttachMode,
         program_id: u32,
+        /// The other tool's program netxdp took the place of, described.
+        replaced: Option<String>,
     },
-    /// netxdp was attached already, in a mode the request accepts: nothing changed.
-    AlreadyAttached {
+    /// netxdp was attached already, in a mode the request accepts: only the rules asked
+    /// for, if any, were applied.
+    AlreadyAttached { mode: AttachMode },
+    /// The maps were of another layout: they were made again, holding the same rules.
+    Upgraded {
         mode: AttachMode,
+        program_id: u32,
+        /// The layout the old maps' record named.
+        from: Option<u32>,
+        rules: usize,
     },
 }
 
 /// Attaches the program to `iface` and pins it, with its link and maps, under
 /// `/sys/fs/bpf/netxdp/IFACE/`, so that it keeps running after this process exits.
 ///
-/// Either the attachment is complete (link pinned last) or nothing new is left behind.
-/// With `force`, another tool's XDP program on the interface is removed first; without, it
-/// is named and left alone.
-pub fn attach_pinned(
-    iface: &IfaceName,
-    request: ModeRequest,
-    force: bool,
-    flows: Flows,
-) -> Result<Outcome> {
+/// Everything that can fail comes before the program reaches the interface: the layout
+/// check, the load and the verifier, and the rules file, written into the maps first so that
+/// the first packet meets them. Either the attachment is complete (link pinned last) or
+/// nothing new is left behind. With `force`, another tool's XDP program is replaced in one
+/// step; without, it is named and left alone.
+pub fn attach_pinned(iface: &IfaceName, request: &Request) -> Result<Outcome> {
     preflight::require_privileges()?;
     let ifindex = preflight::ifindex(iface)?;
     preflight::ensure_bpffs()?;
     let _lock = IfaceLock::acquire(iface)?;
     let pins = PinDir::new(iface);
+    if let Some(stale) = layout::check(&pins)? {
+        if !request.upgrade {
+            return Err(stale.into());
+        }
+        return upgrade::run(&pins, ifindex, request, &stale);
+    }
     if pins.is_attached() {
         match read_info(&pins) {
-            Ok(record) if record.ifindex == ifindex => {
+            Ok(record) if hold::holds(&pins, &record, ifindex) => {
                 let mode = record.mode().context("the attach record is unreadable")?;
-                if request.accepts(mode) {
-                    return Ok(Outcome::AlreadyAttached { mode });
+                if !request.mode.accepts(mode) {
+                    bail!(
+                        "netxdp is already attached to {iface} in {} mode; run `netxdp detach \
+                         {iface}` first to attach in another mode",
+                        mode.as_str()
+                    );
                 }
-                bail!(
-                    "netxdp is already attached to {iface} in {} mode; run `netxdp detach {iface}` \
-                     first to attach in another mode",
-                    mode.as_str()
-                );
+                if let Some(file) = &request.rules {
+                    commit_file(&mut FilterMaps::from_pins(&pins)?, file)?;
+                }
+                return Ok(Outcome::AlreadyAttached { mode });
             }
-            // The interface was deleted and a new one took its name: the old link is dead.
-            _ => {
-                info!("removing the stale attachment of a former interface named {iface}");
-                remove_link(&pins)?;
+            // The interface was deleted and a new one took its name, or another tool took
+            // netxdp's netlink program off: that attachment is dead.
+            record => {
+                info!("removing the stale attachment of {iface}");
+                hold::release(&pins, record.ok())?;
             }
         }
     }
-
-    make_way(iface, ifindex, force)?;
-
+    let other = foreign_program(iface, ifindex, request)?;
     let dir_existed = pins.dir().exists();
     fs::create_dir_all(pins.dir()).with_context(|| format!("creating {}", pins.dir().display()))?;
-    let result = attach_and_pin(&pins, ifindex, request, flows);
+    let result = attach_and_pin(&pins, ifindex, request, other, None);
     if result.is_err() {
-        // The link pin is written last, so on failure it does not exist: only the program
-        // pin, and maps this attempt created, are to be removed.
+        // The hold is pinned last, so on failure it does not exist: only the program pin,
+        // and maps this attempt created, are to be removed.
         let _ = fs::remove_file(pins.prog());
         if !dir_existed {
             let _ = fs::remove_dir_all(pins.dir());
         }
     }
-    result
+    let made = result?;
+    Ok(Outcome::Attached {
+        mode: made.mode,
+        program_id: made.program_id,
+        replaced: other.map(describe),
+    })
 }
 
+/// A program attached and pinned.
+struct Made {
+    mode: AttachMode,
+    program_id: u32,
+}
+
+/// Loads the program into `pins`, with `carried` (the rules `upgrade` brings over) and the
+/// request's rules in force, then attaches it, in the place of `other` if given.
 fn attach_and_pin(
     pins: &PinDir,
     ifindex: u32,
-    request: ModeRequest,
-    flows: Flows,
-) -> Result<Outcome> {
+    request: &Request,
+    other: Option<AttachedXdp>,
+    carried: Option<RuleSet>,
+) -> Result<Made> {
+    let mut ebpf = load_for(pins, ifindex, request, carried)?;
+    let program = program::xdp_program(&mut ebpf)?;
+    let (hold, mode) = match other {
+        None => {
+            let (link_id, mode) = attach_to(program, pins.iface().as_str(), ifindex, request.mode)?;
+            let link: FdLink = program
+                .take_link(link_id)?
+                .try_into()
+                .context("the kernel attached without a bpf_link, which cannot be pinned")?;
+            (Some(link), mode)
+        }
+        Some(other) => {
+            let mode = other
+                .attach_mode()
+                .context("the other program's mode cannot be replaced")?;
+            hold::replace(pins, ifindex, other, program)?;
+            (None, mode)
+        }
+    };
+    let program_id = program.info()?.id();
+    write_info(&mut ebpf, ifindex, Some(mode), request.flows)?;
+    pin_program(pins, &mut ebpf, hold)?;
+    Ok(Made { mode, program_id })
+}
+
+/// Loads the program with its maps pinned in `pins`, and puts `carried` then the request's
+/// rules file in force in them, all before the program is attached anywhere.
+fn load_for(
+    pins: &PinDir,
+    ifindex: u32,
+    request: &Request,
+    carried: Option<RuleSet>,
+) -> Result<Ebpf> {
+    let rules = request.rules.as_ref();
     // Flow and source tables pinned by an earlier attachment have their own sizes: start
     // afresh.
     for map in [names::FLOWS_MAP, names::SOURCES_MAP] {
@@ -137,30 +219,50 @@ fn attach_and_pin(
     }
     let options = program::Options {
         log: KernelLog::Off,
-        flows,
+        flows: request.flows,
         ..Default::default()
     };
     let mut ebpf = program::load(Some(pins.dir()), options)?;
-    let program = program::xdp_program(&mut ebpf)?;
-    let (link_id, mode) = attach_to(program, pins.iface().as_str(), ifindex, request)?;
-    let link: FdLink = program
-        .take_link(link_id)?
-        .try_into()
-        .context("the kernel attached without a bpf_link, which cannot be pinned")?;
-    let program_id = program.info()?.id();
+    // The record first: it names the layout of the maps just made or reused.
+    write_info(&mut ebpf, ifindex, None, request.flows)?;
+    if carried.is_some() || rules.is_some() {
+        let mut maps = FilterMaps::from_pins(pins)?;
+        if let Some(mut set) = carried {
+            maps.commit(&mut set)?;
+        }
+        if let Some(file) = rules {
+            commit_file(&mut maps, file)?;
+        }
+    }
+    Ok(ebpf)
+}
 
-    write_info(&mut ebpf, ifindex, mode, flows)?;
+/// Puts a rules file in force, as `netxdp apply` does.
+fn commit_file(maps: &mut FilterMaps, file: &RulesFile) -> Result<()> {
+    let (mut after, _) = file.applied_to(&maps.load()?)?;
+    maps.commit(&mut after)
+}
+
+/// Pins the program, then what holds it on the interface: the link, or for a netlink
+/// program a second pin that says so.
+fn pin_program(pins: &PinDir, ebpf: &mut Ebpf, link: Option<FdLink>) -> Result<()> {
     // A stale program pin from an interrupted attach would make pinning fail.
     match fs::remove_file(pins.prog()) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
         _ => {}
     }
-    program::xdp_program(&mut ebpf)?
+    let program = program::xdp_program(ebpf)?;
+    program
         .pin(pins.prog())
         .with_context(|| format!("pinning the program at {}", pins.prog().display()))?;
-    link.pin(pins.link())
-        .with_context(|| format!("pinning the link at {}", pins.link().display()))?;
-    Ok(Outcome::Attached { mode, program_id })
+    match link {
+        Some(link) => {
+            link.pin(pins.link())
+                .with_context(|| format!("pinning the link at {}", pins.link().display()))?;
+        }
+        None => hold::pin_netlink_hold(pins, program)?,
+    }
+    Ok(())
 }
 
 /// Attaches `program` in the requested mode; `auto` falls back from native to skb, saying so.
@@ -194,38 +296,49 @@ pub fn attach_to(
     }
 }
 
-/// Checks that no other XDP program holds the interface; with `force`, removes one that
-/// was attached through netlink, as `ip link set dev IFACE xdp off` would.
-fn make_way(iface: &IfaceName, ifindex: u32, force: bool) -> Result<()> {
+/// Another tool's XDP program on the interface, which only `force` may replace: it is
+/// named and left alone otherwise, or when it cannot be replaced in one step.
+fn foreign_program(
+    iface: &IfaceName,
+    ifindex: u32,
+    request: &Request,
+) -> Result<Option<AttachedXdp>> {
     let Some(other) = iflink::attached_xdp(ifindex)
         .with_context(|| format!("asking the kernel which XDP program {iface} has"))?
     else {
-        return Ok(());
+        return Ok(None);
     };
-    let name = program_name(other.program_id);
-    let described = format!(
-        "XDP program {name} (id {}, {} mode)",
-        other.program_id, other.mode
-    );
-    if !force {
+    let described = describe(other);
+    if !request.force {
         bail!(
             "{described} is already attached to {iface}; `netxdp attach {iface} --force` \
              replaces it (`ip -d link show dev {iface}` shows it)"
         );
     }
-    match iflink::detach_xdp(ifindex, other) {
-        Ok(()) => {
-            info!("removed {described} from {iface}");
-            Ok(())
-        }
-        Err(error) if error.raw_os_error() == Some(libc::EBUSY) => bail!(
-            "{described} on {iface} is held by a bpf_link, which only its owner can remove \
-             (`bpftool link` lists it; `bpftool link detach id ID` forces it off)"
+    match other.attach_mode() {
+        Some(mode) if request.mode.accepts(mode) => Ok(Some(other)),
+        Some(_) => bail!(
+            "{described} is attached to {iface} in {} mode, and --force replaces it in one \
+             step, in its own mode: leave out --mode (or remove it first, with `ip link set \
+             dev {iface} xdp off`)",
+            other.mode
         ),
-        Err(error) => {
-            Err(anyhow::Error::new(error).context(format!("removing {described} from {iface}")))
-        }
+        None => bail!(
+            "{described} is attached to {iface} in {} mode, which netxdp cannot take the \
+             place of (`ip link set dev {iface} xdp off` removes it)",
+            other.mode
+        ),
     }
+}
+
+/// Another program on an interface, for messages.
+fn describe(other: AttachedXdp) -> String {
+    format!(
+        "XDP program {} (id {}, {} mode)",
+        program_name(other.program_id),
+        other.program_id,
+        other.mode
+    )
 }
 
 /// A program's name as the kernel has it, for messages.
@@ -249,7 +362,8 @@ fn busy_error(iface: &str, error: ProgramError) -> anyhow::Error {
     ))
 }
 
-fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode, flows: Flows) -> Result<()> {
+/// Writes the attach record: the layout always, the mode once the program is attached.
+fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: Option<AttachMode>, flows: Flows) -> Result<()> {
     let map = ebpf
         .map_mut(names::INFO_MAP)
         .context("the object has no INFO map")?;
@@ -262,10 +376,10 @@ fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: AttachMode, flows: Flows) -> 
         0,
         AttachInfo {
             ifindex,
-            mode: mode as u32,
+            mode: mode.map_or(0, |mode| mode as u32),
             attached_at_unix,
             flow_table_size: flows.table_entries(),
-            _reserved: 0,
+            layout: LAYOUT_VERSION,
         },
         0,
     )?;
@@ -281,7 +395,8 @@ pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
 }
 
 /// Detaches netxdp from `iface` and removes its pins; with `keep_rules`, the filter's maps
-/// stay pinned, for the next attach to reuse.
+/// and the attach record (which names their layout) stay pinned, for the next attach to
+/// reuse.
 pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     preflight::require_privileges()?;
     preflight::ensure_bpffs()?;
@@ -290,15 +405,23 @@ pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     if !pins.dir().exists() {
         bail!("netxdp is not attached to {iface} (`netxdp status` lists its attachments)");
     }
-    remove_link(&pins)?;
+    let record = read_info(&pins).ok();
+    hold::release(&pins, record)?;
     if keep_rules {
         for entry in fs::read_dir(pins.dir())? {
             let entry = entry?;
             let name = entry.file_name();
-            if !names::FILTER_MAPS.iter().any(|map| name == *map) {
+            let kept = names::FILTER_MAPS
+                .iter()
+                .chain(&[names::INFO_MAP])
+                .any(|map| name == *map);
+            if !kept {
                 fs::remove_file(entry.path())
                     .with_context(|| format!("removing {}", entry.path().display()))?;
             }
+        }
+        if let Some(record) = record {
+            mark_detached(&pins, record)?;
         }
         return Ok(());
     }
@@ -308,18 +431,20 @@ pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
     Ok(())
 }
 
-/// Unpins the link, which detaches the program once no one else holds it.
-fn remove_link(pins: &PinDir) -> Result<()> {
-    if !pins.link().exists() {
-        return Ok(());
-    }
-    let link = PinnedLink::from_pin(pins.link())
-        .with_context(|| format!("opening {}", pins.link().display()))?;
-    let link = link
-        .unpin()
-        .with_context(|| format!("unpinning {}", pins.link().display()))?;
-    drop(link);
-    debug!("unpinned {}", pins.link().display());
+/// Rewrites a kept record as attached nowhere, in no mode, keeping its layout.
+fn mark_detached(pins: &PinDir, record: AttachInfo) -> Result<()> {
+    let map = MapData::from_pin(pins.info_map())
+        .with_context(|| format!("opening {}", pins.info_map().display()))?;
+    let mut info: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(map))?;
+    info.set(
+        0,
+        AttachInfo {
+            ifindex: 0,
+            mode: 0,
+            ..record
+        },
+        0,
+    )?;
     Ok(())
 }
 
@@ -371,7 +496,8 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
     for pins in PinDir::all().context("listing /sys/fs/bpf/netxdp")? {
         let info = read_info(&pins).ok();
         let live = info.is_some_and(|record| {
-            pins.is_attached() && preflight::ifindex(pins.iface()).ok() == Some(record.ifindex)
+            preflight::ifindex(pins.iface())
+                .is_ok_and(|ifindex| hold::holds(&pins, &record, ifindex))
         });
         found.push(Attachment {
             iface: pins.iface().clone(),
@@ -410,11 +536,11 @@ impl ScopedAttachment {
                  counters, `netxdp detach {iface}` removes it"
             );
         }
-        make_way(iface, ifindex, false)?;
+        foreign_program(iface, ifindex, &Request::default())?;
         let mut ebpf = program::load(None, options)?;
         let program = program::xdp_program(&mut ebpf)?;
         let (_link, mode) = attach_to(program, iface.as_str(), ifindex, request)?;
-        write_info(&mut ebpf, ifindex, mode, options.flows)?;
+        write_info(&mut ebpf, ifindex, Some(mode), options.flows)?;
         Ok(Self { ebpf, mode })
     }
 }
