@@ -5,6 +5,11 @@
 //! is reading that one word. A capture writes the config whole; the program then copies
 //! each packet it selects (by action, by rule, one in `sample`) into the ring buffer as a
 //! [`CaptureHeader`] followed by the first `captured_len` bytes of the frame.
+//!
+//! A capture holds a lease: its reader keeps moving [`CaptureConfig::expires_ns`] on, and the
+//! program copies nothing once the lease has run out. A reader that dies (killed, in any pid
+//! namespace) or stops costs the kernel a clock read per packet once its lease (a second) is
+//! over, and the next capture takes over then: no process ids are compared.
 
 /// At most this many bytes of a packet are copied: more than any frame XDP sees in native
 /// mode (a frame fits in one 4 KiB page there), and a generous snapshot of the rare larger
@@ -33,12 +38,21 @@ pub struct CaptureConfig {
     pub snaplen: u32,
     /// One selected packet in `sample` is copied; 1 copies them all.
     pub sample: u32,
-    /// The process that runs the capture, so that another can tell a live capture from one
-    /// whose process was killed.
+    /// The process that runs the capture, as its own pid namespace numbers it: for
+    /// messages only.
     pub owner_pid: u32,
+    pub _reserved: u32,
+    /// CLOCK_MONOTONIC nanoseconds at which the lease runs out, unless renewed.
+    pub expires_ns: u64,
 }
 
 impl CaptureConfig {
+    /// Whether a capture runs and its lease has not run out at `now_ns`.
+    #[inline(always)]
+    pub fn leased_at(&self, now_ns: u64) -> bool {
+        self.active != 0 && now_ns < self.expires_ns
+    }
+
     /// Whether the running capture selects a packet of `action` decided by `rule_id` for
     /// `reason`.
     #[inline(always)]
@@ -147,7 +161,7 @@ pub struct CaptureRecord {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: `#[repr(C)]` integers with no padding (CaptureConfig: 6 x 4 = 24 bytes;
+    // SAFETY: `#[repr(C)]` integers with no padding (CaptureConfig: 8 x 4 + 8 = 40 bytes;
     // CaptureCounters: 3 x 8 + 2 x 4 = 32 bytes); every bit pattern valid.
     unsafe impl aya::Pod for CaptureConfig {}
     unsafe impl aya::Pod for CaptureCounters {}
@@ -182,6 +196,8 @@ mod tests {
             snaplen: 64,
             sample: 1,
             owner_pid: 1,
+            _reserved: 0,
+            expires_ns: 10,
         };
         assert!(config.selects(1, 7, reason::RULE));
         assert!(!config.selects(1, 8, reason::RULE));
@@ -200,6 +216,24 @@ mod tests {
         assert!(tiny_only.selects(1, 0, tiny));
         assert!(!tiny_only.selects(1, 0, reason::POLICY));
         assert!(!tiny_only.selects(1, 0, 40));
+    }
+
+    #[test]
+    fn a_lease_holds_until_it_expires_and_only_while_a_capture_runs() {
+        let running = CaptureConfig {
+            active: 3,
+            expires_ns: 1_000,
+            ..CaptureConfig::default()
+        };
+        assert!(running.leased_at(999));
+        assert!(!running.leased_at(1_000));
+        assert!(
+            !CaptureConfig {
+                active: 0,
+                ..running
+            }
+            .leased_at(0)
+        );
     }
 
     #[test]

@@ -30,9 +30,12 @@ impl AttachMode {
 
 /// The layout of netxdp's pinned maps: raised whenever a pinned map's type, key, value or
 /// meaning changes, so that a netxdp never reuses maps another layout made (`attach
-/// --upgrade` re-creates them). 1 is the layout before the version was recorded, which
-/// records 0.
-pub const LAYOUT_VERSION: u32 = 2;
+/// --upgrade` re-creates them).
+///
+/// 1. Before the version was recorded (the record holds 0).
+/// 2. The version recorded in [`AttachInfo::layout`].
+/// 3. A capture holds a lease ([`crate::capture::CaptureConfig::expires_ns`]).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// The single value of the `INFO` array map. Written by the loader at attach; never read
 /// by the kernel program. Its size and the place of [`AttachInfo::layout`] never change, so

@@ -1,5 +1,6 @@
 //! Packet capture: copies the packets a running `netxdp capture` selects to a ring buffer.
-//! With no capture running, the cost is one array lookup and one compare per packet.
+//! With no capture running, the cost is one array lookup and one compare per packet; with a
+//! capture whose lease ran out, a read of the coarse clock more.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -15,7 +16,7 @@ use net_common::{
     parse::Packet,
 };
 
-use crate::{filter::Decision, opaque};
+use crate::{clock::coarse_now_ns, filter::Decision, opaque};
 
 /// Unread bytes in the ring past which the reader is woken at once; below, it finds the
 /// records on its next periodic look (`netxdp capture` looks every few tens of ms).
@@ -53,6 +54,11 @@ pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
         return;
     };
     if config.active == 0 {
+        return;
+    }
+    // A reader that stopped renewing its lease (killed, in whatever pid namespace) is no
+    // longer copied for.
+    if !config.leased_at(coarse_now_ns()) {
         return;
     }
     copy(ctx, packet, decision, config);

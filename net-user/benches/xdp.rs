@@ -34,7 +34,8 @@
 //! second (`xdp/userspace.rs`), the rate `netxdp capture` writes a file at, and floods
 //! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
 //! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 60 s;
-//! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s).
+//! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s;
+//! `NETXDP_BENCH_ONLY=capture` the capture path's costs per packet).
 //!
 //! Run with `cargo xtask bench` (as root); about 220 seconds, 25 of them the floods, 30 the
 //! userspace refresh, 70 the ClassBench-style sets and 15 xdp-filter's CLI.
@@ -111,12 +112,12 @@ fn main() -> Result<()> {
     catch_interrupts()?;
     let only = std::env::var("NETXDP_BENCH_ONLY").ok();
     match only.as_deref() {
-        None | Some("classbench") => {}
+        None | Some("classbench" | "capture") => {}
         Some("flood") => return flood::print(),
         Some("userspace") => return print_refreshes(),
         Some(other) => bail!(
-            "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood`, `userspace` \
-             and `classbench`"
+            "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood`, `userspace`, \
+             `classbench` and `capture`"
         ),
     }
 
@@ -138,8 +139,13 @@ fn main() -> Result<()> {
     let mut maps = FilterMaps::take_from(&mut ebpf)?;
     let floor = Prog::of(&ebpf, names::PASS_FLOOR)?;
     let netxdp = Prog::of(&ebpf, names::PROGRAM)?;
-    if only.as_deref() == Some("classbench") {
-        return print_classbench(&mut maps, &floor, &netxdp);
+    match only.as_deref() {
+        Some("classbench") => return print_classbench(&mut maps, &floor, &netxdp),
+        Some("capture") => {
+            print_capture_costs(&capture::path_costs(&floor, repeat)?, repeat);
+            return Ok(());
+        }
+        _ => {}
     }
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -564,6 +570,7 @@ fn print_capture_costs(costs: &capture::PathCosts, repeat: u32) {
         costs.drained,
     );
     row("capturing all, ring full (reader stalled)", costs.ring_full);
+    row("capturing all, lease run out (reader dead)", costs.expired);
 }
 
 /// Replaces the rule set with `rules` and commits it.

@@ -22,7 +22,7 @@ use net_common::{
 };
 use serde::Serialize;
 
-use crate::{filter::maps::monotonic_ns, pins::PinDir, report::rfc3339};
+use crate::{clock::monotonic_ns, pins::PinDir, report::rfc3339};
 
 pub const FLOWS_SCHEMA: &str = "netxdp.flows/v1";
 

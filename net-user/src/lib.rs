@@ -10,6 +10,7 @@
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`flows`]: the flow table read back, and how `flows` shows it.
 //! - [`capture`]: copying selected packets out of the kernel, and writing them as pcap(ng).
+//! - [`clock`]: the kernel program's clock, read from userspace.
 //! - [`counters`]: reading the per-CPU counter block and turning it into rates.
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
@@ -22,6 +23,7 @@ pub mod bpf_batch;
 pub mod bpf_syscall;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod counters;
 pub mod filter;

@@ -23,7 +23,7 @@ use net_common::{
 use serde::Serialize;
 
 use crate::{
-    filter::maps::monotonic_ns,
+    clock::monotonic_ns,
     flows::{Allocation, memlock, open_pinned},
     pins::PinDir,
     report::{human_bytes, rfc3339},

@@ -47,10 +47,14 @@ impl Capturing {
     }
 
     fn start_with(args: &[&str], stdout: Stdio) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_netxdp"))
-            .arg("capture")
-            .args(args)
-            .stdout(stdout)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netxdp"));
+        command.arg("capture").args(args).stdout(stdout);
+        Self::spawn(command)
+    }
+
+    /// `command`, a capture however it is run, once it said it captures.
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("run netxdp capture");
@@ -583,18 +587,26 @@ fn a_closed_pipe_ends_capture_cleanly_and_a_full_ring_counts_its_losses() {
     assert!(status.success(), "a closed pipe is a clean end: {stderr}");
     assert!(stderr.contains("the reader closed the pipe"), "{stderr}");
 
-    // A killed capture leaves its selection behind; the next one replaces it.
+    // A killed capture leaves its selection behind; the next one takes over once its lease
+    // has run out.
     let killed = Capturing::start(&[&iface, "-w", "/dev/null"]);
     killed.signal(Signal::SIGKILL);
     let (_, _) = killed.finish();
+    await_no_capture(&iface);
 
-    // A reader stopped while 4,000 full-size frames arrive: the ring holds about 2,700.
+    // A reader stopped while 4,000 full-size frames arrive: the ring holds about 2,700. Its
+    // lease outlasts the stop, whatever the machine's speed.
     let file = TempFile::new("overflow.pcapng");
-    let capture = Capturing::start(&[&iface, "-w", file.arg()]);
+    let mut leased = Command::new(env!("CARGO_BIN_EXE_netxdp"));
+    leased
+        .args(["capture", &iface, "-w", file.arg()])
+        .env(netxdp::capture::LEASE_ENV, "3600000")
+        .stdout(Stdio::null());
+    let capture = Capturing::spawn(leased);
     assert!(
-        capture
-            .preamble
-            .contains("replaced the capture of netxdp process"),
+        capture.preamble.contains(&format!(
+            "took over the capture on {iface} from netxdp process"
+        )),
         "{}",
         capture.preamble
     );
@@ -663,6 +675,80 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(&self.0).status();
         let _ = std::fs::remove_dir(&self.0);
     }
+}
+
+/// Waits until `status` shows no capture on `iface`: an earlier one's lease ran out.
+fn await_no_capture(iface: &str) {
+    let capture_pid = || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
+        status["interfaces"]
+            .as_array()
+            .and_then(|all| all.iter().find(|entry| entry["iface"] == iface))
+            .map(|entry| entry["capture_pid"].clone())
+            .expect("the interface in status")
+    };
+    let left = eventually(capture_pid, serde_json::Value::is_null);
+    assert!(
+        left.is_null(),
+        "the lease never ran out: capture_pid {left}"
+    );
+}
+
+#[test]
+fn a_dead_reader_in_another_pid_namespace_stops_costing_and_is_taken_over() {
+    let test = "a_dead_reader_in_another_pid_namespace_stops_costing_and_is_taken_over";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("clse", 55);
+
+    // A capture in a pid namespace of its own, where it is process 1: a pid that names a
+    // live process (init) in this namespace, whatever becomes of the capture.
+    let mut isolated = Command::new("unshare");
+    isolated
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_netxdp"))
+        .args(["capture", &iface, "--action", "all", "-w", "/dev/null"])
+        .stdout(Stdio::null());
+    let capture = Capturing::spawn(isolated);
+    let before = capture_counters(&iface);
+    send(&net, frames(10, 9, 20, 0));
+    await_copied(&iface, before, 10, 10);
+
+    // Killed (unshare takes its child with it): once the lease has run out, the program
+    // selects nothing more, and status shows no capture.
+    capture.signal(Signal::SIGKILL);
+    let (_, _) = capture.finish();
+    let still_selecting = eventually(
+        || {
+            let before = capture_counters(&iface);
+            send(&net, frames(10, 9, 20, 0));
+            capture_counters(&iface).selected - before.selected
+        },
+        |selected| *selected == 0,
+    );
+    assert_eq!(
+        still_selecting, 0,
+        "a dead reader's capture still selects packets"
+    );
+    await_no_capture(&iface);
+
+    // The next capture takes over, at once, and captures.
+    let capture = Capturing::start(&[&iface, "--action", "all", "-w", "/dev/null"]);
+    assert!(
+        capture.preamble.contains(&format!(
+            "took over the capture on {iface} from netxdp process 1,"
+        )),
+        "{}",
+        capture.preamble
+    );
+    let before = capture_counters(&iface);
+    send(&net, frames(5, 9, 20, 100));
+    await_copied(&iface, before, 5, 5);
+    capture.signal(Signal::SIGTERM);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]

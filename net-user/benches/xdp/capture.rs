@@ -1,6 +1,7 @@
 //! What capture costs: the data path with no capture running beside the program built without
 //! capture (must be equal within noise), and with a capture of every packet running, its
-//! ring drained by a reader or left full; then the sustained rate of `netxdp capture` writing
+//! ring drained by a reader or left full, and with one whose lease ran out (its reader dead);
+//! then the sustained rate of `netxdp capture` writing
 //! a file while frames arrive on a veth pair.
 
 use std::{
@@ -43,6 +44,8 @@ pub struct PathCosts {
     pub drained_lost: u64,
     /// A capture of every packet running, the ring full (a stalled reader).
     pub ring_full: Duration,
+    /// A capture of every packet whose lease ran out (its reader died).
+    pub expired: Duration,
 }
 
 pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
@@ -81,19 +84,19 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         idle_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
     }
 
-    config.set(
-        0,
-        CaptureConfig {
-            active: 1,
-            actions: u32::MAX,
-            rule_id: 0,
-            reasons: u32::MAX,
-            snaplen: MAX_SNAPLEN,
-            sample: 1,
-            owner_pid: std::process::id(),
-        },
-        0,
-    )?;
+    let all = CaptureConfig {
+        active: 1,
+        actions: u32::MAX,
+        rule_id: 0,
+        reasons: u32::MAX,
+        snaplen: MAX_SNAPLEN,
+        sample: 1,
+        owner_pid: std::process::id(),
+        _reserved: 0,
+        // A lease that outlasts the bench.
+        expires_ns: u64::MAX,
+    };
+    config.set(0, all, 0)?;
     let totals =
         || -> Result<CaptureCounters> { Ok(CaptureCounters::total(stats.get(&0, 0)?.iter())) };
     // A reader on the other CPU, taking records as fast as it can.
@@ -129,6 +132,23 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
     }
     let full = totals()?;
     drop(ring);
+    // Its reader dead: the lease ran out a moment ago.
+    config.set(
+        0,
+        CaptureConfig {
+            expires_ns: netxdp::clock::monotonic_ns(),
+            ..all
+        },
+        0,
+    )?;
+    let mut expired_ns = Vec::new();
+    for _ in 0..ROUNDS {
+        expired_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
+    }
+    ensure!(
+        totals()?.selected == full.selected,
+        "a capture whose lease ran out selected packets"
+    );
     ensure!(
         full.lost - drained.lost >= u64::from(repeat) * (ROUNDS as u64 - 1),
         "the ring should have been full for all but the first round"
@@ -141,6 +161,7 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         drained_copied: drained.captured - start.captured,
         drained_lost: drained.lost - start.lost,
         ring_full: median(full_ns),
+        expired: median(expired_ns),
     })
 }
 

@@ -3,8 +3,9 @@
 //!
 //! A [`Session`] owns the capture of one attachment while it lives: it writes the selection
 //! to the pinned `CAPTURE` map, opens the ring buffer the records arrive in, and switches the
-//! copying off again when dropped. One capture runs per interface at a time; a capture whose process was killed
-//! is noticed (its owner is gone) and replaced.
+//! copying off again when dropped. One capture runs per interface at a time, on a lease its
+//! reader renews ([`Session::renew`]): a capture whose reader died or stopped costs the
+//! kernel next to nothing once its lease has run out, and the next capture takes over.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -23,6 +24,8 @@
 
 pub mod file;
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
 use net_common::{
@@ -31,7 +34,25 @@ use net_common::{
     rule::{XDP_DROP, XDP_PASS},
 };
 
-use crate::{lock::IfaceLock, pins::PinDir};
+use crate::{clock::monotonic_ns, lock::IfaceLock, pins::PinDir};
+
+/// How long a capture's lease runs unrenewed: how long a dead reader can still cost the
+/// kernel copies.
+pub const LEASE: Duration = Duration::from_secs(1);
+
+/// Test-only: the lease in milliseconds, for a test that stops a reader for longer than a
+/// lease on purpose (to let its ring fill) on a machine of any speed.
+pub const LEASE_ENV: &str = "NETXDP_TEST_LEASE_MS";
+
+/// The lease this process takes: [`LEASE`], or [`LEASE_ENV`]'s.
+pub fn lease() -> Result<Duration> {
+    match std::env::var(LEASE_ENV) {
+        Ok(ms) => Ok(Duration::from_millis(ms.parse().with_context(|| {
+            format!("{LEASE_ENV}={ms:?} is not a number of milliseconds")
+        })?)),
+        Err(_) => Ok(LEASE),
+    }
+}
 
 /// Which packets a capture copies, and how much of each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,15 +168,18 @@ pub struct Session {
     session: u32,
     counters: CounterMap,
     start: Counters,
-    /// Whether an earlier capture whose process is gone was replaced.
+    lease: Duration,
+    /// The process id of an earlier capture whose lease had run out, which this one took
+    /// over (as that process's pid namespace numbers it).
     pub replaced_stale: Option<u32>,
 }
 
 impl Session {
     /// Starts copying what `selection` selects, to the ring buffer returned beside the
     /// session: its records are a [`net_common::capture::CaptureHeader`] and the packet's
-    /// bytes. Fails if another live process captures on the interface already.
+    /// bytes. Fails if another capture holds the interface's lease.
     pub fn start(pins: &PinDir, selection: &Selection) -> Result<(Self, RingBuf<MapData>)> {
+        let lease = lease()?;
         if !pins.is_attached() {
             bail!(
                 "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
@@ -168,33 +192,30 @@ impl Session {
         let mut ring = RingBuf::try_from(open(pins, names::CAPTURE_RING_MAP, Map::RingBuf)?)?;
 
         // The same lock as rule changes take, held only while the selection is written, so
-        // that two captures starting at once cannot both think they own the interface.
+        // that two captures starting at once cannot both take the lease.
         let _lock = IfaceLock::acquire(pins.iface())?;
         let running = config.get(&0, 0)?;
-        let mut replaced_stale = None;
-        if running.active != 0 {
-            if process_alive(running.owner_pid) {
-                bail!(
-                    "a capture is already running on {} (netxdp process {}); one capture runs \
-                     per interface at a time",
-                    pins.iface(),
-                    running.owner_pid
-                );
-            }
-            replaced_stale = Some(running.owner_pid);
+        let now = monotonic_ns();
+        if running.leased_at(now) {
+            bail!(
+                "a capture is already running on {} (netxdp process {}); one capture runs \
+                 per interface at a time",
+                pins.iface(),
+                running.owner_pid
+            );
         }
+        let replaced_stale = (running.active != 0).then_some(running.owner_pid);
         // What an earlier capture left unread (it was killed, or stopped at its count) is
         // not this capture's.
         while ring.next().is_some() {}
         let start = counters.read()?;
         // A session number unlike the last capture's restarts every CPU's sampling (and a
         // clash, one in four billion, only carries a sampling countdown over).
-        let session = match crate::filter::maps::monotonic_ns() as u32 {
+        let session = match now as u32 {
             0 => 1,
             same if same == running.active => same.wrapping_add(2).max(1),
             other => other,
         };
-        let owner_pid = std::process::id();
         config.set(
             0,
             CaptureConfig {
@@ -204,7 +225,9 @@ impl Session {
                 reasons: selection.reasons,
                 snaplen: selection.effective_snaplen(),
                 sample: selection.sample.max(1),
-                owner_pid,
+                owner_pid: std::process::id(),
+                _reserved: 0,
+                expires_ns: now + lease.as_nanos() as u64,
             },
             0,
         )?;
@@ -214,9 +237,32 @@ impl Session {
             session,
             counters,
             start,
+            lease,
             replaced_stale,
         };
         Ok((session, ring))
+    }
+
+    /// Extends the lease to a lease from now; call it every [`Session::renew_every`].
+    /// Whether this capture still holds the
+    /// interface: false once it was detached, or another capture took over a lease that had
+    /// run out.
+    ///
+    /// Without the lock, which a long commit may hold for longer than a lease: another
+    /// capture can only take over between this read and write if the lease had already run
+    /// out, and then the write ends that capture (its next renewal finds the session is not
+    /// its own) instead of this one.
+    pub fn renew(&mut self) -> Result<bool> {
+        if !self.pins.dir().exists() {
+            return Ok(false);
+        }
+        let mut running = self.config.get(&0, 0)?;
+        if running.active != self.session {
+            return Ok(false);
+        }
+        running.expires_ns = monotonic_ns() + self.lease.as_nanos() as u64;
+        self.config.set(0, running, 0)?;
+        Ok(true)
     }
 
     /// What the program did for this capture so far.
@@ -224,13 +270,10 @@ impl Session {
         Ok(self.counters.read()?.since(self.start))
     }
 
-    /// Whether the interface still runs this capture: false once it was detached (or detached
-    /// and attached again, with new maps), or another capture replaced this one.
-    pub fn still_running(&self) -> bool {
-        let pinned = open(&self.pins, names::CAPTURE_MAP, Map::Array)
-            .and_then(|map| Ok(Array::<MapData, CaptureConfig>::try_from(map)?))
-            .and_then(|config| Ok(config.get(&0, 0)?));
-        pinned.is_ok_and(|config| config.active == self.session)
+    /// How often [`Session::renew`] is due: four renewals may be missed before the lease
+    /// runs out.
+    pub fn renew_every(&self) -> Duration {
+        (self.lease / 5).max(Duration::from_millis(1))
     }
 
     pub fn iface(&self) -> &str {
@@ -260,13 +303,14 @@ impl Drop for Session {
     }
 }
 
-/// The process id of the capture running on an attachment, if one runs (a capture whose
-/// process is gone does not count).
+/// The process id of the capture running on an attachment, if one holds its lease.
 pub fn running(pins: &PinDir) -> Result<Option<u32>> {
     let config: Array<MapData, CaptureConfig> =
         Array::try_from(open(pins, names::CAPTURE_MAP, Map::Array)?)?;
     let running = config.get(&0, 0)?;
-    Ok((running.active != 0 && process_alive(running.owner_pid)).then_some(running.owner_pid))
+    Ok(running
+        .leased_at(monotonic_ns())
+        .then_some(running.owner_pid))
 }
 
 fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {
@@ -280,15 +324,4 @@ fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {
         )
     })?;
     Ok(wrap(data))
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // Signal 0 checks that the process exists; EPERM means it exists but is not ours.
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
 }

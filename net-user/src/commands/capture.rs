@@ -19,7 +19,8 @@ use crate::{
         file::{CaptureFile, Described, Format, Output, WriteError},
     },
     cli::{CaptureAction, ReasonArg},
-    filter::maps::{FilterMaps, monotonic_ns},
+    clock::monotonic_ns,
+    filter::maps::FilterMaps,
     iface::IfaceName,
     pins::PinDir,
     preflight,
@@ -28,9 +29,6 @@ use crate::{
 /// How often the ring is looked at when the program has not woken the reader: the longest
 /// a captured packet waits before it is written.
 const LOOK_EVERY: Duration = Duration::from_millis(20);
-
-/// How often the capture checks that its interfaces are still attached and still its own.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What `netxdp capture` was asked for.
 pub struct Request {
@@ -133,8 +131,8 @@ pub async fn capture(request: Request) -> Result<()> {
         let tap = Tap::start(iface, &selection, request.rule)?;
         if let Some(pid) = tap.session.replaced_stale {
             eprintln!(
-                "netxdp: replaced the capture of netxdp process {pid} on {iface}, which is \
-                 gone (killed before it could stop it)"
+                "netxdp: took over the capture on {iface} from netxdp process {pid}, which \
+                 stopped renewing its lease (killed, or stopped)"
             );
         }
         taps.push(tap);
@@ -260,8 +258,14 @@ async fn receive(
     // is picked up by looking every LOOK_EVERY.
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check = tokio::time::interval(CHECK_EVERY);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Renewing the lease also finds an interface detached, or taken over.
+    let renew_every = taps
+        .iter()
+        .map(|tap| tap.session.renew_every())
+        .min()
+        .unwrap_or(crate::capture::LEASE);
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if request
             .count
@@ -270,23 +274,28 @@ async fn receive(
             return Ok(());
         }
         let woken = select_all(taps.iter_mut().map(|tap| Box::pin(tap.ring.readable_mut())));
-        let mut checking = false;
+        let mut renewing = false;
         tokio::select! {
             (ready, _, _) = woken => {
                 // Cleared before draining: a record that lands meanwhile wakes us again.
                 ready?.clear_ready();
             }
             _ = look.tick() => {}
-            _ = check.tick() => checking = true,
+            _ = renew.tick() => renewing = true,
             _ = shutdown.recv() => return Ok(()),
             _ = &mut expired => return Ok(()),
         }
-        if checking && let Some(gone) = taps.iter().find(|tap| !tap.session.still_running()) {
-            eprintln!(
-                "netxdp: {} was detached (or another capture took it over); capture ended",
-                gone.session.iface()
-            );
-            return Ok(());
+        if renewing {
+            for tap in taps.iter_mut() {
+                if !matches!(tap.session.renew(), Ok(true)) {
+                    eprintln!(
+                        "netxdp: {} was detached (or another capture took it over); capture \
+                         ended",
+                        tap.session.iface()
+                    );
+                    return Ok(());
+                }
+            }
         }
         drain(taps, file, request.count)?;
     }

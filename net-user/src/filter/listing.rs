@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::{
     RuleSet,
-    maps::monotonic_ns,
     spec::{self, Field},
 };
+use crate::clock::monotonic_ns;
 
 pub const RULES_SCHEMA: &str = "netxdp.rules/v1";
 

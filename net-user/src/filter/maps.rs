@@ -287,7 +287,7 @@ impl FilterMaps {
         // Stamped once in force. The program reads this config meanwhile; rewriting it with
         // the same bytes but this one field changes nothing it reads.
         let activated = FilterConfig {
-            activated_ns: monotonic_ns(),
+            activated_ns: crate::clock::monotonic_ns(),
             ..tables.config
         };
         let stamped = self.config.set(target, activated, 0);
@@ -788,12 +788,4 @@ fn hash_entries<K: Pod, O: Ord>(
         }
     }
     Ok(entries)
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds: the clock of `activated_ns` and of the kernel's
-/// `bpf_ktime_get_coarse_ns`.
-pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|now| now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
-        .unwrap_or(0)
 }

@@ -13,8 +13,9 @@ use net_common::{
 use super::FLOW_READ_BUDGET;
 use crate::{
     attach::read_info,
+    clock::monotonic_ns,
     counters::CounterMap,
-    filter::{maps::FilterMaps, maps::monotonic_ns},
+    filter::maps::FilterMaps,
     flows::{Allocation, FlowTable},
     iface::IfaceName,
     pins::PinDir,
