@@ -35,7 +35,8 @@
 //! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
 //! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 60 s;
 //! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s;
-//! `NETXDP_BENCH_ONLY=capture` the capture path's costs per packet).
+//! `NETXDP_BENCH_ONLY=capture` the capture path's costs per packet; `NETXDP_BENCH_ONLY=serve`
+//! the exporter under 200 concurrent scrapes, `xdp/serve.rs`).
 //!
 //! Run with `cargo xtask bench` (as root); about 220 seconds, 25 of them the floods, 30 the
 //! userspace refresh, 70 the ClassBench-style sets and 15 xdp-filter's CLI.
@@ -53,6 +54,10 @@ mod flood;
 mod nftables;
 #[path = "xdp/peer.rs"]
 mod peer;
+#[path = "../tests/support/scrape_load.rs"]
+mod scrape_load;
+#[path = "xdp/serve.rs"]
+mod serve;
 #[path = "xdp/userspace.rs"]
 mod userspace;
 
@@ -115,9 +120,10 @@ fn main() -> Result<()> {
         None | Some("classbench" | "capture") => {}
         Some("flood") => return flood::print(),
         Some("userspace") => return print_refreshes(),
+        Some("serve") => return serve::print(),
         Some(other) => bail!(
             "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood`, `userspace`, \
-             `classbench` and `capture`"
+             `serve`, `classbench` and `capture`"
         ),
     }
 
@@ -261,6 +267,7 @@ fn main() -> Result<()> {
     print_classbench(&mut maps, &floor, &netxdp)?;
     println!();
     print_refreshes()?;
+    serve::print()?;
     let count = 200_000;
     println!(
         "capture: `netxdp capture IFACE --action all -w FILE` (pcapng) while {} frames are \

@@ -19,6 +19,7 @@ use crate::{
     },
     iface::IfaceName,
     program::Flows,
+    serve::RuleMetrics,
 };
 
 #[derive(Debug, Parser)]
@@ -344,17 +345,26 @@ pub enum Command {
         sudo netxdp serve                              # http://127.0.0.1:9469/metrics\n  \
         sudo netxdp serve --listen 0.0.0.0:9469        # for scrapes from other hosts\n  \
         curl -s localhost:9469/metrics | grep '^netxdp_packets_total'\n\n\
-        Every scrape reads the pinned maps afresh: interfaces attached or detached meanwhile \
-        appear or go, and a scrape never waits for `netxdp apply`. Counters (packets and bytes \
-        by action, l3, l4 and rule; malformed, no_l4, matched, searched) carry an `iface` \
-        label; netxdp_rules and netxdp_policy are gauges. netxdp_program_run_seconds_total and \
-        netxdp_program_runs_total advance only while `sysctl kernel.bpf_stats_enabled=1`. The \
-        README lists every metric and shows a scrape config. Runs until Ctrl-C or SIGTERM.")]
+        Scrapes share snapshots of the pinned maps: one read at a time, whose text every \
+        scrape within a second gets, so that counters are at most a second old and many \
+        scrapers cost what one does; at most 64 scrapes wait at once (more get 503, Retry-After: \
+        1). Interfaces attached or detached meanwhile appear or go, and a scrape never waits for \
+        `netxdp apply`. Counters (packets and bytes by action, l3, l4 and rule; malformed, \
+        no_l4, matched, searched) carry an `iface` label; netxdp_rules, netxdp_policy and \
+        netxdp_ruleset_info (whose hash is the same on hosts with the same rules) are gauges. \
+        netxdp_program_run_seconds_total and netxdp_program_runs_total advance only while \
+        `sysctl kernel.bpf_stats_enabled=1`. The README lists every metric and shows a scrape \
+        config. Runs until Ctrl-C or SIGTERM.")]
     Serve {
         /// The address and port to listen on. The default is loopback only: to be scraped from
         /// another host, listen on 0.0.0.0:9469 (or [::]:9469), behind a firewall.
         #[arg(long, value_name = "ADDR:PORT", default_value = crate::serve::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// Which rules get netxdp_rule_* series: all, none, or top=N (the N with the most
+        /// hits). By default every rule up to 1,000, beyond that the top 100;
+        /// netxdp_rule_metrics_truncated says when some are left out.
+        #[arg(long, value_name = "all|none|top=N", value_parser = rule_metrics)]
+        rule_metrics: Option<RuleMetrics>,
     },
 
     /// A first look that touches no real interface: a private namespace and veth pair,
@@ -397,6 +407,21 @@ pub struct FlowArgs {
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = flow_table_bytes,
           conflicts_with = "no_flows")]
     pub flow_table_size: u64,
+}
+
+fn rule_metrics(text: &str) -> Result<RuleMetrics, String> {
+    let top = |count: &str| match count.trim().parse::<usize>() {
+        Ok(count) if count > 0 => Ok(RuleMetrics::Top(count)),
+        _ => Err(format!("{count:?} is not a number of rules (top=100, say)")),
+    };
+    match text {
+        "all" => Ok(RuleMetrics::All),
+        "none" => Ok(RuleMetrics::None),
+        _ => match text.strip_prefix("top") {
+            Some(count) => top(count.trim_start_matches(['=', ' ', ':'])),
+            None => Err(format!("{text:?}: all, none or top=N")),
+        },
+    }
 }
 
 /// The bounds of `--flow-table-size`: room for some flows on every possible CPU, and no
@@ -732,6 +757,33 @@ mod tests {
     }
 
     #[test]
+    fn rule_metrics_are_all_none_or_top_n() {
+        let metrics = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Serve { rule_metrics, .. }) => Ok(rule_metrics),
+            Ok(_) => panic!("not serve"),
+            Err(error) => Err(error.exit_code()),
+        };
+        assert_eq!(metrics(&["serve"]), Ok(None));
+        assert_eq!(
+            metrics(&["serve", "--rule-metrics", "all"]),
+            Ok(Some(RuleMetrics::All))
+        );
+        assert_eq!(
+            metrics(&["serve", "--rule-metrics", "none"]),
+            Ok(Some(RuleMetrics::None))
+        );
+        for top in ["top=20", "top 20", "top20"] {
+            assert_eq!(
+                metrics(&["serve", "--rule-metrics", top]),
+                Ok(Some(RuleMetrics::Top(20)))
+            );
+        }
+        for bad in ["top", "top=0", "top=x", "some"] {
+            assert_eq!(metrics(&["serve", "--rule-metrics", bad]), Err(2), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_intervals_and_counts_are_refused() {
         for args in [
             &["stats", "-i", "0"][..],
@@ -747,11 +799,12 @@ mod tests {
 
     #[test]
     fn serve_listens_on_loopback_by_default_and_takes_an_address() {
-        let Command::Serve { listen } = parse(&["serve"]).unwrap().command else {
+        let Command::Serve { listen, .. } = parse(&["serve"]).unwrap().command else {
             panic!()
         };
         assert_eq!(listen, "127.0.0.1:9469".parse().unwrap());
-        let Command::Serve { listen } = parse(&["serve", "--listen", "[::]:9100"]).unwrap().command
+        let Command::Serve { listen, .. } =
+            parse(&["serve", "--listen", "[::]:9100"]).unwrap().command
         else {
             panic!()
         };

@@ -502,6 +502,20 @@ fn serve_exports_exact_counters_as_openmetrics_and_stops_on_sigterm() {
     );
     assert_eq!(value(&first, "netxdp_rules", &[]), 1);
     assert_eq!(value(&first, "netxdp_policy", &[("policy", "pass")]), 1);
+    assert_eq!(value(&first, "netxdp_rule_metrics_truncated", &[]), 0);
+    // The rule set's hash is the one the README's pipeline computes with sha256sum.
+    let computed = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} rule list {iface} --toml | sed 's/ # id [0-9]*$//' | sha256sum | cut -c1-16",
+            env!("CARGO_BIN_EXE_netxdp")
+        ))
+        .output()
+        .expect("sh");
+    let computed = String::from_utf8_lossy(&computed.stdout).trim().to_owned();
+    assert_eq!(computed.len(), 16, "{computed:?}");
+    let labels = [("hash", computed.as_str()), ("rules", "1")];
+    assert_eq!(value(&first, "netxdp_ruleset_info", &labels), 1);
     // The same numbers as `stats --json` and `rule list --json`.
     assert_eq!(packets(&record, "action", "drop"), dropped, "{record}");
     assert_eq!(packets(&record, "action", "pass"), passed, "{record}");

@@ -149,11 +149,15 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         Command::Demo { seconds, mode } => {
             demo(Duration::from_secs(seconds.get()), mode, kernel_log).await
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            rule_metrics,
+        } => {
             preflight::require_privileges()?;
             preflight::ensure_bpffs()?;
             let mut shutdown = Shutdown::new()?;
-            crate::serve::serve(listen, async move { shutdown.recv().await }).await
+            let rule_metrics = rule_metrics.unwrap_or_default();
+            crate::serve::serve(listen, rule_metrics, async move { shutdown.recv().await }).await
         }
     }
 }

@@ -328,6 +328,23 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// A rule set as a rules file, rules in the order they are tried: applying it to a fresh
 /// interface makes the same rule set (ids aside), and applying it to this one changes nothing.
 pub fn render_rules_file(set: &RuleSet) -> String {
+    render(set, true)
+}
+
+/// The first 16 hex digits of the SHA-256 of `set` as a rules file without its `# id N`
+/// comments: the same on every host whose rules and settings are the same, whatever ids
+/// their history gave them. `netxdp rule list IFACE --toml | sed 's/ # id [0-9]*$//' |
+/// sha256sum | cut -c1-16` computes it too.
+pub fn ruleset_hash(set: &RuleSet) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(render(set, false).as_bytes());
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn render(set: &RuleSet, ids: bool) -> String {
     let mut out = format!(
         "# netxdp rules file: netxdp apply IFACE FILE\npolicy = \"{}\"\nfragments = \"{}\"\n",
         set.policy.as_str(),
@@ -338,12 +355,11 @@ pub fn render_rules_file(set: &RuleSet) -> String {
         let _ = writeln!(out, "malformed = \"{}\"", set.malformed.as_str());
     }
     for rule in set.rules() {
-        let _ = write!(
-            out,
-            "\n[[rule]] # id {}\naction = \"{}\"\n",
-            rule.id,
-            rule.action().as_str()
-        );
+        out.push_str("\n[[rule]]");
+        if ids {
+            let _ = write!(out, " # id {}", rule.id);
+        }
+        let _ = write!(out, "\naction = \"{}\"\n", rule.action().as_str());
         if rule.priority != DEFAULT_PRIORITY {
             let _ = writeln!(out, "priority = {}", rule.priority);
         }
@@ -780,5 +796,29 @@ mod tests {
             render_changes(&RuleSet::default(), &RuleSet::default(), &changes),
             "no changes\n"
         );
+    }
+
+    #[test]
+    fn the_ruleset_hash_names_rules_and_settings_not_ids() {
+        let file = parse_rules_file(
+            "policy = \"drop\"\n[[rule]]\naction = \"pass\"\nproto = \"tcp\"\ndport = 22\n",
+        )
+        .unwrap();
+        let mut fresh = RuleSet::default();
+        fresh.replace(&file.rules).unwrap();
+        fresh.policy = file.policy;
+        // The same rule, given id 2 by a history of its own.
+        let earlier = parse_rules_file("[[rule]]\naction = \"drop\"\nproto = \"udp\"\n").unwrap();
+        let mut lived = RuleSet::default();
+        lived.replace(&earlier.rules).unwrap();
+        let (lived, _) = file.applied_to(&lived).unwrap();
+        assert_eq!(lived.rules()[0].id, 2);
+        let hash = ruleset_hash(&fresh);
+        assert_eq!(hash.len(), 16);
+        assert!(hash.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert_eq!(ruleset_hash(&lived), hash, "{lived:?}");
+        let mut passing = fresh.clone();
+        passing.policy = Action::Pass;
+        assert_ne!(ruleset_hash(&passing), hash);
     }
 }

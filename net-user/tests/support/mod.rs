@@ -1,6 +1,8 @@
 //! Shared by the kernel and end-to-end tests.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod scrape_load;
+
 use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions},

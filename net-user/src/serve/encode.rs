@@ -1,34 +1,10 @@
-//! `netxdp serve`: a Prometheus exporter. `GET /metrics` answers with the counters of every
-//! attached interface in the OpenMetrics text format, read from the pinned maps at that
-//! moment: nothing is cached between scrapes, and interfaces attached or detached meanwhile
-//! appear or go.
-//!
-//! A scrape reads a [`Snapshot`] (plain data, one [`IfaceMetrics`] per attached interface),
-//! then encodes it through prometheus-client's [`Collector`]. A new source (ring-buffer
-//! losses, say) is a field of [`IfaceMetrics`], read in [`IfaceMetrics::read`], and a family
-//! written in [`Snapshot::encode`].
-//!
-//! ```no_run
-//! # async fn example() -> anyhow::Result<()> {
-//! let listen = "127.0.0.1:9469".parse()?;
-//! netxdp::serve::serve(listen, std::future::pending()).await
-//! # }
-//! ```
+//! A [`Snapshot`] in the OpenMetrics text format, through prometheus-client's
+//! [`Collector`].
 
-use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::fmt;
 
-use anyhow::{Context as _, Result};
-use axum::{
-    Router,
-    extract::State,
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use aya::programs::ProgramInfo;
 use net_common::{
     parse::{L3, L4},
-    rule::RuleCounter,
     stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 use prometheus_client::{
@@ -37,216 +13,9 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::{Registry, Unit},
 };
-use tracing::{debug, warn};
 
-use crate::{
-    attach::read_info,
-    capture,
-    counters::CounterMap,
-    filter::FilterMaps,
-    flows::{Allocation, FlowTable},
-    pins::PinDir,
-    sources::{SourceStats, SourceTable},
-};
-
-/// Where `serve` listens unless told otherwise: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
-
-/// The content type of `/metrics`.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Where the kernel says whether it counts programs' run time and runs.
-const BPF_STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-/// What one scrape reads of one attached interface.
-#[derive(Clone, Debug, Default)]
-pub struct IfaceMetrics {
-    pub iface: String,
-    /// The STATS block, summed over CPUs.
-    pub stats: Stats,
-    /// The rule set in force and its counters; `None` when its maps cannot be read.
-    pub filter: Option<FilterMetrics>,
-    /// The program's run time and runs, as the kernel counts them; `None` when the pinned
-    /// program cannot be read.
-    pub program: Option<ProgramRuns>,
-    /// The flow and source tables; `None` when flow tracking is off.
-    pub tracking: Option<TrackingMetrics>,
-    /// Capture counters since attach; `None` when the capture maps cannot be read.
-    pub capture: Option<capture::Counters>,
-}
-
-/// What a scrape exports of the flow and source tables.
-#[derive(Clone, Debug)]
-pub struct TrackingMetrics {
-    /// Flows in the table.
-    pub flows: u64,
-    pub flow_table: Allocation,
-    /// The [`TOP_SOURCES`] prefixes that sent most packets.
-    pub top_sources: Vec<SourceStats>,
-}
-
-/// Source prefixes exported per interface: a scrape stays small, and an attack's heaviest
-/// sources are there.
-pub const TOP_SOURCES: usize = 10;
-
-/// The rule set in force on an interface.
-#[derive(Clone, Debug, Default)]
-pub struct FilterMetrics {
-    /// What packets no rule matches get: "pass" or "drop".
-    pub policy: &'static str,
-    /// In the order they are tried.
-    pub rules: Vec<RuleMetrics>,
-}
-
-/// One rule's counters.
-#[derive(Clone, Debug, Default)]
-pub struct RuleMetrics {
-    pub id: u32,
-    /// "pass" or "drop".
-    pub action: &'static str,
-    pub counter: RuleCounter,
-}
-
-/// `run_time_ns` and `run_cnt` of a program: they advance only while the kernel's BPF
-/// statistics are on (`sysctl kernel.bpf_stats_enabled=1`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProgramRuns {
-    pub run_time: Duration,
-    pub run_count: u64,
-}
-
-impl IfaceMetrics {
-    /// Reads an attachment's pins. The counters are required; the rule set and the program
-    /// are left out (and logged) when they cannot be read. Takes no lock: a scrape neither
-    /// waits for `netxdp apply` nor holds it up.
-    pub fn read(pins: &PinDir) -> Result<Self> {
-        let stats = CounterMap::from_pin(pins)?.read()?;
-        let filter = match read_filter(pins) {
-            Ok(filter) => Some(filter),
-            Err(error) => {
-                warn!("{}: rules not exported: {error:#}", pins.iface());
-                None
-            }
-        };
-        let program = match ProgramInfo::from_pin(pins.prog()) {
-            Ok(info) => Some(ProgramRuns {
-                run_time: info.run_time(),
-                run_count: info.run_count(),
-            }),
-            Err(error) => {
-                debug!("{}: program run time not exported: {error}", pins.iface());
-                None
-            }
-        };
-        let tracking = match read_info(pins).map(|info| info.flow_table_size) {
-            Ok(0) => None,
-            Ok(_) => match read_tracking(pins) {
-                Ok(tracking) => Some(tracking),
-                Err(error) => {
-                    warn!(
-                        "{}: flow and source tables not exported: {error:#}",
-                        pins.iface()
-                    );
-                    None
-                }
-            },
-            Err(error) => {
-                debug!("{}: attach record unreadable: {error:#}", pins.iface());
-                None
-            }
-        };
-        let capture = match capture::CounterMap::from_pin(pins).and_then(|map| map.read()) {
-            Ok(counters) => Some(counters),
-            Err(error) => {
-                debug!("{}: capture counters not exported: {error:#}", pins.iface());
-                None
-            }
-        };
-        Ok(Self {
-            iface: pins.iface().to_string(),
-            stats,
-            filter,
-            program,
-            tracking,
-            capture,
-        })
-    }
-}
-
-fn read_tracking(pins: &PinDir) -> Result<TrackingMetrics> {
-    let flows = FlowTable::from_pin(pins)?;
-    let mut top_sources = SourceTable::from_pin(pins)?.read()?;
-    top_sources.sort_by_key(|source| std::cmp::Reverse(source.total().packets));
-    top_sources.truncate(TOP_SOURCES);
-    Ok(TrackingMetrics {
-        flows: flows.count()? as u64,
-        flow_table: flows.allocation()?,
-        top_sources,
-    })
-}
-
-fn read_filter(pins: &PinDir) -> Result<FilterMetrics> {
-    let maps = FilterMaps::read_pins(pins)?;
-    let set = maps.load()?;
-    let counters = maps.counters(set.rules())?;
-    let rules = set
-        .rules()
-        .iter()
-        .zip(counters)
-        .map(|(rule, counter)| RuleMetrics {
-            id: rule.id,
-            action: rule.action().as_str(),
-            counter,
-        })
-        .collect();
-    Ok(FilterMetrics {
-        policy: set.policy.as_str(),
-        rules,
-    })
-}
-
-/// Everything one scrape exports.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    /// Attached interfaces, sorted by name.
-    pub interfaces: Vec<IfaceMetrics>,
-    /// `kernel.bpf_stats_enabled`; `None` when it cannot be read.
-    pub bpf_stats_enabled: Option<bool>,
-}
-
-impl Snapshot {
-    /// Every attached interface, read now. An interface that is not attached (its link is
-    /// not pinned) is skipped; one that cannot be read (detached meanwhile, say) is skipped
-    /// and logged: a scrape never fails for one interface.
-    pub fn read() -> Self {
-        let pins = match PinDir::all() {
-            Ok(pins) => pins,
-            Err(error) => {
-                warn!("listing {}: {error}", PinDir::root().display());
-                Vec::new()
-            }
-        };
-        let interfaces = pins
-            .iter()
-            .filter(|pins| pins.is_attached())
-            .filter_map(|pins| match IfaceMetrics::read(pins) {
-                Ok(metrics) => Some(metrics),
-                Err(error) => {
-                    warn!("{}: not exported: {error:#}", pins.iface());
-                    None
-                }
-            })
-            .collect();
-        let bpf_stats_enabled = std::fs::read_to_string(BPF_STATS_SYSCTL)
-            .ok()
-            .map(|text| text.trim() != "0");
-        Self {
-            interfaces,
-            bpf_stats_enabled,
-        }
-    }
-}
+use super::snapshot::{FilterMetrics, ProgramRuns, Snapshot, TrackingMetrics};
+use crate::capture;
 
 /// A label set: `iface` first, then the family's own labels.
 type Labels = Vec<(&'static str, String)>;
@@ -435,9 +204,29 @@ impl Collector for Snapshot {
         }
         let samples = filters
             .iter()
-            .map(|(iface, filter)| (labels(iface, &[]), filter.rules.len() as i64))
+            .map(|(iface, filter)| (labels(iface, &[]), filter.count as i64))
             .collect();
         gauges(&mut encoder, "netxdp_rules", "Rules in force.", samples)?;
+        let samples = filters
+            .iter()
+            .map(|(iface, filter)| (labels(iface, &[]), i64::from(filter.truncated())))
+            .collect();
+        let help = "1 when some rules in force have no netxdp_rule series (`serve \
+                    --rule-metrics`: by default every rule up to 1,000, beyond that the 100 with \
+                    the most hits).";
+        gauges(&mut encoder, "netxdp_rule_metrics_truncated", help, samples)?;
+        let samples = filters
+            .iter()
+            .map(|(iface, filter)| {
+                let count = filter.count.to_string();
+                let labels = labels(iface, &[("hash", &filter.hash), ("rules", &count)]);
+                (labels, 1)
+            })
+            .collect();
+        let help = "The rule set in force (the value is 1): hosts with the same rules and \
+                    settings have the same hash, the first 16 hex digits of the SHA-256 of \
+                    `netxdp rule list IFACE --toml` without its `# id N` comments.";
+        gauges(&mut encoder, "netxdp_ruleset_info", help, samples)?;
         let samples = filters
             .iter()
             .map(|(iface, filter)| (labels(iface, &[("policy", filter.policy)]), 1))
@@ -557,6 +346,16 @@ impl Collector for Snapshot {
         let help = "Runs of the XDP program, while kernel.bpf_stats_enabled is 1.";
         counters(&mut encoder, "netxdp_program_runs", help, None, samples)?;
 
+        if self.snapshots > 0 {
+            let mut family = encoder.encode_descriptor(
+                "netxdp_exporter_snapshots",
+                "Snapshots of the pinned maps this exporter read, this one included: scrapes \
+                 within a second of one another, or at once, share one.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.snapshots).encode(family.encode_family(&Labels::new())?)?;
+        }
         if let Some(enabled) = self.bpf_stats_enabled {
             let mut family = encoder.encode_descriptor(
                 "netxdp_bpf_stats_enabled",
@@ -567,16 +366,6 @@ impl Collector for Snapshot {
             ConstGauge::new(i64::from(enabled)).encode(family.encode_family(&Labels::new())?)?;
         }
         Ok(())
-    }
-}
-
-/// The collector `serve` registers: a fresh [`Snapshot`] of the pins on every scrape.
-#[derive(Debug, Default)]
-pub struct PinnedInterfaces;
-
-impl Collector for PinnedInterfaces {
-    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        Snapshot::read().encode(encoder)
     }
 }
 
@@ -594,67 +383,18 @@ pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
     Ok(text)
 }
 
-/// `GET /metrics` and `GET /` over `registry`.
-pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/", get(index))
-        .with_state(registry)
-}
-
-async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
-    // Reading the maps is a few syscalls per rule: off the async thread.
-    match tokio::task::spawn_blocking(move || render(&registry)).await {
-        Ok(Ok(text)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
-        Ok(Err(fmt::Error)) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response()
-        }
-        Err(error) => {
-            warn!("scrape failed: {error}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
-        }
-    }
-}
-
-async fn index() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        "<html><body>netxdp exporter: metrics are at <a href=\"/metrics\">/metrics</a>\
-         </body></html>\n",
-    )
-}
-
-/// Serves the pinned attachments' metrics on `listen` until `shutdown` completes.
-pub async fn serve(
-    listen: SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|error| bind_error(listen, error))?;
-    let local = listener.local_addr().unwrap_or(listen);
-    eprintln!("serving Prometheus metrics on http://{local}/metrics");
-    let app = router(Arc::new(registry(PinnedInterfaces)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .with_context(|| format!("serving on {local}"))
-}
-
-fn bind_error(listen: SocketAddr, error: io::Error) -> anyhow::Error {
-    let hint = match error.kind() {
-        io::ErrorKind::AddrInUse => {
-            " (another process listens there: `ss -ltnp` names it; --listen picks another port)"
-        }
-        io::ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
-        _ => "",
-    };
-    anyhow::Error::new(error).context(format!("cannot listen on {listen}{hint}"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use net_common::rule::RuleCounter;
+
     use super::*;
+    use crate::{
+        flows::Allocation,
+        serve::snapshot::{IfaceMetrics, RuleSample},
+        sources::SourceStats,
+    };
 
     fn snapshot() -> Snapshot {
         let mut stats = Stats::default();
@@ -680,7 +420,9 @@ mod tests {
                 stats,
                 filter: Some(FilterMetrics {
                     policy: "pass",
-                    rules: vec![RuleMetrics {
+                    count: 2,
+                    hash: "0123456789abcdef".to_owned(),
+                    rules: vec![RuleSample {
                         id: 7,
                         action: "drop",
                         counter: RuleCounter {
@@ -722,6 +464,7 @@ mod tests {
                 }),
             }],
             bpf_stats_enabled: Some(true),
+            snapshots: 3,
         }
     }
 
@@ -750,7 +493,10 @@ mod tests {
             r#"netxdp_rule_packets_total{iface="eth\"0",rule="7",action="drop"} 30"#,
             r#"netxdp_rule_bytes_total{iface="eth\"0",rule="7",action="drop"} 3000"#,
             "# TYPE netxdp_rules gauge",
-            r#"netxdp_rules{iface="eth\"0"} 1"#,
+            r#"netxdp_rules{iface="eth\"0"} 2"#,
+            r#"netxdp_rule_metrics_truncated{iface="eth\"0"} 1"#,
+            r#"netxdp_ruleset_info{iface="eth\"0",hash="0123456789abcdef",rules="2"} 1"#,
+            "netxdp_exporter_snapshots_total 3",
             r#"netxdp_policy{iface="eth\"0",policy="pass"} 1"#,
             r#"netxdp_program_run_seconds_total{iface="eth\"0"} 0.0015"#,
             r#"netxdp_program_runs_total{iface="eth\"0"} 42"#,
@@ -769,21 +515,5 @@ mod tests {
     fn no_interfaces_is_an_empty_exposition() {
         let text = render(&registry(Snapshot::default())).unwrap();
         assert_eq!(text, "# EOF\n");
-    }
-
-    #[test]
-    fn a_port_in_use_is_named() {
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = taken.local_addr().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let error = runtime
-            .block_on(serve(addr, std::future::ready(())))
-            .unwrap_err();
-        let text = format!("{error:#}");
-        assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
-        assert!(text.contains("ss -ltnp"), "{text}");
     }
 }
