@@ -245,11 +245,17 @@ pub enum Command {
     /// Replace an interface's rules and policy with those of a rules file, atomically.
     #[command(after_help = "Examples:\n  \
         sudo netxdp apply eth0 /etc/netxdp/eth0.toml --dry-run   # show the changes only\n  \
-        sudo netxdp apply eth0 /etc/netxdp/eth0.toml\n\n\
+        sudo netxdp apply eth0 /etc/netxdp/eth0.toml\n  \
+        sudo netxdp apply eth0 /etc/netxdp/eth0.toml --watch   # again at every change\n\n\
         The file's format is in the README (`netxdp rule list IFACE --toml` writes one). The \
         new set is written beside the old one and switched in with one map update: the kernel \
         classifies every packet against the old set or the new, never a mix. Rules that stay \
-        keep their ids and counters.")]
+        keep their ids and counters. Each apply's outcome is kept in \
+        /run/netxdp/IFACE.apply.json: `status` shows it, `serve` exports it.\n\n\
+        With --watch, netxdp stays and applies the file again whenever it changes (inotify on \
+        its directory: a rename over it, or a Kubernetes ConfigMap's `..data` swap, counts), \
+        logging each outcome on stderr; a bad file leaves the rules in force as they were. \
+        Ctrl-C or SIGTERM ends it.")]
     Apply {
         /// The interface, as `ip link` names it.
         iface: IfaceName,
@@ -262,6 +268,9 @@ pub enum Command {
         /// line: how many of each).
         #[arg(long)]
         diff: bool,
+        /// Stay, and apply the file again whenever it changes.
+        #[arg(long, conflicts_with_all = ["dry_run", "diff"])]
+        watch: bool,
     },
 
     /// Man pages and shell completions, for packaging (see `cargo xtask install`).

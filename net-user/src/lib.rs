@@ -6,6 +6,7 @@
 //! - [`pins`]: where an attachment lives in bpffs.
 //! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
 //! - [`attach`]: attach, detach and inspect pinned attachments.
+//! - [`last_apply`]: the outcome of the last `apply`, for `status` and `serve`.
 //! - [`layout`]: the pinned maps' layout, checked before they are reused.
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`flows`]: the flow table read back, and how `flows` shows it.
@@ -32,6 +33,7 @@ pub mod flows;
 pub mod generate;
 pub mod iface;
 pub mod iflink;
+pub mod last_apply;
 pub mod layout;
 pub mod lock;
 pub mod netns;

@@ -267,8 +267,20 @@ pub struct AttachmentRecord {
     pub filter_bytes: Option<u64>,
     /// The process id of a `netxdp capture` running on the interface.
     pub capture_pid: Option<u32>,
+    /// The last `netxdp apply`: its file, whether it is in force, when, and what it did or
+    /// why not.
+    pub last_apply: Option<LastApplyRecord>,
     /// `null` when attached with `--no-flows`.
     pub flow_table: Option<FlowTableRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastApplyRecord {
+    pub file: String,
+    pub ok: bool,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub outcome: String,
 }
 
 /// The flow and source tables' sizes, as the kernel made them.
@@ -310,6 +322,14 @@ impl StatusRecord {
                 }),
                 filter_bytes: a.classifier.map(|(_, bytes)| bytes),
                 capture_pid: a.capture_pid,
+                last_apply: a.last_apply.as_ref().map(|last| LastApplyRecord {
+                    file: last.file.clone(),
+                    ok: last.ok,
+                    at: rfc3339(
+                        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(last.at_unix),
+                    ),
+                    outcome: last.outcome.clone(),
+                }),
                 flow_table: a.tables.map(|tables| FlowTableRecord {
                     flows: tables.flows.entries,
                     flows_per_cpu: tables.flows.entries / tables.cpus.max(1) as u32,
@@ -380,6 +400,21 @@ impl StatusRecord {
                     "  filter: classified by {how}; tables {} of kernel memory",
                     human_bytes(bytes)
                 );
+            }
+            if let Some(last) = &i.last_apply {
+                let _ = if last.ok {
+                    writeln!(
+                        out,
+                        "  last apply: {} at {}: {}",
+                        last.file, last.at, last.outcome
+                    )
+                } else {
+                    writeln!(
+                        out,
+                        "  last apply: {} at {} FAILED, the rules before it stay: {}",
+                        last.file, last.at, last.outcome
+                    )
+                };
             }
             match &i.flow_table {
                 Some(table) => {

@@ -426,6 +426,7 @@ pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
         return Ok(());
     }
     fs::remove_dir_all(pins.dir()).with_context(|| format!("removing {}", pins.dir().display()))?;
+    crate::last_apply::LastApply::forget(iface);
     // The last detach leaves no trace; this fails, harmlessly, while others remain.
     let _ = fs::remove_dir(PinDir::root());
     Ok(())
@@ -463,6 +464,8 @@ pub struct Attachment {
     pub classifier: Option<(crate::filter::maps::InForce, u64)>,
     /// The process id of a `netxdp capture` running on it.
     pub capture_pid: Option<u32>,
+    /// The outcome of the last `netxdp apply` on it.
+    pub last_apply: Option<crate::last_apply::LastApply>,
     /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
     /// when they cannot be read).
     pub tables: Option<TrackingTables>,
@@ -512,6 +515,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
                 .and_then(|maps| Ok((maps.classifier_in_force()?, maps.kernel_bytes()?)))
                 .ok(),
             capture_pid: crate::capture::running(&pins).ok().flatten(),
+            last_apply: crate::last_apply::LastApply::read(pins.iface()),
             tables: info
                 .filter(|record| record.flow_table_size > 0)
                 .and_then(|_| TrackingTables::read(&pins).ok()),

@@ -10,12 +10,13 @@ use super::emit;
 use crate::{
     cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
-        FilterMaps, NewRule, RuleSet,
+        Changes, FilterMaps, NewRule, RuleSet,
         file::{self, parse_rules_file},
         listing::RulesRecord,
         spec::{self, build_match},
     },
     iface::IfaceName,
+    last_apply::LastApply,
     pins::PinDir,
     preflight,
 };
@@ -153,22 +154,73 @@ fn describe_policy(iface: &IfaceName, set: &RuleSet) -> String {
 pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool, diff: bool) -> Result<()> {
     // Before the file is read: without root, an unreadable file would hide the real problem.
     preflight::require_privileges()?;
-    let wanted = read_rules_file(iface, path)?;
-    let mut maps = open(iface)?;
-    let before = maps.load()?;
-    let (mut after, changes) = wanted.applied_to(&before)?;
     if dry_run {
-        return emit(file::render_changes(&before, &after, &changes).trim_end());
+        let plan = Plan::make(iface, path)?;
+        return emit(file::render_changes(&plan.before, &plan.after, &plan.changes).trim_end());
     }
-    maps.commit(&mut after)?;
+    let applied = put_in_force(iface, path)?;
     if diff {
-        eprint!("{}", file::render_changes(&before, &after, &changes));
+        eprint!("{}", applied.diff);
     } else {
-        eprintln!("{}", file::summarize_changes(&before, &after, &changes));
+        eprintln!("{}", applied.summary);
     }
     emit(&format!(
         "applied {} to {}",
         path.display(),
-        describe_policy(iface, &after)
+        describe_policy(iface, &applied.after)
     ))
+}
+
+/// What a rules file would change.
+struct Plan {
+    maps: FilterMaps,
+    before: RuleSet,
+    after: RuleSet,
+    changes: Changes,
+}
+
+impl Plan {
+    fn make(iface: &IfaceName, path: &Path) -> Result<Self> {
+        let wanted = read_rules_file(iface, path)?;
+        let maps = open(iface)?;
+        let before = maps.load()?;
+        let (after, changes) = wanted.applied_to(&before)?;
+        Ok(Self {
+            maps,
+            before,
+            after,
+            changes,
+        })
+    }
+}
+
+/// A rules file put in force.
+pub struct Applied {
+    /// One line: how many rules were added, removed, changed and kept; settings changed.
+    pub summary: String,
+    /// Every rule added, removed or changed.
+    pub diff: String,
+    pub after: RuleSet,
+}
+
+/// Reads the rules file at `path` and puts it in force on `iface`, atomically, and records
+/// the outcome for `status` and `serve` ([`LastApply`]); on any error the rules in force
+/// stay.
+pub fn put_in_force(iface: &IfaceName, path: &Path) -> Result<Applied> {
+    let applied = Plan::make(iface, path).and_then(|mut plan| {
+        plan.maps.commit(&mut plan.after)?;
+        Ok(Applied {
+            summary: file::summarize_changes(&plan.before, &plan.after, &plan.changes),
+            diff: file::render_changes(&plan.before, &plan.after, &plan.changes),
+            after: plan.after,
+        })
+    });
+    let outcome = match &applied {
+        Ok(applied) => Ok(applied.summary.clone()),
+        Err(error) => Err(anyhow::anyhow!("{error:#}")),
+    };
+    if let Err(error) = LastApply::new(path, &outcome).record(iface) {
+        tracing::warn!("recording the outcome of apply: {error:#}");
+    }
+    applied
 }

@@ -3,6 +3,7 @@
 mod capture;
 mod filter;
 mod flows;
+mod reload;
 
 use std::{
     io::{self, Write as _},
@@ -121,8 +122,15 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         Command::Apply {
             iface,
             file,
+            watch: true,
+            ..
+        } => reload::watch(&iface, &file).await,
+        Command::Apply {
+            iface,
+            file,
             dry_run,
             diff,
+            watch: false,
         } => filter::apply(&iface, &file, dry_run, diff),
         Command::Generate(command) => crate::generate::run(command),
         Command::Status { json } => {

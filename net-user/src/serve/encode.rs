@@ -15,7 +15,7 @@ use prometheus_client::{
 };
 
 use super::snapshot::{FilterMetrics, ProgramRuns, Snapshot, TrackingMetrics};
-use crate::capture;
+use crate::{capture, last_apply::LastApply};
 
 /// A label set: `iface` first, then the family's own labels.
 type Labels = Vec<(&'static str, String)>;
@@ -233,6 +233,29 @@ impl Collector for Snapshot {
             .collect();
         let help = "What packets no rule matches get (the label; the value is 1).";
         gauges(&mut encoder, "netxdp_policy", help, samples)?;
+
+        let applies: Vec<(&str, &LastApply)> = ifaces
+            .iter()
+            .filter_map(|i| Some((i.iface.as_str(), i.last_apply.as_ref()?)))
+            .collect();
+        let samples = applies
+            .iter()
+            .map(|(iface, last)| (labels(iface, &[]), i64::from(last.ok)))
+            .collect();
+        let help = "1 when the last `netxdp apply` (or `apply --watch` reload) put its file in \
+                    force, 0 when it was refused and the rules before it stayed.";
+        gauges(&mut encoder, "netxdp_apply_success", help, samples)?;
+        let samples = applies
+            .iter()
+            .map(|(iface, last)| (labels(iface, &[]), last.at_unix as i64))
+            .collect();
+        let help = "When the last `netxdp apply` ran, in seconds since the Unix epoch.";
+        gauges(
+            &mut encoder,
+            "netxdp_apply_timestamp_seconds",
+            help,
+            samples,
+        )?;
 
         let tables: Vec<(&str, &TrackingMetrics)> = ifaces
             .iter()
@@ -462,6 +485,12 @@ mod tests {
                     captured: 5,
                     lost: 4,
                 }),
+                last_apply: Some(LastApply {
+                    file: "/etc/netxdp/eth0.toml".to_owned(),
+                    ok: false,
+                    at_unix: 1_800_000_000,
+                    outcome: "in /etc/netxdp/eth0.toml: line 3".to_owned(),
+                }),
             }],
             bpf_stats_enabled: Some(true),
             snapshots: 3,
@@ -497,6 +526,8 @@ mod tests {
             r#"netxdp_rule_metrics_truncated{iface="eth\"0"} 1"#,
             r#"netxdp_ruleset_info{iface="eth\"0",hash="0123456789abcdef",rules="2"} 1"#,
             "netxdp_exporter_snapshots_total 3",
+            r#"netxdp_apply_success{iface="eth\"0"} 0"#,
+            r#"netxdp_apply_timestamp_seconds{iface="eth\"0"} 1800000000"#,
             r#"netxdp_policy{iface="eth\"0",policy="pass"} 1"#,
             r#"netxdp_program_run_seconds_total{iface="eth\"0"} 0.0015"#,
             r#"netxdp_program_runs_total{iface="eth\"0"} 42"#,

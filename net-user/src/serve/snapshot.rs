@@ -15,6 +15,7 @@ use crate::{
     counters::CounterMap,
     filter::{FilterMaps, file::ruleset_hash},
     flows::{Allocation, FlowTable},
+    last_apply::LastApply,
     pins::PinDir,
     sources::{SourceStats, SourceTable},
 };
@@ -68,6 +69,8 @@ pub struct IfaceMetrics {
     pub tracking: Option<TrackingMetrics>,
     /// Capture counters since attach; `None` when the capture maps cannot be read.
     pub capture: Option<capture::Counters>,
+    /// The last `netxdp apply`'s outcome, if one was recorded.
+    pub last_apply: Option<LastApply>,
 }
 
 /// What a scrape exports of the flow and source tables.
@@ -176,6 +179,7 @@ impl IfaceMetrics {
             program,
             tracking,
             capture,
+            last_apply: LastApply::read(pins.iface()),
         })
     }
 }
