@@ -19,13 +19,7 @@ pub struct CounterMap {
 impl CounterMap {
     /// The counters of a pinned attachment.
     pub fn from_pin(pins: &PinDir) -> Result<Self> {
-        let data = MapData::from_pin(pins.stats_map()).with_context(|| {
-            format!(
-                "opening {} (is netxdp attached to {}?)",
-                pins.stats_map().display(),
-                pins.iface()
-            )
-        })?;
+        let data = pins.open_map(names::STATS_MAP)?;
         Ok(Self {
             map: PerCpuArray::try_from(Map::PerCpuArray(data))?,
         })

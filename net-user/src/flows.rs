@@ -34,7 +34,7 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn from_pin(pins: &PinDir) -> Result<Self> {
         Ok(Self {
-            map: open_pinned(pins, names::FLOWS_MAP)?,
+            map: pins.open_map(names::FLOWS_MAP)?,
         })
     }
 
@@ -95,18 +95,6 @@ pub fn memlock(map: &MapData) -> Result<u64> {
         .find_map(|line| line.strip_prefix("memlock:"))
         .and_then(|value| value.trim().parse().ok())
         .with_context(|| format!("{path} has no memlock line"))
-}
-
-/// The map `name` pinned for an attachment.
-pub fn open_pinned(pins: &PinDir, name: &str) -> Result<MapData> {
-    let path = pins.dir().join(name);
-    MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening {} (is netxdp attached to {}, with flow tracking?)",
-            path.display(),
-            pins.iface()
-        )
-    })
 }
 
 /// `netxdp flows --json`.

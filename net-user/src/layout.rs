@@ -128,7 +128,7 @@ fn pinned_shape(path: &std::path::Path) -> Result<Shape> {
 
 /// The layout the attach record of `pins` names, if it is there and readable.
 pub fn recorded(pins: &PinDir) -> Option<u32> {
-    let map = MapData::from_pin(pins.info_map()).ok()?;
+    let map = pins.open_map(names::INFO_MAP).ok()?;
     let info: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(map)).ok()?;
     info.get(&0, 0).ok().map(|record| record.layout_version())
 }

@@ -4,6 +4,7 @@
 //! - [`program`]: the embedded XDP object and how it is loaded.
 //! - [`iface`]: interface names, checked as the kernel checks them.
 //! - [`pins`]: where an attachment lives in bpffs.
+//! - [`process`]: stdout that its reader may close, and Ctrl-C or SIGTERM.
 //! - [`preflight`]: the checks that turn EPERM and ENOENT into advice.
 //! - [`attach`]: attach, detach and inspect pinned attachments.
 //! - [`last_apply`]: the outcome of the last `apply`, for `status` and `serve`.
@@ -16,8 +17,11 @@
 //! - [`report`]: how counters and attachments are shown, as text and as JSON.
 //! - [`serve`]: the Prometheus exporter of `netxdp serve`.
 //! - [`top`]: the live full-screen view of `netxdp top`.
-//! - [`netns`] and [`traffic`]: the namespaces, veth pairs and traffic of `demo` and the tests.
 //! - [`cli`] and [`commands`]: the command line; [`generate`]: its man pages and completions.
+//!
+//! `netns`, `traffic` and `flood` (namespaces, veth pairs, traffic and floods) serve `demo`,
+//! the tests and the benchmarks; they are hidden from these docs, as no part of what the
+//! library offers.
 
 pub mod attach;
 pub mod bpf_batch;
@@ -28,6 +32,7 @@ pub mod clock;
 pub mod commands;
 pub mod counters;
 pub mod filter;
+#[doc(hidden)]
 pub mod flood;
 pub mod flows;
 pub mod generate;
@@ -36,12 +41,15 @@ pub mod iflink;
 pub mod last_apply;
 pub mod layout;
 pub mod lock;
+#[doc(hidden)]
 pub mod netns;
 pub mod pins;
 pub mod preflight;
+pub mod process;
 pub mod program;
 pub mod report;
 pub mod serve;
 pub mod sources;
 pub mod top;
+#[doc(hidden)]
 pub mod traffic;

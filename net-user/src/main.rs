@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli.command, cli.verbose)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is::<commands::StdoutClosed>() => ExitCode::SUCCESS,
+        Err(error) if error.is::<netxdp::process::StdoutClosed>() => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("netxdp: {error:#}");
             ExitCode::FAILURE

@@ -13,6 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, Result};
+use aya::maps::MapData;
 use net_common::names;
 
 use crate::iface::IfaceName;
@@ -86,6 +88,20 @@ impl PinDir {
             iface: self.iface.clone(),
             dir: Self::root().join(format!("{}:new", self.iface)),
         }
+    }
+
+    /// The map `name` pinned here.
+    pub fn open_map(&self, name: &str) -> Result<MapData> {
+        let path = self.dir.join(name);
+        MapData::from_pin(&path).with_context(|| {
+            format!(
+                "opening {} (is netxdp attached to {iface}? `netxdp status` lists its \
+                 attachments, and `netxdp attach {iface} --upgrade` makes maps of another \
+                 netxdp's layout again)",
+                path.display(),
+                iface = self.iface
+            )
+        })
     }
 
     /// Whether an attachment is in force: its link (or its netlink hold) is pinned.

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::{
     clock::monotonic_ns,
-    flows::{Allocation, memlock, open_pinned},
+    flows::{Allocation, memlock},
     pins::PinDir,
     report::{human_bytes, rfc3339},
 };
@@ -39,7 +39,7 @@ pub struct SourceTable {
 impl SourceTable {
     pub fn from_pin(pins: &PinDir) -> Result<Self> {
         Ok(Self {
-            map: open_pinned(pins, names::SOURCES_MAP)?,
+            map: pins.open_map(names::SOURCES_MAP)?,
         })
     }
 

@@ -388,8 +388,7 @@ fn write_info(ebpf: &mut Ebpf, ifindex: u32, mode: Option<AttachMode>, flows: Fl
 
 /// Reads the attach record pinned for an interface.
 pub fn read_info(pins: &PinDir) -> Result<AttachInfo> {
-    let map = MapData::from_pin(pins.info_map())
-        .with_context(|| format!("opening {}", pins.info_map().display()))?;
+    let map = pins.open_map(names::INFO_MAP)?;
     let info: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(map))?;
     Ok(info.get(&0, 0)?)
 }
@@ -434,8 +433,7 @@ pub fn detach_pinned(iface: &IfaceName, keep_rules: bool) -> Result<()> {
 
 /// Rewrites a kept record as attached nowhere, in no mode, keeping its layout.
 fn mark_detached(pins: &PinDir, record: AttachInfo) -> Result<()> {
-    let map = MapData::from_pin(pins.info_map())
-        .with_context(|| format!("opening {}", pins.info_map().display()))?;
+    let map = pins.open_map(names::INFO_MAP)?;
     let mut info: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(map))?;
     info.set(
         0,

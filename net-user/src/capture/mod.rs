@@ -314,14 +314,5 @@ pub fn running(pins: &PinDir) -> Result<Option<u32>> {
 }
 
 fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {
-    let path = pins.dir().join(name);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening {} (attached by a netxdp without capture? `netxdp detach {iface} \
-             --keep-rules` and attach again)",
-            path.display(),
-            iface = pins.iface()
-        )
-    })?;
-    Ok(wrap(data))
+    Ok(wrap(pins.open_map(name)?))
 }

@@ -12,7 +12,7 @@ use futures_util::future::select_all;
 use net_common::capture::{CaptureHeader, MAX_SNAPLEN};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::Shutdown;
+use crate::process::Shutdown;
 use crate::{
     capture::{
         Counters, Selection, Session,

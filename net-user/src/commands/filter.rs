@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
 
-use super::emit;
 use crate::{
     cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
@@ -19,6 +18,7 @@ use crate::{
     last_apply::LastApply,
     pins::PinDir,
     preflight,
+    process::emit,
 };
 
 /// The filter maps of `iface`, locked for this command.

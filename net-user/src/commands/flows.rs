@@ -3,7 +3,6 @@
 use anyhow::{Result, bail};
 use net_common::flow::FlowStats;
 
-use super::emit;
 use crate::{
     attach::read_info,
     cli::FlowSort,
@@ -11,6 +10,7 @@ use crate::{
     iface::IfaceName,
     pins::PinDir,
     preflight,
+    process::emit,
     sources::{SourceStats, SourceTable, SourcesRecord},
 };
 

@@ -6,7 +6,7 @@ mod flows;
 mod reload;
 
 use std::{
-    io::{self, Write as _},
+    io,
     net::{IpAddr, SocketAddr},
     num::{NonZeroU32, NonZeroU64},
     path::Path,
@@ -19,10 +19,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use aya::Ebpf;
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::io::unix::AsyncFd;
 use tracing::warn;
 
 use crate::{
@@ -33,6 +30,7 @@ use crate::{
     netns::VethNet,
     pins::PinDir,
     preflight,
+    process::{Shutdown, emit},
     program::{self, Flows, KernelLog},
     report::{Scope, StatsRecord, StatusRecord},
     traffic,
@@ -244,19 +242,6 @@ fn attach(
     Ok(())
 }
 
-pub(crate) fn emit(text: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
-        other => Ok(other?),
-    }
-}
-
-/// Stdout was closed by its reader: stop, successfully.
-#[derive(Debug, thiserror::Error)]
-#[error("stdout closed")]
-pub struct StdoutClosed;
-
 async fn stats(ifaces: Vec<IfaceName>, sampling: Sampling, json: bool) -> Result<()> {
     preflight::require_privileges()?;
     preflight::ensure_bpffs()?;
@@ -328,28 +313,6 @@ async fn sample_loop(
             return Ok(());
         }
         between()?;
-    }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM.
-pub(crate) struct Shutdown {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Shutdown {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
-            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
-        })
-    }
-
-    pub(crate) async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
     }
 }
 

@@ -16,8 +16,8 @@ use anyhow::{Context as _, Result};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::unix::AsyncFd;
 
-use super::{Shutdown, filter::put_in_force};
-use crate::{iface::IfaceName, preflight};
+use super::filter::put_in_force;
+use crate::{iface::IfaceName, preflight, process::Shutdown};
 
 /// How long the directory must be quiet before the file is read: a writer's steps (create,
 /// write, rename) land together.

@@ -105,15 +105,7 @@ impl FilterMaps {
             layout::require_current(pins)?;
         }
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
-            let path = pins.dir().join(name);
-            let data = MapData::from_pin(&path).with_context(|| {
-                format!(
-                    "opening {} (attached by an older netxdp? `netxdp detach {}` and attach again)",
-                    path.display(),
-                    pins.iface()
-                )
-            })?;
-            Ok(wrap(data))
+            Ok(wrap(pins.open_map(name)?))
         };
         Self::open(open, lock, Some(pins.iface().to_string()))
     }
@@ -222,10 +214,7 @@ impl FilterMaps {
     /// of another layout.
     pub fn read_pinned_rule_set(pins: &PinDir) -> Result<RuleSet> {
         let open = |name: &str, wrap: fn(MapData) -> Map| -> Result<Map> {
-            let path = pins.dir().join(name);
-            let data =
-                MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-            Ok(wrap(data))
+            Ok(wrap(pins.open_map(name)?))
         };
         let shaped = |name: &str, error: aya::maps::MapError| {
             anyhow::Error::new(error).context(format!("{name} is not of this netxdp's layout"))

@@ -340,7 +340,7 @@ pub async fn run(ifaces: Vec<IfaceName>, sampling: Sampling) -> Result<()> {
 /// bytes and the top sources by packets as `flows` shows them, whenever the flow and source
 /// tables were read.
 async fn plain(attachments: Attachments, sampling: Sampling) -> Result<()> {
-    let mut shutdown = crate::commands::Shutdown::new()?;
+    let mut shutdown = crate::process::Shutdown::new()?;
     let mut ticker = tokio::time::interval(sampling.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let flow_tables: Vec<_> = attachments.ifaces.iter().map(|a| a.flow_table()).collect();
@@ -397,8 +397,8 @@ async fn plain(attachments: Attachments, sampling: Sampling) -> Result<()> {
                     );
                 }
             }
-            crate::commands::emit(text.trim_end())?;
-            crate::commands::emit("")?;
+            crate::process::emit(text.trim_end())?;
+            crate::process::emit("")?;
         }
         round += 1;
         if sampling.count.is_some_and(|count| round >= count.get()) {
@@ -441,7 +441,7 @@ async fn interactive(attachments: Attachments, sampling: Sampling) -> Result<()>
         let (stop, paused) = (Arc::clone(&stop), Arc::clone(&paused));
         tokio::task::spawn_blocking(move || view::run_ui(&received, &stop, &paused, sampling))
     };
-    let mut shutdown = crate::commands::Shutdown::new()?;
+    let mut shutdown = crate::process::Shutdown::new()?;
     let result = tokio::select! {
         result = ui => result,
         _ = shutdown.recv() => {
