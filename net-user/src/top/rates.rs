@@ -337,3 +337,84 @@ pub fn endpoint(addr: Option<IpAddr>, port: Option<u16>) -> String {
         (None, _) => "*".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::fixtures::*;
+
+    #[test]
+    fn flows_not_read_this_time_keep_their_last_rows_and_rates_span_the_reads() {
+        let t0 = Instant::now();
+        let a = flow_key([10, 0, 0, 1], 1000, 9);
+        let mut rates = Rates::default();
+        rates.frame(sample(t0, vec![(a, flow(10, 1000))], stats(10)));
+        let mut skipped = sample(t0 + Duration::from_secs(1), Vec::new(), stats(20));
+        skipped.flows_read = None;
+        let kept = rates.frame(skipped);
+        assert_eq!(kept.flows.len(), 1, "the last rows stay");
+        assert_eq!(kept.flows[0].stats.packets, 10);
+        assert_eq!(
+            kept.total.rate.pps,
+            Some(10.0),
+            "counters are read every time"
+        );
+        let read = rates.frame(sample(
+            t0 + Duration::from_secs(3),
+            vec![(a, flow(40, 4000))],
+            stats(40),
+        ));
+        assert_eq!(read.flows[0].rate.pps, Some(10.0), "30 packets over 3 s");
+        assert_eq!(read.sources[0].stats.passed.packets, 40);
+        assert_eq!(read.sources[0].rate.pps, Some(10.0));
+        assert_eq!(read.sources[0].drop_rate.pps, Some(0.0));
+    }
+
+    #[test]
+    fn rates_come_from_consecutive_samples() {
+        assert_eq!(Rate::between((10, 100), None, Some(1.0)), Rate::default());
+        assert_eq!(
+            Rate::between((10, 100), Some((0, 0)), Some(0.0)),
+            Rate::default()
+        );
+        let rate = Rate::between((30, 3000), Some((10, 1000)), Some(2.0));
+        assert_eq!(rate.pps, Some(10.0));
+        assert_eq!(rate.bps, Some(8000.0));
+        // A counter that went back (re-attached) counts from zero.
+        let rate = Rate::between((5, 50), Some((10, 1000)), Some(1.0));
+        assert_eq!(rate.pps, Some(5.0));
+
+        let t0 = Instant::now();
+        let (a, b) = (
+            flow_key([10, 0, 0, 1], 1000, 9),
+            flow_key([10, 0, 0, 2], 2000, 9),
+        );
+        let mut rates = Rates::default();
+        let first = rates.frame(sample(t0, vec![(a, flow(10, 1000))], stats(10)));
+        assert_eq!(first.interval, None);
+        assert_eq!(first.total.rate, Rate::default());
+        assert_eq!(first.flows[0].rate, Rate::default());
+        let second = rates.frame(sample(
+            t0 + Duration::from_secs(2),
+            vec![(a, flow(30, 3000)), (b, flow(4, 400))],
+            stats(34),
+        ));
+        assert_eq!(second.interval, Some(2.0));
+        let udp = &second.protocols[1];
+        assert_eq!((udp.name.as_str(), udp.rate.pps), ("udp", Some(12.0)));
+        assert_eq!(second.total.rate.bps, Some(24.0 * 100.0 * 8.0 / 2.0));
+        let rate_of = |key: &FlowKey| {
+            second
+                .flows
+                .iter()
+                .find(|row| row.record().peer_port == Some(key.sport))
+                .map(|row| row.rate)
+                .expect("flow")
+        };
+        assert_eq!(rate_of(&a).pps, Some(10.0));
+        // New since the last sample: counted from zero.
+        assert_eq!(rate_of(&b).pps, Some(2.0));
+        assert_eq!(second.rules[0].rate.pps, Some(0.0));
+        assert_eq!(second.rules[0].action, "drop");
+    }
+}
