@@ -65,21 +65,13 @@ pub async fn watch(iface: &IfaceName, path: &Path) -> Result<()> {
     apply_if_changed(iface, path, &mut last_read);
     loop {
         tokio::select! {
-            ready = events.readable() => {
-                let mut ready = ready.context("waiting for inotify")?;
-                drain(ready.get_inner());
-                ready.clear_ready();
-            }
+            event = next_event(&events) => event?,
             _ = shutdown.recv() => return Ok(()),
         }
         // Until the writer is done: no event for SETTLE.
         loop {
             tokio::select! {
-                ready = events.readable() => {
-                    let mut ready = ready.context("waiting for inotify")?;
-                    drain(ready.get_inner());
-                    ready.clear_ready();
-                }
+                event = next_event(&events) => event?,
                 _ = tokio::time::sleep(SETTLE) => break,
                 _ = shutdown.recv() => return Ok(()),
             }
@@ -88,9 +80,13 @@ pub async fn watch(iface: &IfaceName, path: &Path) -> Result<()> {
     }
 }
 
-/// Reads every pending event: which one it was does not matter, the file is read again.
-fn drain(watch: &Watch) {
-    while matches!(watch.0.read_events(), Ok(events) if !events.is_empty()) {}
+/// Waits for events, and reads every one pending: which they were does not matter, the
+/// file is read again.
+async fn next_event(events: &AsyncFd<Watch>) -> Result<()> {
+    let mut ready = events.readable().await.context("waiting for inotify")?;
+    while matches!(ready.get_inner().0.read_events(), Ok(read) if !read.is_empty()) {}
+    ready.clear_ready();
+    Ok(())
 }
 
 /// Applies the file if its content is not what was read last, and says what came of it.

@@ -6,13 +6,17 @@
 //! - [`file`]: the TOML rules file of `netxdp apply`.
 //! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
-//! - [`maps`]: the pinned (or loaded) filter maps, read and written whole.
+//! - [`maps`]: the pinned (or loaded) filter maps, and the rule set they hold.
+//! - [`commit`]: a rule set written whole beside the one in force, then flipped in.
+//! - [`slots`]: each rule's counter slot, and its counters read back.
+//! - [`verify`]: checking that the tables in force hold exactly the rule set.
 //! - [`generation`]: one generation written, map by map, maps at once.
 //! - [`rcu`]: waiting until no CPU still classifies with a generation flipped out.
 //! - [`stages`]: a commit's stages, and the test-only hook that stops one there.
 //! - [`write_error`]: a kernel error on a filter map during a commit, with advice.
 //! - [`tree`]: the decision trees of a rule set, built at commit time.
 
+pub mod commit;
 pub mod compile;
 pub mod file;
 pub mod generation;
@@ -20,9 +24,11 @@ pub mod listing;
 pub mod maps;
 pub mod rcu;
 pub mod ruleset;
+pub mod slots;
 pub mod spec;
 pub mod stages;
 pub mod tree;
+pub mod verify;
 pub mod write_error;
 
 pub use maps::FilterMaps;
