@@ -267,6 +267,9 @@ pub struct AttachmentRecord {
     pub filter_bytes: Option<u64>,
     /// The process id of a `netxdp capture` running on the interface.
     pub capture_pid: Option<u32>,
+    /// What holds the program on the interface: "link" (a pinned bpf_link) or "netlink"
+    /// (after `attach --force` took another program's place); `null` when nothing does.
+    pub held_by: Option<&'static str>,
     /// The last `netxdp apply`: its file, whether it is in force, when, and what it did or
     /// why not.
     pub last_apply: Option<LastApplyRecord>,
@@ -322,6 +325,7 @@ impl StatusRecord {
                 }),
                 filter_bytes: a.classifier.map(|(_, bytes)| bytes),
                 capture_pid: a.capture_pid,
+                held_by: a.hold.map(|hold| hold.as_str()),
                 last_apply: a.last_apply.as_ref().map(|last| LastApplyRecord {
                     file: last.file.clone(),
                     ok: last.ok,
@@ -376,6 +380,8 @@ impl StatusRecord {
                 i.rules.map_or_else(dash, |n| n.to_string()),
                 i.policy.unwrap_or("-"),
                 match (i.live, i.capture_pid) {
+                    (true, None) if i.held_by == Some("netlink") =>
+                        "attached (held by netlink, after --force)".to_owned(),
                     (true, None) => "attached".to_owned(),
                     (true, Some(pid)) => format!("attached, capturing (netxdp process {pid})"),
                     (false, _) if i.mode.is_none() && i.rules.is_some() => format!(

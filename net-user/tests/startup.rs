@@ -250,6 +250,7 @@ fn force_takes_the_place_of_another_program_in_one_step_and_only_once_loaded() {
         .find(|entry| entry["iface"] == iface.as_str())
         .expect("status lists the interface");
     assert_eq!(entry["live"], true, "{status}");
+    assert_eq!(entry["held_by"], "netlink", "{status}");
     assert_eq!(entry["program_id"], program_on(&iface), "{status}");
 
     // Detach removes netxdp's program, held through netlink, and only that.

@@ -26,6 +26,13 @@ pub enum Hold {
 }
 
 impl Hold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Link => "link",
+            Hold::Netlink => "netlink",
+        }
+    }
+
     /// How the attachment pinned at `pins` is held, if it is.
     pub fn of(pins: &PinDir) -> Option<Hold> {
         if pins.link().exists() {

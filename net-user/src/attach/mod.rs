@@ -464,6 +464,8 @@ pub struct Attachment {
     pub capture_pid: Option<u32>,
     /// The outcome of the last `netxdp apply` on it.
     pub last_apply: Option<crate::last_apply::LastApply>,
+    /// What holds the program on the interface, if anything does.
+    pub hold: Option<Hold>,
     /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
     /// when they cannot be read).
     pub tables: Option<TrackingTables>,
@@ -514,6 +516,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
                 .ok(),
             capture_pid: crate::capture::running(&pins).ok().flatten(),
             last_apply: crate::last_apply::LastApply::read(pins.iface()),
+            hold: Hold::of(&pins),
             tables: info
                 .filter(|record| record.flow_table_size > 0)
                 .and_then(|_| TrackingTables::read(&pins).ok()),
