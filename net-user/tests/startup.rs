@@ -330,12 +330,36 @@ fn maps_of_another_layout_are_named_and_upgraded_keeping_their_rules() {
     assert!(!pins.staging().dir().exists(), "no staging directory left");
 
     // Upgraded while attached, under the stream: the old program gives way to the new one
-    // in one step, and policy drop holds throughout.
+    // in one step, and policy drop holds throughout. A capture of the old maps ends.
+    let mut capture = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_netxdp"))
+            .args(["capture", &iface, "-w", "/dev/null"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a capture"),
+    );
+    let mut said = BufReader::new(capture.0.stderr.take().expect("stderr")).lines();
+    let capturing = said
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("netxdp: capturing"));
+    assert!(capturing.is_some(), "the capture never started");
     set_layout(&pins, LAYOUT_VERSION - 1);
     let old_program = program_on(&iface);
     let stream = Stream::start(&net);
     dropped_at_least(&iface, 1_000);
     let upgraded = ok(&["attach", &iface, "--upgrade"]);
+    let ended = said
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("was detached (or another capture took it over)"));
+    assert!(ended.is_some(), "the capture of the old maps ended");
+    let status = eventually(|| capture.0.try_wait().expect("wait"), Option::is_some);
+    let rest: Vec<String> = said.map_while(Result::ok).collect();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "{status:?}: {rest:?}"
+    );
     assert!(upgraded.contains("2 rules and the policy"), "{upgraded}");
     dropped_at_least(&iface, 1_000);
     let sent = stream.finish();

@@ -27,7 +27,7 @@ pub mod file;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, IterableMap as _, Map, MapData, PerCpuArray, RingBuf};
 use net_common::{
     capture::{CaptureConfig, CaptureCounters, MAX_SNAPLEN},
     names,
@@ -244,16 +244,21 @@ impl Session {
     }
 
     /// Extends the lease to a lease from now; call it every [`Session::renew_every`].
-    /// Whether this capture still holds the
-    /// interface: false once it was detached, or another capture took over a lease that had
-    /// run out.
+    /// Whether this capture still holds the interface: false once it was detached (and
+    /// perhaps attached again, or upgraded, with maps made anew), or another capture took
+    /// over a lease that had run out.
     ///
     /// Without the lock, which a long commit may hold for longer than a lease: another
     /// capture can only take over between this read and write if the lease had already run
     /// out, and then the write ends that capture (its next renewal finds the session is not
     /// its own) instead of this one.
     pub fn renew(&mut self) -> Result<bool> {
-        if !self.pins.dir().exists() {
+        // The map pinned now, which the program reads, is this session's only if it is the
+        // same map.
+        let Ok(pinned) = self.pins.open_map(names::CAPTURE_MAP) else {
+            return Ok(false);
+        };
+        if pinned.info()?.id() != self.config.map().info()?.id() {
             return Ok(false);
         }
         let mut running = self.config.get(&0, 0)?;
