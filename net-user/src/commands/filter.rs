@@ -9,7 +9,7 @@ use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
 use crate::{
     cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
-        Changes, FilterMaps, NewRule, RuleSet,
+        Changes, FilterMaps, NewRule, RuleSet, account,
         file::{self, parse_rules_file},
         listing::RulesRecord,
         spec::{self, build_match},
@@ -156,7 +156,7 @@ pub fn apply(iface: &IfaceName, path: &Path, dry_run: bool, diff: bool) -> Resul
     preflight::require_privileges()?;
     if dry_run {
         let plan = Plan::make(iface, path)?;
-        return emit(file::render_changes(&plan.before, &plan.after, &plan.changes).trim_end());
+        return emit(account::render_changes(&plan.before, &plan.after, &plan.changes).trim_end());
     }
     let applied = put_in_force(iface, path)?;
     if diff {
@@ -210,8 +210,8 @@ pub fn put_in_force(iface: &IfaceName, path: &Path) -> Result<Applied> {
     let applied = Plan::make(iface, path).and_then(|mut plan| {
         plan.maps.commit(&mut plan.after)?;
         Ok(Applied {
-            summary: file::summarize_changes(&plan.before, &plan.after, &plan.changes),
-            diff: file::render_changes(&plan.before, &plan.after, &plan.changes),
+            summary: account::summarize_changes(&plan.before, &plan.after, &plan.changes),
+            diff: account::render_changes(&plan.before, &plan.after, &plan.changes),
             after: plan.after,
         })
     });

@@ -4,6 +4,7 @@
 //! - [`ruleset`]: one interface's rules and settings, as edited.
 //! - [`spec`]: a rule's fields from command-line text (CIDRs, ports, protocols), and back.
 //! - [`file`]: the TOML rules file of `netxdp apply`.
+//! - [`account`]: what a change does to a rule set, as a diff or one line.
 //! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
 //! - [`maps`]: the pinned (or loaded) filter maps, and the rule set they hold.
@@ -16,6 +17,7 @@
 //! - [`write_error`]: a kernel error on a filter map during a commit, with advice.
 //! - [`tree`]: the decision trees of a rule set, built at commit time.
 
+pub mod account;
 pub mod commit;
 pub mod compile;
 pub mod file;

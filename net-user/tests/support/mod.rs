@@ -266,7 +266,9 @@ impl Drop for XdpFilterCleanup {
         let _ = Command::new("xdp-filter")
             .args(["unload", &self.iface])
             .output();
-        let _ = std::fs::remove_file(format!("/sys/fs/bpf/xdp-filter/programs/{}", self.iface));
+        let program = format!("/sys/fs/bpf/xdp-filter/programs/{}", self.iface);
+        let _ = std::fs::remove_file(&program);
+        let _ = std::fs::remove_dir_all(&program);
         for dir in &self.made {
             let _ = std::fs::remove_dir_all(dir);
         }
