@@ -35,7 +35,8 @@ impl AttachMode {
 /// 1. Before the version was recorded (the record holds 0).
 /// 2. The version recorded in [`AttachInfo::layout`].
 /// 3. A capture holds a lease ([`crate::capture::CaptureConfig::expires_ns`]).
-pub const LAYOUT_VERSION: u32 = 3;
+/// 4. Bans: `STATS` counts drops by ban, and the ban tables are pinned.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// The single value of the `INFO` array map. Written by the loader at attach; never read
 /// by the kernel program. Its size and the place of [`AttachInfo::layout`] never change, so

@@ -34,6 +34,7 @@
 #[cfg(feature = "testing")]
 extern crate alloc;
 
+pub mod ban;
 pub mod capture;
 pub mod checksum;
 #[cfg(feature = "testing")]
@@ -56,6 +57,11 @@ pub mod tree;
 pub mod names {
     /// The XDP program's function name in the object file.
     pub const PROGRAM: &str = "netxdp";
+    /// Banned IPv4 and IPv6 sources ([`crate::ban::BanEntry`] by prefix).
+    pub const BANS_V4_MAP: &str = "BANS_V4";
+    pub const BANS_V6_MAP: &str = "BANS_V6";
+    /// The entries of both ban tries: 0 spares every packet the lookups.
+    pub const BAN_COUNT_MAP: &str = "BAN_COUNT";
     /// The flow table ([`crate::flow::FlowKey`] to per-CPU [`crate::flow::FlowStats`]).
     pub const FLOWS_MAP: &str = "FLOWS";
     /// The source table (per-CPU [`crate::source::SourceSlot`]s).

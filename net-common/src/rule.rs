@@ -359,6 +359,8 @@ pub enum Reason {
     Fragment,
     /// A defective packet, dropped before the rules under [`Malformed::Drop`].
     Defect(Defect),
+    /// From a banned source: dropped before the rules ([`crate::ban`]).
+    Ban,
 }
 
 /// [`Reason`] as a number, for the kernel's decisions, the drop counters and capture's
@@ -370,10 +372,11 @@ pub mod reason {
     pub const FRAGMENT: u8 = 3;
     /// Plus the [`crate::parse::Defect`]: 4 to 7.
     pub const DEFECT: u8 = 3;
+    pub const BAN: u8 = 8;
 }
 
 /// Every reason's name, by code: as `stats --json`, `serve` and `capture --reason` spell it.
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "rule",
     "policy",
     "neighbour",
@@ -382,6 +385,7 @@ pub const REASONS: [&str; 8] = [
     "tiny_fragment",
     "overlap_fragment",
     "ipv6_chain",
+    "ban",
 ];
 
 impl Reason {
@@ -392,6 +396,7 @@ impl Reason {
             Reason::Neighbour => reason::NEIGHBOUR,
             Reason::Fragment => reason::FRAGMENT,
             Reason::Defect(defect) => reason::DEFECT + *defect as u8,
+            Reason::Ban => reason::BAN,
         }
     }
 }

@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod bans;
 mod capture;
 mod clock;
 mod filter;
@@ -71,6 +72,9 @@ pub fn netxdp(ctx: XdpContext) -> u32 {
             packet.defect.as_str(),
             packet.len
         );
+    }
+    if let Some(banned) = bans::check(packet) {
+        return count_verdict(&ctx, packet, &banned);
     }
     let decision = match filter::decide_fast(packet) {
         Outcome::Decided(decision) => decision,

@@ -8,3 +8,12 @@ pub fn monotonic_ns() -> u64 {
         .map(|now| now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
         .unwrap_or(0)
 }
+
+/// CLOCK_MONOTONIC_COARSE now, in nanoseconds: what the kernel program's coarse clock reads
+/// (`bpf_ktime_get_coarse_ns`, moved once a tick), for times the program compares with its
+/// own, such as when a ban ends.
+pub fn coarse_monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|now| now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
+        .unwrap_or(0)
+}

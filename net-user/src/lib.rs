@@ -9,6 +9,7 @@
 //! - [`attach`]: attach, detach and inspect pinned attachments.
 //! - [`last_apply`]: the outcome of the last `apply`, for `status` and `serve`.
 //! - [`layout`]: the pinned maps' layout, checked before they are reused.
+//! - [`bans`]: sources dropped before the rules until their ban ends.
 //! - [`filter`]: rule sets, rules files, and the kernel's filter tables.
 //! - [`flows`]: the flow table read back, and how `flows` shows it.
 //! - [`capture`]: copying selected packets out of the kernel, and writing them as pcap(ng).
@@ -24,6 +25,7 @@
 //! library offers.
 
 pub mod attach;
+pub mod bans;
 pub mod bpf_batch;
 pub mod bpf_syscall;
 pub mod capture;

@@ -182,8 +182,16 @@ fn kernel_agrees_with_reference_on_100k_random_and_mutated_frames() {
         assert!(l4.packets > 1000, "L4 class {i} seen {} times", l4.packets);
     }
     assert!(total.malformed.packets > 5000, "{:?}", total.malformed);
-    // Every kind of defect, dropped for it.
-    for (index, dropped) in total.dropped.iter().enumerate().skip(1) {
+    // Every kind of defect, dropped for it (the drop reasons after `fragment`, up to `ban`,
+    // which needs a ban).
+    let defects = 1..net_common::stats::DROP_REASONS.len() - 1;
+    for (index, dropped) in total
+        .dropped
+        .iter()
+        .enumerate()
+        .take(defects.end)
+        .skip(defects.start)
+    {
         assert!(
             dropped.packets > 100,
             "drop reason {index} seen {dropped:?}"
@@ -329,5 +337,111 @@ fn the_source_table_holds_what_the_reference_counts_on_a_seeded_mix() {
             (1_000, 0),
             "203.0.{third}.0/24"
         );
+    }
+}
+
+#[test]
+fn bans_drop_their_sources_before_the_rules_until_they_end() {
+    use std::time::Duration;
+
+    use net_common::{
+        ban::{BanEntry, banned},
+        rule::{Family, Prefix, reason},
+        testing::{FrameSpec, Transport, ipv6_with},
+    };
+    use netxdp::{bans::BanTable, clock::coarse_monotonic_ns, filter::spec::parse_prefix};
+
+    if !kernel_available("bans_drop_their_sources_before_the_rules_until_they_end") {
+        return;
+    }
+    let mut kernel = Kernel::load();
+    let mut bans = BanTable::take_from(&mut kernel.ebpf).expect("the ban maps");
+    let v4 = FrameSpec::ipv4_udp(5353, 53, 10).build();
+    let v6 = ipv6_with(
+        Vec::new(),
+        Transport::Udp {
+            sport: 5353,
+            dport: 53,
+            payload: 10,
+        },
+    )
+    .build();
+    let arp = catalogue()
+        .into_iter()
+        .find(|case| case.l3 == L3::Arp && case.spec.vlans.is_empty())
+        .expect("an ARP frame")
+        .spec
+        .build();
+    let prefix = |text: &str| -> Prefix { parse_prefix(text).expect("a prefix").0 };
+    // The bans as the reference sees them, beside the kernel's.
+    let mut reference: Vec<(Prefix, BanEntry)> = Vec::new();
+    let mut ban = |bans: &mut BanTable, text: &str, duration: Duration| {
+        let added = bans.add(prefix(text), duration).expect("ban");
+        reference.retain(|(known, _)| *known != added.prefix);
+        reference.push((
+            added.prefix,
+            BanEntry {
+                expires_ns: added.expires_ns,
+            },
+        ));
+        reference.clone()
+    };
+    // Each frame's verdict and ban count, and the reference's verdict.
+    let check = |kernel: &mut Kernel, reference: &[(Prefix, BanEntry)], frame: &[u8]| {
+        let (verdict, delta) = kernel.run(frame);
+        let packet = parse(&SliceFrame::new(frame));
+        let expected = banned(reference, &packet, coarse_monotonic_ns());
+        let ban_drops = delta.dropped[reason::BAN as usize - reason::FRAGMENT as usize].packets;
+        assert_eq!(
+            (verdict == XDP_DROP, ban_drops),
+            (expected, u64::from(expected)),
+            "{}: the kernel and the reference disagree",
+            hex(frame)
+        );
+        verdict
+    };
+
+    for frame in [&v4, &v6, &arp] {
+        assert_eq!(check(&mut kernel, &[], frame), XDP_PASS, "no bans");
+    }
+    let reference = ban(&mut bans, "198.18.0.0/24", Duration::from_secs(3600));
+    assert_eq!(check(&mut kernel, &reference, &v4), XDP_DROP);
+    assert_eq!(check(&mut kernel, &reference, &v6), XDP_PASS);
+    assert_eq!(
+        check(&mut kernel, &reference, &arp),
+        XDP_PASS,
+        "neighbour traffic is never banned"
+    );
+    let reference = ban(&mut bans, "fd00::/64", Duration::from_secs(3600));
+    assert_eq!(check(&mut kernel, &reference, &v6), XDP_DROP);
+    // A longer prefix whose ban has ended decides: the source is not banned any more. Its
+    // end is now, which the kernel's clock, cached once a tick per CPU, reaches within a
+    // tick.
+    let reference = ban(&mut bans, "198.18.0.2/32", Duration::ZERO);
+    let packet = parse(&SliceFrame::new(&v4));
+    assert!(!banned(&reference, &packet, coarse_monotonic_ns()));
+    let verdict = support::eventually(|| kernel.run(&v4).0, |verdict| *verdict == XDP_PASS);
+    assert_eq!(
+        verdict, XDP_PASS,
+        "the ended ban on the longer prefix decides"
+    );
+    assert!(bans.remove(prefix("198.18.0.2/32")).expect("remove"));
+    let reference: Vec<_> = reference
+        .into_iter()
+        .filter(|(known, _)| *known != prefix("198.18.0.2/32"))
+        .collect();
+    assert_eq!(check(&mut kernel, &reference, &v4), XDP_DROP);
+    let listed: Vec<Family> = bans
+        .list()
+        .expect("list")
+        .iter()
+        .map(|ban| ban.prefix.family())
+        .collect();
+    assert_eq!(listed, [Family::Ipv4, Family::Ipv6]);
+    for text in ["198.18.0.0/24", "fd00::/64"] {
+        assert!(bans.remove(prefix(text)).expect("remove"));
+    }
+    for frame in [&v4, &v6] {
+        assert_eq!(check(&mut kernel, &[], frame), XDP_PASS, "bans lifted");
     }
 }

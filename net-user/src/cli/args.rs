@@ -95,6 +95,7 @@ pub enum ReasonArg {
     TinyFragment,
     OverlapFragment,
     Ipv6Chain,
+    Ban,
 }
 
 impl ReasonArg {
@@ -110,6 +111,7 @@ impl ReasonArg {
             Self::TinyFragment => reason::DEFECT + Defect::TinyFragment as u8,
             Self::OverlapFragment => reason::DEFECT + Defect::OverlapFragment as u8,
             Self::Ipv6Chain => reason::DEFECT + Defect::Ipv6Chain as u8,
+            Self::Ban => reason::BAN,
         }
     }
 }
@@ -122,6 +124,17 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{seconds} s is outside 0 s to one year"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A ban's length, as humantime reads it (`30s`, `10m`, `2h`, `1d`): at least a second, at
+/// most a year.
+pub(super) fn parse_ban_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?}: {error} (a duration such as 30s, 10m or 2h)"))?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(31_536_000)).contains(&duration) {
+        return Err(format!("{text:?} is outside 1s to one year"));
+    }
+    Ok(duration)
 }
 
 /// How `flows` orders its rows.

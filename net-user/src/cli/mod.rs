@@ -8,7 +8,7 @@ pub use args::{
     CaptureAction, FlowArgs, FlowSort, FragmentsArg, MalformedArg, PolicyArg, ReasonArg, RuleArgs,
     Sampling,
 };
-use args::{parse_duration, rule_metrics};
+use args::{parse_ban_duration, parse_duration, rule_metrics};
 
 use std::{
     net::SocketAddr,
@@ -210,6 +210,33 @@ pub enum Command {
         `netxdp@IFACE.service`."
     )]
     Rule(RuleCommand),
+
+    /// Ban a source address or prefix for a while, or lift a ban.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        sudo netxdp ban add eth0 203.0.113.7 --for 10m\n  \
+        sudo netxdp ban add eth0 2001:db8:66::/48 --for 1h\n  \
+        sudo netxdp ban del eth0 203.0.113.7\n\n\
+        A banned source's IP packets are dropped before the rules, and counted as dropped \
+        for reason `ban` (`stats`, `serve`, `capture --reason ban`); ARP and neighbour \
+        discovery still pass. The longest banned prefix that holds a source decides. Bans \
+        end by themselves; `netxdp bans IFACE` lists those in force. They live in pinned maps: \
+        they outlive the CLI, and end with a detach."
+    )]
+    Ban(BanCommand),
+
+    /// The bans in force on an interface, and when each ends.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp bans eth0\n  \
+        sudo netxdp bans eth0 --json | jq '.bans[].prefix'")]
+    Bans {
+        /// The interface, as `ip link` names it.
+        iface: IfaceName,
+        /// One JSON document (schema netxdp.bans/v1).
+        #[arg(long)]
+        json: bool,
+    },
 
     /// Show or set what packets that no rule matches get (and fragments without L4 headers).
     #[command(after_help = "Examples:\n  \
@@ -443,6 +470,29 @@ pub enum RuleCommand {
         /// The rules and policy as a rules file, for `netxdp apply`.
         #[arg(long)]
         toml: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// Ban an address or prefix: its IP packets are dropped before the rules until the ban
+    /// ends.
+    Add {
+        /// The interface, as `ip link` names it.
+        iface: IfaceName,
+        /// An IPv4 or IPv6 address (a host) or prefix (CIDR).
+        #[arg(value_name = "ADDR[/LEN]")]
+        prefix: String,
+        /// How long: 30s, 10m, 2h or 1d.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_ban_duration)]
+        duration: Duration,
+    },
+    /// Lift the ban on exactly this address or prefix.
+    Del {
+        /// The interface, as `ip link` names it.
+        iface: IfaceName,
+        #[arg(value_name = "ADDR[/LEN]")]
+        prefix: String,
     },
 }
 

@@ -1,5 +1,6 @@
 //! What each command does, over the library's pieces.
 
+mod bans;
 mod capture;
 mod filter;
 mod flows;
@@ -111,6 +112,8 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             .await
         }
         Command::Rule(command) => filter::rule(command),
+        Command::Ban(command) => bans::ban(command),
+        Command::Bans { iface, json } => bans::list(&iface, json),
         Command::Policy {
             iface,
             policy,
