@@ -36,7 +36,8 @@
 //! (`xdp/flood.rs`): Mpps by CPUs sending, spoofed and fixed sources, dropped and passed, with
 //! and without flow tracking (`NETXDP_BENCH_ONLY=flood` runs that section alone, about 60 s;
 //! `NETXDP_BENCH_ONLY=userspace` the refreshes of a full flow table, about 70 s;
-//! `NETXDP_BENCH_ONLY=capture` the capture path's costs per packet; `NETXDP_BENCH_ONLY=serve`
+//! `NETXDP_BENCH_ONLY=capture` the capture path's costs per packet, `bans` those of bans
+//! (`xdp/bans.rs`); `NETXDP_BENCH_ONLY=serve`
 //! the exporter under 200 concurrent scrapes, `xdp/serve.rs`).
 //!
 //! Run with `cargo xtask bench` (as root); about 220 seconds, 25 of them the floods, 30 the
@@ -45,6 +46,8 @@
 //! `NETXDP_BENCH_RULES_REPEAT` sets those of the rule-set tables alone (about 110
 //! program/frame pairs; 200,000 takes the bench to about 40 seconds, with more noise).
 
+#[path = "xdp/bans.rs"]
+mod bans;
 #[path = "xdp/capture.rs"]
 mod capture;
 #[path = "xdp/classbench.rs"]
@@ -121,7 +124,7 @@ fn main() -> Result<()> {
     catch_interrupts()?;
     let only = std::env::var("NETXDP_BENCH_ONLY").ok();
     match only.as_deref() {
-        None | Some("classbench" | "capture") => {}
+        None | Some("classbench" | "capture" | "bans") => {}
         Some("flood") => return flood::print(),
         Some("userspace") => return print_refreshes(),
         Some("serve") => return serve::print(),
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
         .with_context(|| format!("loading {}", names::PASS_FLOOR))?;
     let _dispatched = keep_in_dispatcher(&mut ebpf)?;
     let mut maps = FilterMaps::take_from(&mut ebpf)?;
+    let mut ban_table = netxdp::bans::BanTable::take_from(&mut ebpf)?;
     let floor = Prog::of(&ebpf, names::PASS_FLOOR)?;
     let netxdp = Prog::of(&ebpf, names::PROGRAM)?;
     match only.as_deref() {
@@ -155,6 +159,7 @@ fn main() -> Result<()> {
             print_capture_costs(&capture::path_costs(&floor, repeat)?, repeat);
             return Ok(());
         }
+        Some("bans") => return bans::print(&mut ban_table, &floor, &netxdp, repeat),
         _ => {}
     }
 
@@ -182,6 +187,8 @@ fn main() -> Result<()> {
         println!();
     }
     print_capture_costs(&capture::path_costs(&floor, repeat)?, repeat);
+    println!();
+    bans::print(&mut ban_table, &floor, &netxdp, repeat)?;
     println!();
 
     // The peer first: if it cannot run, say why up front, and measure netxdp anyway.

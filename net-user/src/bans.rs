@@ -89,42 +89,65 @@ impl BanTable {
     /// Bans `prefix` for `duration` from now (a ban already there is replaced). Bans that
     /// have ended are removed first, so that they take no room.
     pub fn add(&mut self, prefix: Prefix, duration: Duration) -> Result<Ban> {
+        Ok(self.add_all(&[prefix], duration)?[0])
+    }
+
+    /// Bans every one of `prefixes` for `duration` from now, as [`BanTable::add`] does one.
+    pub fn add_all(&mut self, prefixes: &[Prefix], duration: Duration) -> Result<Vec<Ban>> {
         let now = now_ns();
         self.remove_ended(now)?;
-        let ban = Ban {
-            prefix,
-            expires_ns: now.saturating_add(duration.as_nanos().min(u64::MAX.into()) as u64),
-        };
-        let entry = BanEntry {
-            expires_ns: ban.expires_ns,
-        };
-        let inserted = match prefix.family() {
-            Family::Ipv4 => self.v4.insert(&v4_key(&prefix), entry, 0),
-            Family::Ipv6 => self
-                .v6
-                .insert(&Key::new(prefix.len.into(), prefix.addr), entry, 0),
-            Family::Any => bail!("a ban names an IPv4 or IPv6 address or prefix, not `any`"),
-        };
-        inserted.with_context(|| {
-            format!(
-                "banning {} (each family holds {MAX_BANS} bans; `netxdp bans` lists them)",
-                prefix_text(&prefix)
-            )
-        })?;
+        let expires_ns = now.saturating_add(duration.as_nanos().min(u64::MAX.into()) as u64);
+        let entry = BanEntry { expires_ns };
+        let mut added = Vec::with_capacity(prefixes.len());
+        for &prefix in prefixes {
+            let inserted = match prefix.family() {
+                Family::Ipv4 => self.v4.insert(&v4_key(&prefix), entry, 0),
+                Family::Ipv6 => self
+                    .v6
+                    .insert(&Key::new(prefix.len.into(), prefix.addr), entry, 0),
+                Family::Any => bail!("a ban names an IPv4 or IPv6 address or prefix, not `any`"),
+            };
+            let inserted = inserted.with_context(|| {
+                format!(
+                    "banning {} (each family holds {MAX_BANS} bans; `netxdp bans` lists them)",
+                    prefix_text(&prefix)
+                )
+            });
+            if let Err(error) = inserted {
+                self.recount()?;
+                return Err(error);
+            }
+            added.push(Ban { prefix, expires_ns });
+        }
         self.recount()?;
-        Ok(ban)
+        Ok(added)
+    }
+
+    /// Lifts every ban.
+    pub fn clear(&mut self) -> Result<()> {
+        for ban in self.all()? {
+            self.delete(ban.prefix);
+        }
+        self.recount()
     }
 
     /// Lifts the ban on exactly `prefix`; whether there was one.
     pub fn remove(&mut self, prefix: Prefix) -> Result<bool> {
-        let removed = match prefix.family() {
-            Family::Ipv4 => self.v4.remove(&v4_key(&prefix)),
-            Family::Ipv6 => self.v6.remove(&Key::new(prefix.len.into(), prefix.addr)),
-            Family::Any => return Ok(false),
-        };
-        let found = removed.is_ok();
+        let found = self.delete(prefix);
         self.recount()?;
         Ok(found)
+    }
+
+    /// Deletes `prefix`'s entry, leaving the count to the caller; whether there was one.
+    fn delete(&mut self, prefix: Prefix) -> bool {
+        match prefix.family() {
+            Family::Ipv4 => self.v4.remove(&v4_key(&prefix)).is_ok(),
+            Family::Ipv6 => self
+                .v6
+                .remove(&Key::new(prefix.len.into(), prefix.addr))
+                .is_ok(),
+            Family::Any => false,
+        }
     }
 
     /// Every ban, ended ones included, IPv4 first.
@@ -163,7 +186,7 @@ impl BanTable {
     fn remove_ended(&mut self, now: u64) -> Result<()> {
         for ban in self.all()? {
             if ban.expires_ns <= now {
-                self.remove(ban.prefix)?;
+                self.delete(ban.prefix);
             }
         }
         Ok(())
