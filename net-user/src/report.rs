@@ -270,6 +270,8 @@ pub struct AttachmentRecord {
     /// What holds the program on the interface: "link" (a pinned bpf_link) or "netlink"
     /// (after `attach --force` took another program's place); `null` when nothing does.
     pub held_by: Option<&'static str>,
+    /// Bans in force (`netxdp bans IFACE` lists them).
+    pub bans: Option<usize>,
     /// The last `netxdp apply`: its file, whether it is in force, when, and what it did or
     /// why not.
     pub last_apply: Option<LastApplyRecord>,
@@ -326,6 +328,7 @@ impl StatusRecord {
                 filter_bytes: a.classifier.map(|(_, bytes)| bytes),
                 capture_pid: a.capture_pid,
                 held_by: a.hold.map(|hold| hold.as_str()),
+                bans: a.bans,
                 last_apply: a.last_apply.as_ref().map(|last| LastApplyRecord {
                     file: last.file.clone(),
                     ok: last.ok,
@@ -405,6 +408,13 @@ impl StatusRecord {
                     out,
                     "  filter: classified by {how}; tables {} of kernel memory",
                     human_bytes(bytes)
+                );
+            }
+            if let Some(bans) = i.bans.filter(|bans| *bans > 0) {
+                let _ = writeln!(
+                    out,
+                    "  bans: {bans} in force (`netxdp bans {}` lists them)",
+                    i.iface
                 );
             }
             if let Some(last) = &i.last_apply {

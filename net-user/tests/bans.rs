@@ -59,6 +59,13 @@ fn a_banned_source_is_dropped_until_its_ban_is_lifted_or_ends() {
         .as_f64()
         .expect("seconds");
     assert!(ends_in > 3500.0 && ends_in <= 3600.0, "{listed}");
+    let status: Value = serde_json::from_str(&ok(&["status", "--json"])).expect("JSON");
+    let entry = status["interfaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|entry| entry["iface"] == iface.as_str()))
+        .cloned()
+        .expect("the interface in status");
+    assert_eq!(entry["bans"], 1, "{entry}");
     send(20);
     let counted = eventually(|| ban_drops(&iface), |drops| *drops == 20);
     assert_eq!(

@@ -466,6 +466,8 @@ pub struct Attachment {
     pub last_apply: Option<crate::last_apply::LastApply>,
     /// What holds the program on the interface, if anything does.
     pub hold: Option<Hold>,
+    /// Bans in force, if the ban tables could be read.
+    pub bans: Option<usize>,
     /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
     /// when they cannot be read).
     pub tables: Option<TrackingTables>,
@@ -517,6 +519,10 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             capture_pid: crate::capture::running(&pins).ok().flatten(),
             last_apply: crate::last_apply::LastApply::read(pins.iface()),
             hold: Hold::of(&pins),
+            bans: crate::bans::BanTable::read_pins(&pins)
+                .and_then(|bans| bans.list())
+                .map(|bans| bans.len())
+                .ok(),
             tables: info
                 .filter(|record| record.flow_table_size > 0)
                 .and_then(|_| TrackingTables::read(&pins).ok()),

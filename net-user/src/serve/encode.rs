@@ -234,6 +234,14 @@ impl Collector for Snapshot {
         let help = "What packets no rule matches get (the label; the value is 1).";
         gauges(&mut encoder, "netxdp_policy", help, samples)?;
 
+        let samples = ifaces
+            .iter()
+            .filter_map(|i| Some((labels(&i.iface, &[]), i.bans? as i64)))
+            .collect();
+        let help = "Bans in force (`netxdp bans IFACE` lists them); their packets count in \
+                    netxdp_dropped_packets_total{reason=\"ban\"}.";
+        gauges(&mut encoder, "netxdp_bans", help, samples)?;
+
         let applies: Vec<(&str, &LastApply)> = ifaces
             .iter()
             .filter_map(|i| Some((i.iface.as_str(), i.last_apply.as_ref()?)))
@@ -491,6 +499,7 @@ mod tests {
                     at_unix: 1_800_000_000,
                     outcome: "in /etc/netxdp/eth0.toml: line 3".to_owned(),
                 }),
+                bans: Some(2),
             }],
             bpf_stats_enabled: Some(true),
             snapshots: 3,
@@ -527,6 +536,7 @@ mod tests {
             r#"netxdp_ruleset_info{iface="eth\"0",hash="0123456789abcdef",rules="2"} 1"#,
             "netxdp_exporter_snapshots_total 3",
             r#"netxdp_apply_success{iface="eth\"0"} 0"#,
+            r#"netxdp_bans{iface="eth\"0"} 2"#,
             r#"netxdp_apply_timestamp_seconds{iface="eth\"0"} 1800000000"#,
             r#"netxdp_policy{iface="eth\"0",policy="pass"} 1"#,
             r#"netxdp_program_run_seconds_total{iface="eth\"0"} 0.0015"#,

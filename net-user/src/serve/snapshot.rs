@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use crate::{
     attach::read_info,
+    bans::BanTable,
     capture,
     counters::CounterMap,
     filter::{FilterMaps, file::ruleset_hash},
@@ -71,6 +72,8 @@ pub struct IfaceMetrics {
     pub capture: Option<capture::Counters>,
     /// The last `netxdp apply`'s outcome, if one was recorded.
     pub last_apply: Option<LastApply>,
+    /// Bans in force; `None` when the ban tables cannot be read.
+    pub bans: Option<usize>,
 }
 
 /// What a scrape exports of the flow and source tables.
@@ -180,6 +183,10 @@ impl IfaceMetrics {
             tracking,
             capture,
             last_apply: LastApply::read(pins.iface()),
+            bans: BanTable::read_pins(pins)
+                .and_then(|bans| bans.list())
+                .map(|bans| bans.len())
+                .ok(),
         })
     }
 }
