@@ -150,6 +150,12 @@ impl BanTable {
         }
     }
 
+    /// How many bans are in force on the attachment pinned at `pins`, for `status` and
+    /// `serve`.
+    pub fn in_force(pins: &PinDir) -> Result<usize> {
+        Ok(Self::read_pins(pins)?.list()?.len())
+    }
+
     /// Every ban, ended ones included, IPv4 first.
     fn all(&self) -> Result<Vec<Ban>> {
         let mut bans = Vec::new();

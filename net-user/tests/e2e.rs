@@ -194,16 +194,7 @@ fn a_foreign_xdp_program_is_named_and_replaced_only_with_force() {
     let net = VethNet::create("fgn", 13).expect("veth pair");
     let iface = net.host_if().to_owned();
     let _detach = DetachOnDrop(iface.clone());
-    let _xdp_filter = XdpFilterCleanup::new(&iface);
-    let loaded = Command::new("xdp-filter")
-        .args(["load", "--mode", "skb", &iface])
-        .output()
-        .expect("xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)");
-    assert!(
-        loaded.status.success(),
-        "xdp-filter load: {}",
-        stderr(&loaded)
-    );
+    let _xdp_filter = XdpFilterCleanup::load(&iface, &[]);
     let error = fails(&["attach", &iface]);
     let watch_error = fails(&["watch", &iface, "--count", "1"]);
     let forced = netxdp(&["attach", &iface, "--force"]);

@@ -28,7 +28,7 @@ use netxdp::{
 use serde_json::Value;
 use support::{
     DetachOnDrop, KillOnDrop, PATIENCE, TempDir, XdpFilterCleanup, eventually, fails,
-    kernel_available, ok, packets, pins, rules_json, stats_snapshot, stderr, xdp_on_link,
+    kernel_available, ok, packets, pins, rules_json, stats_snapshot, xdp_on_link,
 };
 
 /// The port the stream goes to, and a port no rule names.
@@ -177,7 +177,6 @@ fn force_takes_the_place_of_another_program_in_one_step_and_only_once_loaded() {
     let net = VethNet::create("frc", 53).expect("veth pair");
     let iface = net.host_if().to_owned();
     let _detach = DetachOnDrop(iface.clone());
-    let _xdp_filter = XdpFilterCleanup::new(&iface);
     let dir = TempDir::new("startup-force");
     let rules = dir.0.join("drop.toml");
     std::fs::write(&rules, POLICY_DROP).expect("write");
@@ -186,15 +185,7 @@ fn force_takes_the_place_of_another_program_in_one_step_and_only_once_loaded() {
 
     // xdp-filter, denying everything: from here on, a datagram that reaches the socket
     // met no program at all.
-    let loaded = Command::new("xdp-filter")
-        .args(["load", "--mode", "skb", "--policy", "deny", &iface])
-        .output()
-        .expect("xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)");
-    assert!(
-        loaded.status.success(),
-        "xdp-filter load: {}",
-        stderr(&loaded)
-    );
+    let _xdp_filter = XdpFilterCleanup::load(&iface, &["--policy", "deny"]);
     let before = program_on(&iface);
     let stream = Stream::start(&net);
 

@@ -519,10 +519,7 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             capture_pid: crate::capture::running(&pins).ok().flatten(),
             last_apply: crate::last_apply::LastApply::read(pins.iface()),
             hold: Hold::of(&pins),
-            bans: crate::bans::BanTable::read_pins(&pins)
-                .and_then(|bans| bans.list())
-                .map(|bans| bans.len())
-                .ok(),
+            bans: crate::bans::BanTable::in_force(&pins).ok(),
             tables: info
                 .filter(|record| record.flow_table_size > 0)
                 .and_then(|_| TrackingTables::read(&pins).ok()),

@@ -183,10 +183,7 @@ impl IfaceMetrics {
             tracking,
             capture,
             last_apply: LastApply::read(pins.iface()),
-            bans: BanTable::read_pins(pins)
-                .and_then(|bans| bans.list())
-                .map(|bans| bans.len())
-                .ok(),
+            bans: BanTable::in_force(pins).ok(),
         })
     }
 }

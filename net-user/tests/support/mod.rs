@@ -250,6 +250,23 @@ pub struct XdpFilterCleanup {
 impl XdpFilterCleanup {
     const DIRS: [&'static str; 2] = ["/sys/fs/bpf/xdp-filter", "/sys/fs/bpf/xdp"];
 
+    /// `xdp-filter load --mode skb ARGS IFACE`, which must succeed, and its cleanup.
+    pub fn load(iface: &str, args: &[&str]) -> Self {
+        let cleanup = Self::new(iface);
+        let loaded = Command::new("xdp-filter")
+            .args(["load", "--mode", "skb"])
+            .args(args)
+            .arg(iface)
+            .output()
+            .expect("xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)");
+        assert!(
+            loaded.status.success(),
+            "xdp-filter load: {}",
+            stderr(&loaded)
+        );
+        cleanup
+    }
+
     pub fn new(iface: &str) -> Self {
         Self {
             iface: iface.to_owned(),
