@@ -36,7 +36,9 @@ impl AttachMode {
 /// 2. The version recorded in [`AttachInfo::layout`].
 /// 3. A capture holds a lease ([`crate::capture::CaptureConfig::expires_ns`]).
 /// 4. Bans: `STATS` counts drops by ban, and the ban tables are pinned.
-pub const LAYOUT_VERSION: u32 = 4;
+/// 5. Limits: `RULES` holds each rule's [`crate::limit::Limit`], `RULE_COUNTERS` counts limit
+///    drops and bans, `STATS` drops by limit, and the limit table is pinned.
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// The single value of the `INFO` array map. Written by the loader at attach; never read
 /// by the kernel program. Its size and the place of [`AttachInfo::layout`] never change, so

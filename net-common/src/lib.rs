@@ -43,6 +43,7 @@ pub mod filter;
 pub mod flow;
 pub mod frame;
 pub mod info;
+pub mod limit;
 pub mod parse;
 pub mod rule;
 #[cfg(feature = "testing")]
@@ -62,6 +63,12 @@ pub mod names {
     pub const BANS_V6_MAP: &str = "BANS_V6";
     /// The entries of both ban tries: 0 spares every packet the lookups.
     pub const BAN_COUNT_MAP: &str = "BAN_COUNT";
+    /// Rate-limit state ([`crate::limit::LimitKey`] to a TAT), an LRU hash.
+    pub const LIMITS_MAP: &str = "LIMITS";
+    /// The read-only global that makes the coarse clock read [`TEST_NOW_MAP`] (tests only).
+    pub const TEST_CLOCK: &str = "TEST_CLOCK";
+    /// The time the coarse clock reads under [`TEST_CLOCK`], in ns.
+    pub const TEST_NOW_MAP: &str = "TEST_NOW";
     /// The flow table ([`crate::flow::FlowKey`] to per-CPU [`crate::flow::FlowStats`]).
     pub const FLOWS_MAP: &str = "FLOWS";
     /// The source table (per-CPU [`crate::source::SourceSlot`]s).

@@ -23,7 +23,10 @@
 //! - A packet that no rule matches gets the default policy; with [`Fragments::Drop`], an IP
 //!   packet without its L4 header is dropped instead.
 
-use crate::parse::{Defect, Fragment, L3, Packet, Transport};
+use crate::{
+    limit::Limit,
+    parse::{Defect, Fragment, L3, Packet, Transport},
+};
 
 /// The most rules one interface holds.
 pub const MAX_RULES: usize = 10_240;
@@ -34,6 +37,8 @@ pub const COUNTER_SLOTS: usize = 2 * MAX_RULES;
 /// XDP_DROP and XDP_PASS, in the kernel's numbering.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+/// A rule's `limit` action: not an XDP action, the kernel decides pass or drop by the limit.
+pub const LIMIT: u32 = 0x100;
 
 /// `proto` of a rule that names no protocol.
 pub const PROTO_ANY: u16 = 0xffff;
@@ -48,6 +53,8 @@ pub const ICMP_TYPE_ANY: u16 = 0xffff;
 pub enum Action {
     Drop = XDP_DROP,
     Pass = XDP_PASS,
+    /// Pass within the rule's rate limit ([`crate::limit`]), drop beyond it. Rules only.
+    Limit = LIMIT,
 }
 
 impl Action {
@@ -55,6 +62,7 @@ impl Action {
         match raw {
             XDP_DROP => Some(Self::Drop),
             XDP_PASS => Some(Self::Pass),
+            LIMIT => Some(Self::Limit),
             _ => None,
         }
     }
@@ -63,6 +71,7 @@ impl Action {
         match self {
             Self::Drop => "drop",
             Self::Pass => "pass",
+            Self::Limit => "limit",
         }
     }
 }
@@ -207,13 +216,24 @@ impl Family {
     }
 }
 
-/// `addr` with every bit past the first `len` cleared.
-pub fn mask(mut addr: [u8; 16], len: u8) -> [u8; 16] {
-    for (index, byte) in addr.iter_mut().enumerate() {
-        let kept = (len as usize).saturating_sub(index * 8).min(8);
-        *byte &= !(0xffu16 >> kept) as u8;
-    }
-    addr
+/// `addr` with every bit past the first `len` cleared. As two 64-bit words: the kernel
+/// program masks keys with it, where sixteen bytes at once would spill to its small stack.
+#[inline(always)]
+pub fn mask(addr: [u8; 16], len: u8) -> [u8; 16] {
+    let word = |bytes: &[u8]| {
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes);
+        u64::from_be_bytes(word)
+    };
+    // The bits of each word that `len` keeps: all for a shift of 64 or more, none for 0.
+    let kept = |len: u32| !u64::MAX.checked_shr(len).unwrap_or(0);
+    let len = len as u32;
+    let high = word(&addr[..8]) & kept(len);
+    let low = word(&addr[8..]) & kept(len.saturating_sub(64));
+    let mut masked = [0; 16];
+    masked[..8].copy_from_slice(&high.to_be_bytes());
+    masked[8..].copy_from_slice(&low.to_be_bytes());
+    masked
 }
 
 /// An inclusive range of ports; `0-65535` is "any port".
@@ -314,6 +334,8 @@ pub struct Rule {
     /// The rule's entry in the per-rule counters, kept for the rule's life.
     pub counter_slot: u32,
     pub matches: Match,
+    /// The rate limit of a `limit` rule; [`Limit::NONE`] for the others.
+    pub limit: Limit,
 }
 
 impl Rule {
@@ -335,6 +357,10 @@ pub struct RuleCounter {
     pub bytes: u64,
     /// CLOCK_MONOTONIC (coarse) nanoseconds of the last match; 0 if never.
     pub last_hit_ns: u64,
+    /// Packets a `limit` rule dropped for going over its rate.
+    pub limited: u64,
+    /// Bans a `limit` rule issued.
+    pub bans: u64,
 }
 
 impl RuleCounter {
@@ -343,6 +369,8 @@ impl RuleCounter {
         self.packets = self.packets.wrapping_add(other.packets);
         self.bytes = self.bytes.wrapping_add(other.bytes);
         self.last_hit_ns = self.last_hit_ns.max(other.last_hit_ns);
+        self.limited = self.limited.wrapping_add(other.limited);
+        self.bans = self.bans.wrapping_add(other.bans);
     }
 }
 
@@ -361,6 +389,8 @@ pub enum Reason {
     Defect(Defect),
     /// From a banned source: dropped before the rules ([`crate::ban`]).
     Ban,
+    /// Over the rate of the `limit` rule with this id: dropped ([`crate::limit`]).
+    Limit(u32),
 }
 
 /// [`Reason`] as a number, for the kernel's decisions, the drop counters and capture's
@@ -373,10 +403,11 @@ pub mod reason {
     /// Plus the [`crate::parse::Defect`]: 4 to 7.
     pub const DEFECT: u8 = 3;
     pub const BAN: u8 = 8;
+    pub const LIMIT: u8 = 9;
 }
 
 /// Every reason's name, by code: as `stats --json`, `serve` and `capture --reason` spell it.
-pub const REASONS: [&str; 9] = [
+pub const REASONS: [&str; 10] = [
     "rule",
     "policy",
     "neighbour",
@@ -386,6 +417,7 @@ pub const REASONS: [&str; 9] = [
     "overlap_fragment",
     "ipv6_chain",
     "ban",
+    "limit",
 ];
 
 impl Reason {
@@ -397,6 +429,7 @@ impl Reason {
             Reason::Fragment => reason::FRAGMENT,
             Reason::Defect(defect) => reason::DEFECT + *defect as u8,
             Reason::Ban => reason::BAN,
+            Reason::Limit(_) => reason::LIMIT,
         }
     }
 }
@@ -459,9 +492,10 @@ pub fn classify(
 
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]`, 4 x u32 then `Match` (2 x 18-byte prefixes, u16, 2 x 2 x u16, u16:
-// 48 bytes at offset 16, 2-aligned): 64 bytes, no padding, every bit pattern valid.
+// 48 bytes at offset 16, 2-aligned), then `Limit` (56 bytes at offset 64, 8-aligned): 120
+// bytes, no padding, every bit pattern valid.
 unsafe impl aya::Pod for Rule {}
 
 #[cfg(feature = "user")]
-// SAFETY: three u64, no padding.
+// SAFETY: five u64, no padding.
 unsafe impl aya::Pod for RuleCounter {}

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use net_common::{
     ban::{BanEntry, MAX_BANS},
     parse::{L3, Packet},
-    rule::reason,
+    rule::{mask, reason},
 };
 
 use crate::{clock::coarse_now_ns, filter::Decision};
@@ -22,6 +22,37 @@ static BANS_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::pinned(MAX_BANS, 0);
 /// Entries in both tries, kept by userspace: with none, no packet looks them up.
 #[map(name = "BAN_COUNT")]
 static BAN_COUNT: Array<u32> = Array::pinned(1, 0);
+
+/// Bans `packet`'s source prefix of `len` bits until `expires_ns`, for a limit: whether the
+/// ban was written (not when the family's trie is full: the bans already there stay).
+#[inline(always)]
+pub fn issue(packet: &Packet, len: u8, expires_ns: u64) -> bool {
+    let entry = BanEntry { expires_ns };
+    let src = mask(packet.src, len);
+    let written = match packet.l3 {
+        L3::Ipv4 => BANS_V4.insert(
+            Key::new(len as u32, [src[0], src[1], src[2], src[3]]),
+            entry,
+            0,
+        ),
+        L3::Ipv6 => BANS_V6.insert(Key::new(len as u32, src), entry, 0),
+        _ => return false,
+    };
+    if written.is_err() {
+        return false;
+    }
+    // After the entry: userspace, recounting, reads the tries again after it writes the count.
+    if let Some(count) = BAN_COUNT.get_ptr_mut(0) {
+        // SAFETY: an aligned u32 of a map value; a plain store, racing only other stores of
+        // a non-zero count.
+        unsafe {
+            if core::ptr::read_volatile(count) == 0 {
+                core::ptr::write_volatile(count, 1);
+            }
+        }
+    }
+    true
+}
 
 /// The decision for a packet from a banned source, if its source is banned now. The clock is
 /// read only for a packet whose source a ban names.

@@ -1,7 +1,11 @@
 //! The filter: the active generation's tables, and the bit-vector search over them (see
 //! `net_common::filter` for the design, and `net_common::rule` for what it must decide).
 
-use crate::{clock, opaque};
+use crate::{
+    bans, clock,
+    limit::{self, Charge},
+    opaque,
+};
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     cty::c_void,
@@ -17,10 +21,11 @@ use net_common::{
         ipv4_key, ipv6_host_key, ipv6_key, net_block, net_blocks_index, port_bitmap_key,
         port_intervals_index, proto_key, slot,
     },
+    limit::tier as limit_tier,
     parse::Packet,
     rule::{
-        COUNTER_SLOTS, Family, Fragments, MAX_RULES, Malformed, Rule, RuleCounter, XDP_DROP,
-        XDP_PASS, lacks_l4_header, reason,
+        COUNTER_SLOTS, Family, Fragments, LIMIT, MAX_RULES, Malformed, Rule, RuleCounter,
+        XDP_DROP, XDP_PASS, lacks_l4_header, reason,
     },
     tree::{
         LEAF_RANKS_PER_GENERATION, MAX_DEPTH, MAX_LEAF, MAX_TREES, NODES_PER_GENERATION, RuleBox,
@@ -280,21 +285,45 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
     let Some(rule) = rule else {
         return default_decision(packet, config);
     };
-    if let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule.counter_slot) {
-        // SAFETY: this CPU's own copy; XDP does not preempt itself.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += packet.len as u64;
-            (*counter).last_hit_ns = clock::coarse_now_ns();
-        }
+    let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule.counter_slot) else {
+        return default_decision(packet, config);
+    };
+    let now_ns = clock::coarse_now_ns();
+    // SAFETY: this CPU's own copy; XDP does not preempt itself.
+    unsafe {
+        (*counter).packets += 1;
+        (*counter).bytes += packet.len as u64;
+        (*counter).last_hit_ns = now_ns;
     }
-    Decision {
-        // Only the two actions a rule may have; anything else in the table passes.
-        action: if rule.action == XDP_DROP {
-            XDP_DROP
-        } else {
-            XDP_PASS
+    let action = match rule.action {
+        XDP_DROP => XDP_DROP,
+        LIMIT => match limit::charge(&rule.limit, packet, now_ns) {
+            Charge::Conforms => XDP_PASS,
+            Charge::Over(tier) => {
+                let banned = rule.limit.bans(packet)
+                    && tier != limit_tier::OVERFLOW
+                    && bans::issue(
+                        packet,
+                        rule.limit.ban_len(packet, tier),
+                        now_ns + rule.limit.ban_ns,
+                    );
+                // SAFETY: as above.
+                unsafe {
+                    (*counter).limited += 1;
+                    (*counter).bans += banned as u64;
+                }
+                return Decision {
+                    action: XDP_DROP,
+                    rule_id: rule.id,
+                    reason: reason::LIMIT,
+                };
+            }
         },
+        // Anything else in the table passes.
+        _ => XDP_PASS,
+    };
+    Decision {
+        action,
         rule_id: rule.id,
         reason: reason::RULE,
     }

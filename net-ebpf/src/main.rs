@@ -5,6 +5,10 @@
 //! counter block.
 #![no_std]
 #![no_main]
+// `atomic_cxchg`: the BPF target offers no atomic type with compare-and-swap, though the
+// instruction set has one (BPF_CMPXCHG, which the verifier accepts since 5.12).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod bans;
 mod capture;
@@ -13,6 +17,7 @@ mod filter;
 mod flood;
 mod flows;
 mod frame;
+mod limit;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -605,6 +605,7 @@ fn new_rules(rules: &[GenRule]) -> Vec<NewRule> {
             action: rule.action,
             priority: rule.priority,
             matches: rule.matches,
+            limit: net_common::limit::Limit::NONE,
         })
         .collect()
 }

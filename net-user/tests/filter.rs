@@ -182,6 +182,7 @@ fn rule(action: Action, priority: u32, matches: Match) -> NewRule {
         action,
         priority,
         matches,
+        limit: net_common::limit::Limit::NONE,
     }
 }
 
@@ -440,6 +441,7 @@ fn rules_from_seeds(seeds: &[u64]) -> Vec<NewRule> {
                 action: generated.action,
                 priority: generated.priority,
                 matches: generated.matches,
+                limit: net_common::limit::Limit::NONE,
             });
         }
     }
@@ -537,6 +539,7 @@ fn large_random_rule_sets_agree_with_the_reference() {
                 action: rule.action,
                 priority: rule.priority,
                 matches: rule.matches,
+                limit: net_common::limit::Limit::NONE,
             })
             .collect();
         assert!(rules.len() >= count - 1);

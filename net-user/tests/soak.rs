@@ -264,6 +264,7 @@ impl Lab {
                 },
                 ..Match::ANY
             },
+            limit: net_common::limit::Limit::NONE,
         }
     }
 

@@ -42,9 +42,11 @@ pub fn ebpf(root: &Path) -> Result<PathBuf> {
             cargo
                 .env("PATH", std::env::join_paths(paths)?)
                 .env("RUSTC", "/usr/bin/rustc")
-                // Unstable features for aya-ebpf alone (asm_experimental_arch); `1` would make
-                // the build ask for -Z build-std, which needs sources Debian does not ship here.
-                .env("RUSTC_BOOTSTRAP", "aya_ebpf")
+                // Unstable features for aya-ebpf (asm_experimental_arch) and net-ebpf
+                // (core_intrinsics, for the compare-and-swap the target does not offer as an
+                // atomic type) alone; `1` would make the build ask for -Z build-std, which
+                // needs sources Debian does not ship here.
+                .env("RUSTC_BOOTSTRAP", "aya_ebpf,net_ebpf")
                 .args(["build", "--release"]);
             cargo
         }

@@ -437,6 +437,7 @@ pub fn ranked(rules: &[GenRule]) -> Vec<Rule> {
             action: rule.action as u32,
             counter_slot: index as u32,
             matches: rule.matches,
+            limit: crate::limit::Limit::NONE,
         })
         .collect();
     table.sort_by_key(Rule::rank_key);

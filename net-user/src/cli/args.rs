@@ -3,11 +3,15 @@
 use std::{num::NonZeroU64, time::Duration};
 
 use clap::Args;
-use net_common::rule::{Action, Fragments, Malformed, PortRange, Prefix};
+use net_common::{
+    limit::Limit,
+    rule::{Action, Fragments, Malformed, PortRange, Prefix},
+};
 
 use crate::{
     filter::{
         DEFAULT_PRIORITY,
+        limit::{self, LimitError, LimitText},
         spec::{self, Normalised},
     },
     program::Flows,
@@ -128,13 +132,8 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A ban's length, as humantime reads it (`30s`, `10m`, `2h`, `1d`): at least a second, at
 /// most a year.
-pub(super) fn parse_ban_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text)
-        .map_err(|error| format!("{text:?}: {error} (a duration such as 30s, 10m or 2h)"))?;
-    if !(Duration::from_secs(1)..=Duration::from_secs(31_536_000)).contains(&duration) {
-        return Err(format!("{text:?} is outside 1s to one year"));
-    }
-    Ok(duration)
+pub(super) fn parse_ban_duration(text: &str) -> Result<Duration, LimitError> {
+    limit::parse_ban(text)
 }
 
 /// How `flows` orders its rows.
@@ -152,9 +151,9 @@ pub enum FlowSort {
 /// A rule's fields on the command line.
 #[derive(Debug, Args, Clone)]
 pub struct RuleArgs {
-    /// What a matching packet gets.
+    /// What a matching packet gets: pass, drop, or limit (pass within --rate, drop beyond).
     #[arg(long, value_enum)]
-    pub action: PolicyArg,
+    pub action: RuleActionArg,
     /// Source address or prefix (IPv4 or IPv6), or any.
     #[arg(long, value_name = "CIDR", value_parser = parse_prefix_arg)]
     pub src: Option<(Prefix, Option<Normalised>)>,
@@ -176,11 +175,56 @@ pub struct RuleArgs {
     /// Lower is tried first; ties go to the older rule.
     #[arg(long, default_value_t = DEFAULT_PRIORITY)]
     pub priority: u32,
+    /// With --action limit: N/s, N/m or N/h packets, or bytes with a unit (10mbit/s,
+    /// 500kbytes/s; powers of 1000).
+    #[arg(long, value_name = "RATE", help_heading = "Limits")]
+    pub rate: Option<String>,
+    /// Packets (bytes, for a byte rate) that may come at once [default: one second of the
+    /// rate].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub burst: Option<u64>,
+    /// What the rate is counted per: src (the default), src/LEN (src/24, src/64, src/24/64),
+    /// dst, dst/LEN, flow, or rule (one bucket for the rule).
+    #[arg(long, value_name = "KEY", help_heading = "Limits")]
+    pub per: Option<String>,
+    /// Ban a source that goes over its rate for this long (30s, 10m): its packets are then
+    /// dropped before any rule. With --per src, src/LEN or flow.
+    #[arg(long, value_name = "DURATION", help_heading = "Limits")]
+    pub ban: Option<String>,
 }
 
 impl RuleArgs {
     pub fn action_text(&self) -> &'static str {
         Action::from(self.action).as_str()
+    }
+
+    /// The limit the --rate, --burst, --per and --ban flags give the rule.
+    pub fn limit(&self) -> Result<Limit, LimitError> {
+        LimitText {
+            rate: self.rate.as_deref(),
+            burst: self.burst,
+            per: self.per.as_deref(),
+            ban: self.ban.as_deref(),
+        }
+        .limit(self.action == RuleActionArg::Limit)
+    }
+}
+
+/// A rule's action, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuleActionArg {
+    Pass,
+    Drop,
+    Limit,
+}
+
+impl From<RuleActionArg> for Action {
+    fn from(arg: RuleActionArg) -> Action {
+        match arg {
+            RuleActionArg::Pass => Action::Pass,
+            RuleActionArg::Drop => Action::Drop,
+            RuleActionArg::Limit => Action::Limit,
+        }
     }
 }
 

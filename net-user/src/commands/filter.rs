@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
+use net_common::rule::{Action, ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
 
 use crate::{
     cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
         Changes, FilterMaps, NewRule, RuleSet, account,
         file::{self, parse_rules_file},
+        limit::limit_text,
         listing::RulesRecord,
         spec::{self, build_match},
     },
@@ -90,6 +91,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
 
 fn add(iface: &IfaceName, args: RuleArgs) -> Result<()> {
     let action = args.action_text();
+    let limit = args.limit()?;
     let (src, src_note) = args.src.unwrap_or((Prefix::ANY, None));
     let (dst, dst_note) = args.dst.unwrap_or((Prefix::ANY, None));
     for note in [src_note, dst_note].into_iter().flatten() {
@@ -109,10 +111,15 @@ fn add(iface: &IfaceName, args: RuleArgs) -> Result<()> {
         action: args.action.into(),
         priority: args.priority,
         matches,
+        limit,
     })?;
     maps.commit(&mut set)?;
+    let limit = match set.get(id) {
+        Some(rule) if rule.action() == Action::Limit => format!(" {}", limit_text(&rule.limit)),
+        _ => String::new(),
+    };
     eprintln!(
-        "added rule {id} to {iface}: {action} {}",
+        "added rule {id} to {iface}: {action}{limit} {}",
         spec::match_text(&matches)
     );
     emit(&id.to_string())

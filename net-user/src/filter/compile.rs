@@ -306,6 +306,7 @@ mod tests {
                 dport: PortRange { first, last },
                 ..Match::ANY
             },
+            limit: net_common::limit::Limit::NONE,
         }
     }
 
@@ -355,6 +356,7 @@ mod tests {
                     src: prefix(addr, len),
                     ..Match::ANY
                 },
+                limit: net_common::limit::Limit::NONE,
             })
             .unwrap();
         }

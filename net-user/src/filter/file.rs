@@ -24,6 +24,15 @@
 //! action = "pass"
 //! proto = "icmpv6"
 //! icmp_type = 128
+//!
+//! [[rule]]
+//! action = "limit"       # pass within the rate, drop beyond it
+//! proto = "udp"
+//! dport = 53
+//! rate = "1000/s"        # required with limit: N/s, N/m, N/h, or bytes: "10mbit/s"
+//! burst = 500            # optional, default one second of the rate
+//! per = "src"            # src (default) | src/LEN | dst | dst/LEN | flow | rule
+//! ban = "30s"            # optional: a source that goes over is banned this long
 //! ```
 //!
 //! Every key but `action` may be left out, and means `any` (or the default) then. Ports, ICMP
@@ -36,13 +45,15 @@
 
 use std::{collections::HashMap, fmt, fmt::Write as _, ops::Range};
 
-use net_common::rule::{
-    Action, Fragments, ICMP_TYPE_ANY, MAX_RULES, Malformed, PROTO_ANY, PortRange, Prefix,
+use net_common::{
+    limit::Limit,
+    rule::{Action, Fragments, ICMP_TYPE_ANY, MAX_RULES, Malformed, PROTO_ANY, PortRange, Prefix},
 };
 use serde::{Deserialize, Deserializer, de};
 use toml::Spanned;
 
 use super::{
+    limit::{LimitError, LimitText, ban_text, per_text, rate_text},
     ruleset::{Changes, DEFAULT_PRIORITY, NewRule, RuleSet},
     spec::{
         Field, SpecError, build_match, field_text, is_named, match_text, parse_icmp_type,
@@ -105,6 +116,12 @@ pub enum FileError {
     },
     #[error("{count} rules: an interface holds at most {MAX_RULES}")]
     TooMany { count: usize },
+    #[error("line {line}, rule {rule}: {error}")]
+    Limit {
+        line: usize,
+        rule: usize,
+        error: LimitError,
+    },
 }
 
 /// The file as toml reads it, before its fields are checked.
@@ -133,6 +150,14 @@ enum ActionText {
 }
 
 #[derive(Deserialize)]
+#[serde(remote = "Action", rename_all = "lowercase")]
+enum RuleActionText {
+    Pass,
+    Drop,
+    Limit,
+}
+
+#[derive(Deserialize)]
 #[serde(remote = "Fragments", rename_all = "lowercase")]
 enum FragmentsText {
     Policy,
@@ -149,9 +174,13 @@ enum MalformedText {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    #[serde(with = "ActionText")]
+    #[serde(with = "RuleActionText")]
     action: Action,
     priority: Option<u32>,
+    rate: Option<Spanned<Text>>,
+    burst: Option<Spanned<u64>>,
+    per: Option<Spanned<Text>>,
+    ban: Option<Spanned<Text>>,
     src: Option<Spanned<Text>>,
     dst: Option<Spanned<Text>>,
     proto: Option<Spanned<Text>>,
@@ -268,7 +297,25 @@ impl RuleReader<'_> {
             action: self.raw.action,
             priority: self.raw.priority.unwrap_or(DEFAULT_PRIORITY),
             matches,
+            limit: self.limit()?,
         })
+    }
+
+    /// The rule's limit, from its rate, burst, per and ban.
+    fn limit(&self) -> Result<Limit, FileError> {
+        let raw = self.raw;
+        let text = LimitText {
+            rate: raw.rate.as_ref().map(|rate| rate.get_ref().0.as_str()),
+            burst: raw.burst.as_ref().map(|burst| *burst.get_ref()),
+            per: raw.per.as_ref().map(|per| per.get_ref().0.as_str()),
+            ban: raw.ban.as_ref().map(|ban| ban.get_ref().0.as_str()),
+        };
+        text.limit(raw.action == Action::Limit)
+            .map_err(|error| FileError::Limit {
+                line: line_of(self.text, self.span.start),
+                rule: self.number,
+                error,
+            })
     }
 
     /// A prefix field; a prefix given with host bits set gets a note.
@@ -372,6 +419,19 @@ fn render(set: &RuleSet, ids: bool) -> String {
                 );
             }
         }
+        if rule.action() == Action::Limit {
+            let limit = &rule.limit;
+            let _ = write!(
+                out,
+                "rate = \"{}\"\nburst = {}\nper = \"{}\"\n",
+                rate_text(limit),
+                limit.burst,
+                per_text(limit)
+            );
+            if let Some(ban) = ban_text(limit) {
+                let _ = writeln!(out, "ban = \"{ban}\"");
+            }
+        }
     }
     out
 }
@@ -452,6 +512,7 @@ pub(super) mod tests {
                 action: Action::Drop,
                 priority: DEFAULT_PRIORITY,
                 matches: Match::ANY,
+                limit: Limit::NONE,
             }]
         );
     }
@@ -603,6 +664,7 @@ pub(super) mod tests {
                 dport: parse_ports(dport).unwrap(),
                 ..Match::ANY
             },
+            limit: Limit::NONE,
         }
     }
 
@@ -662,6 +724,10 @@ pub(super) mod tests {
                 action: rule.action(),
                 priority: rule.priority,
                 matches: rule.matches,
+                limit: Limit {
+                    state_id: 0,
+                    ..rule.limit
+                },
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 //! - [`spec`]: a rule's fields from command-line text (CIDRs, ports, protocols), and back.
 //! - [`file`]: the TOML rules file of `netxdp apply`.
 //! - [`account`]: what a change does to a rule set, as a diff or one line.
+//! - [`limit`]: a `limit` rule's rate, burst, key and ban as text.
 //! - [`listing`]: how `rule list` shows a rule set.
 //! - [`compile`]: a rule set turned into the kernel's per-field bitmaps.
 //! - [`maps`]: the pinned (or loaded) filter maps, and the rule set they hold.
@@ -22,6 +23,7 @@ pub mod commit;
 pub mod compile;
 pub mod file;
 pub mod generation;
+pub mod limit;
 pub mod listing;
 pub mod maps;
 pub mod rcu;

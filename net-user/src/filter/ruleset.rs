@@ -2,7 +2,12 @@
 
 use std::collections::HashMap;
 
-use net_common::rule::{Action, Fragments, MAX_RULES, Malformed, Match, Rule};
+use net_common::{
+    limit::Limit,
+    rule::{Action, Fragments, MAX_RULES, Malformed, Match, Rule},
+};
+
+use super::limit::same_limit;
 
 /// Priority of a rule given none: the middle of the range, so that rules can be put both
 /// before and after it.
@@ -50,6 +55,9 @@ pub struct NewRule {
     pub action: Action,
     pub priority: u32,
     pub matches: Match,
+    /// The rate limit of a [`Action::Limit`] rule, [`Limit::NONE`] for the others; its
+    /// `state_id` is assigned here.
+    pub limit: Limit,
 }
 
 impl RuleSet {
@@ -110,8 +118,7 @@ impl RuleSet {
     /// The rule `new` becomes, with the next id (which is used up: `next_rule_id` moves on).
     /// It is not added to the set.
     fn allocate(&mut self, new: &NewRule) -> Result<Rule, RuleSetError> {
-        let id = self.next_rule_id;
-        self.next_rule_id = id.checked_add(1).ok_or(RuleSetError::IdsExhausted)?;
+        let id = self.next_id()?;
         Ok(Rule {
             id,
             priority: new.priority,
@@ -119,7 +126,22 @@ impl RuleSet {
             // Assigned when the set is written to the kernel.
             counter_slot: u32::MAX,
             matches: new.matches,
+            limit: match new.action {
+                Action::Limit => Limit {
+                    state_id: id,
+                    ..new.limit
+                },
+                _ => Limit::NONE,
+            },
         })
+    }
+
+    /// The next id, used up. Rules and limits' states draw from the same sequence, so that a
+    /// limit never inherits another's state.
+    fn next_id(&mut self) -> Result<u32, RuleSetError> {
+        let id = self.next_rule_id;
+        self.next_rule_id = id.checked_add(1).ok_or(RuleSetError::IdsExhausted)?;
+        Ok(id)
     }
 
     /// Removes the rule with `id`.
@@ -155,9 +177,22 @@ impl RuleSet {
             seen.insert(new.matches, seen.len() as u32 + 1);
             match current.get(&new.matches) {
                 Some(&current) => {
+                    // A limit changed starts afresh: state kept under the old rate could
+                    // hold a key back, or let it through, by the wrong measure.
+                    let limit = if new.action != Action::Limit {
+                        Limit::NONE
+                    } else if same_limit(&new.limit, &current.limit) {
+                        current.limit
+                    } else {
+                        Limit {
+                            state_id: next.next_id()?,
+                            ..new.limit
+                        }
+                    };
                     let kept = Rule {
                         priority: new.priority,
                         action: new.action as u32,
+                        limit,
                         ..*current
                     };
                     if kept == *current {
@@ -218,6 +253,7 @@ mod tests {
                 src: Prefix::new(Family::Ipv4, addr, 32),
                 ..Match::ANY
             },
+            limit: Limit::NONE,
         }
     }
 
@@ -253,6 +289,7 @@ mod tests {
                     },
                     ..Match::ANY
                 },
+                limit: Limit::NONE,
             })
             .collect();
         let mut set = RuleSet::default();

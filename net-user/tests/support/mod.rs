@@ -194,6 +194,7 @@ pub fn new_rules(
             action: rule.action,
             priority: rule.priority,
             matches: rule.matches,
+            limit: net_common::limit::Limit::NONE,
         })
         .collect()
 }

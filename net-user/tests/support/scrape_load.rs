@@ -68,6 +68,7 @@ pub fn run(
             action: rule.action,
             priority: rule.priority,
             matches: rule.matches,
+            limit: net_common::limit::Limit::NONE,
         })
         .collect();
     set.replace(&rules)?;

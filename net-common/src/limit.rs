@@ -1,0 +1,418 @@
+//! Rate limits: a rule whose action is `limit` passes the packets it matches while their key
+//! (the source, a source prefix, the destination, the flow, or the rule itself) is within the
+//! rule's rate, and drops the rest. With a ban, a source that goes over is also banned for a
+//! while ([`crate::ban`]), so that its next packets are dropped before any rule is tried.
+//!
+//! # The algorithm: GCRA, exact across CPUs
+//! Each key keeps one word, its theoretical arrival time (TAT): when the key's bucket would be
+//! empty again if nothing more came. A packet that costs `c` units (1 for a packet rate, its
+//! length for a byte rate) moves it to `max(TAT, now) + c·T`, where `T` is the time one unit
+//! of the rate earns, and conforms if that is at most `now + τ`, where `τ = burst·T`. A packet
+//! that conforms writes the new TAT; one that does not writes nothing. So a key passes at
+//! most `burst + rate·t` units in any span `t`.
+//!
+//! In the kernel the word is shared by every CPU and replaced with a compare-and-swap from the
+//! value the packet read: a packet that loses the race reads the winner's value and tries
+//! again. Every conforming packet therefore advances one shared TAT by exactly its cost, in
+//! some order, which is a run of GCRA on a single CPU: a source spread over every RX queue
+//! gets its rate once, not once per queue. The clock is the kernel's coarse monotonic clock,
+//! which is global (every CPU reads the same value), read once per packet and only for a
+//! packet a rule matched.
+//!
+//! # Bounded state, and floods of spoofed sources
+//! Keys live in one LRU hash of [`MAX_LIMIT_KEYS`] entries, so the table never refuses a key:
+//! a flood cannot make it drop a legitimate source for want of room, and a source whose state
+//! was evicted only starts again with a full bucket. Bans live in tables of their own, which
+//! nothing evicts. A key is looked up in tiers:
+//! 1. its own key (`src`, `src/LEN`, `dst`, `flow`, or `rule`), if the table holds it, or if
+//!    the rule's admission bucket lets a new key in: at most [`ADMIT_PER_SEC`] new keys a
+//!    second per rule, in bursts of as many;
+//! 2. otherwise its aggregate: the source's (for `dst`, the destination's) /24 or /64,
+//!    admitted the same way by a second bucket;
+//! 3. otherwise one overflow bucket per rule and family, at the rule's own rate.
+//!
+//! A flood of random sources therefore gets at most the admission rate of fresh buckets plus
+//! the rule's rate through, while sources already known keep their own state: a new key
+//! cannot push an active one out of the table faster than [`MAX_LIMIT_KEYS`] keys per two
+//! admission rates, about 16 s per limit rule.
+//!
+//! Limit ids ([`Limit::state_id`]) are never reused on an interface: a limit created or changed
+//! gets a fresh one, so that it never inherits the state of another.
+
+use crate::{
+    parse::{L3, Packet},
+    rule::{Family, mask},
+};
+
+/// Keys the limit table holds (all limit rules of an interface together).
+pub const MAX_LIMIT_KEYS: u32 = 131_072;
+
+/// New keys a limit rule admits to the table per second (and per burst), in each of the own
+/// and aggregate tiers.
+pub const ADMIT_PER_SEC: u64 = 4_096;
+
+/// Fixed-point shift of [`Limit::unit_ns_fp`].
+pub const UNIT_SHIFT: u32 = 16;
+
+/// The largest cost of one packet, in bytes: a byte rate's `cost · unit_ns_fp` must fit 64 bits.
+pub const MAX_COST: u64 = 0xffff;
+
+/// What a limit's state is kept per.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Per {
+    /// The source address, or its prefix ([`Limit::v4_len`], [`Limit::v6_len`]).
+    Src = 0,
+    /// The destination address, or its prefix.
+    Dst = 1,
+    /// The flow: addresses, protocol and ports.
+    Flow = 2,
+    /// The rule: one bucket for every packet it matches.
+    Rule = 3,
+}
+
+impl Per {
+    pub fn from_raw(raw: u8) -> Per {
+        match raw {
+            0 => Per::Src,
+            1 => Per::Dst,
+            2 => Per::Flow,
+            _ => Per::Rule,
+        }
+    }
+}
+
+/// A rule's rate limit, as the kernel reads it beside the rule. A rule that is not a limit has
+/// [`Limit::NONE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Limit {
+    /// `T`: the time one unit (a packet, or a byte) of the rate earns, in 2^-16 ns.
+    pub unit_ns_fp: u64,
+    /// `τ`: how far ahead of now a key's TAT may run, in ns (`burst · T`).
+    pub burst_ns: u64,
+    /// How long a source that goes over is banned, in ns; 0 for no ban.
+    pub ban_ns: u64,
+    /// The rate as given: `rate` units per `period_secs`.
+    pub rate: u64,
+    /// The burst as given, in units.
+    pub burst: u64,
+    /// The key space of this limit's state: see the module documentation.
+    pub state_id: u32,
+    pub period_secs: u32,
+    /// [`Per`] as its value.
+    pub per: u8,
+    /// The prefix lengths `src/LEN` or `dst/LEN` key by (32 and 128 for the address).
+    pub v4_len: u8,
+    pub v6_len: u8,
+    /// 1 when the rate counts bytes, 0 when it counts packets.
+    pub bytes: u8,
+    pub _reserved: u32,
+}
+
+/// Key tiers: see the module documentation.
+pub mod tier {
+    pub const OWN: u8 = 0;
+    pub const AGGREGATE: u8 = 1;
+    pub const OVERFLOW: u8 = 2;
+    /// The admission buckets of the own and aggregate tiers.
+    pub const ADMIT_OWN: u8 = 3;
+    pub const ADMIT_AGGREGATE: u8 = 4;
+}
+
+/// The prefix lengths of the aggregate tier.
+pub const AGGREGATE_V4_LEN: u8 = 24;
+pub const AGGREGATE_V6_LEN: u8 = 64;
+
+/// A key of the limit table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LimitKey {
+    pub state_id: u32,
+    pub tier: u8,
+    /// [`Family`] as its value: the family of the addresses below.
+    pub family: u8,
+    pub proto: u8,
+    pub _pad: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+impl Limit {
+    /// No limit.
+    pub const NONE: Limit = Limit {
+        unit_ns_fp: 0,
+        burst_ns: 0,
+        ban_ns: 0,
+        rate: 0,
+        burst: 0,
+        state_id: 0,
+        period_secs: 0,
+        per: Per::Rule as u8,
+        v4_len: 32,
+        v6_len: 128,
+        bytes: 0,
+        _reserved: 0,
+    };
+
+    pub fn per(&self) -> Per {
+        Per::from_raw(self.per)
+    }
+
+    /// How far a packet of `len` bytes moves its key's TAT, in ns.
+    #[inline(always)]
+    pub fn increment_ns(&self, len: u32) -> u64 {
+        let cost = if self.bytes != 0 {
+            (len as u64).min(MAX_COST)
+        } else {
+            1
+        };
+        (cost * self.unit_ns_fp) >> UNIT_SHIFT
+    }
+
+    /// The key of `packet` in `tier` (one of the first three).
+    pub fn key(&self, packet: &Packet, tier: u8) -> LimitKey {
+        let mut key = LimitKey::default();
+        self.fill_key(&mut key, packet, tier);
+        key
+    }
+
+    /// Writes [`Limit::key`] over `key`, in place: the kernel keeps its keys in a map, its
+    /// stack being too small for the tiers' copies.
+    #[inline(always)]
+    pub fn fill_key(&self, key: &mut LimitKey, packet: &Packet, tier: u8) {
+        key.state_id = self.state_id;
+        key.tier = tier;
+        key.family = packet.addr_family as u8;
+        key.proto = 0;
+        key._pad = 0;
+        key.sport = 0;
+        key.dport = 0;
+        key.src = [0; 16];
+        key.dst = [0; 16];
+        let per = self.per();
+        if per == Per::Rule || tier == tier::OVERFLOW {
+            return;
+        }
+        let (own_len, aggregate_len) = match packet.addr_family {
+            Family::Ipv4 => (self.v4_len, AGGREGATE_V4_LEN),
+            Family::Ipv6 => (self.v6_len, AGGREGATE_V6_LEN),
+            Family::Any => (0, 0),
+        };
+        let len = if tier == tier::AGGREGATE {
+            aggregate_len.min(own_len)
+        } else {
+            own_len
+        };
+        match per {
+            Per::Dst => key.dst = mask(packet.dst, len),
+            Per::Flow if tier == tier::OWN => {
+                key.src = packet.src;
+                key.dst = packet.dst;
+                key.proto = packet.ip_proto;
+                if let Some((sport, dport)) = packet.ports() {
+                    key.sport = sport;
+                    key.dport = dport;
+                }
+            }
+            _ => key.src = mask(packet.src, len),
+        }
+    }
+
+    /// The admission bucket of `tier`'s new keys.
+    pub fn admission_key(&self, tier: u8) -> LimitKey {
+        let mut key = LimitKey::default();
+        self.fill_admission_key(&mut key, tier);
+        key
+    }
+
+    /// Writes [`Limit::admission_key`] over `key`, in place.
+    #[inline(always)]
+    pub fn fill_admission_key(&self, key: &mut LimitKey, tier: u8) {
+        *key = LimitKey {
+            state_id: self.state_id,
+            tier: if tier == tier::OWN {
+                tier::ADMIT_OWN
+            } else {
+                tier::ADMIT_AGGREGATE
+            },
+            ..LimitKey::default()
+        };
+    }
+
+    /// Whether a key that goes over is banned: limits by source or flow, on IP packets.
+    #[inline(always)]
+    pub fn bans(&self, packet: &Packet) -> bool {
+        self.ban_ns != 0
+            && matches!(self.per(), Per::Src | Per::Flow)
+            && matches!(packet.l3, L3::Ipv4 | L3::Ipv6)
+    }
+
+    /// The source prefix length a ban from `tier` covers.
+    #[inline(always)]
+    pub fn ban_len(&self, packet: &Packet, tier: u8) -> u8 {
+        let ipv6 = packet.l3 == L3::Ipv6;
+        let own = match (self.per(), ipv6) {
+            (Per::Flow, false) => 32,
+            (Per::Flow, true) => 128,
+            (_, false) => self.v4_len,
+            (_, true) => self.v6_len,
+        };
+        if tier == tier::AGGREGATE {
+            own.min(if ipv6 {
+                AGGREGATE_V6_LEN
+            } else {
+                AGGREGATE_V4_LEN
+            })
+        } else {
+            own
+        }
+    }
+}
+
+/// GCRA's step: the TAT after a packet moving it by `increment_ns` at `now_ns`, if the packet
+/// conforms to a tolerance of `burst_ns`. A TAT of 0 is a key never seen.
+#[inline(always)]
+pub fn gcra(tat_ns: u64, now_ns: u64, increment_ns: u64, burst_ns: u64) -> Option<u64> {
+    let next = if tat_ns > now_ns { tat_ns } else { now_ns } + increment_ns;
+    (next <= now_ns + burst_ns).then_some(next)
+}
+
+/// `T` in 2^-16 ns of the admission buckets.
+pub const ADMIT_UNIT_NS_FP: u64 = (1_000_000_000 << UNIT_SHIFT) / ADMIT_PER_SEC;
+/// `τ` of the admission buckets: a second of admissions.
+pub const ADMIT_BURST_NS: u64 = 1_000_000_000;
+/// How far one admission moves its bucket's TAT, in ns.
+pub const ADMIT_INCREMENT_NS: u64 = ADMIT_UNIT_NS_FP >> UNIT_SHIFT;
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`: five u64, two u32, four u8 and a u32: 56 bytes, no padding, every bit
+// pattern valid.
+unsafe impl aya::Pod for Limit {}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`: a u32, four u8, two u16, two 16-byte arrays: 44 bytes, no padding.
+unsafe impl aya::Pod for LimitKey {}
+
+#[cfg(feature = "testing")]
+pub use reference::Limiter;
+
+#[cfg(feature = "testing")]
+mod reference {
+    use alloc::{collections::BTreeMap, vec::Vec};
+
+    use super::{
+        ADMIT_BURST_NS, ADMIT_INCREMENT_NS, Limit, LimitKey, Per, gcra, tier,
+    };
+    use crate::{
+        ban::BanEntry,
+        parse::Packet,
+        rule::{Action, Family, Fragments, Malformed, Prefix, Reason, Rule, Verdict},
+    };
+
+    /// The reference for what the kernel's limits do, with an explicit clock: the same tiers,
+    /// the same admissions, the same bans. It never evicts: the tests that compare it with
+    /// the kernel stay below [`super::MAX_LIMIT_KEYS`].
+    #[derive(Clone, Debug, Default)]
+    pub struct Limiter {
+        tats: BTreeMap<LimitKey, u64>,
+        /// Bans issued by limits, as the kernel writes them to its ban tries.
+        pub bans: Vec<(Prefix, BanEntry)>,
+    }
+
+    impl Limiter {
+        /// The reference classifier with limits and bans at `now_ns`: a banned source is
+        /// dropped before the rules; a `limit` rule passes the packet if it conforms, and
+        /// drops it for its limit if not. `rules` as [`crate::rule::classify`] takes them.
+        pub fn classify(
+            &mut self,
+            rules: &[Rule],
+            settings: (Action, Fragments, Malformed),
+            packet: &Packet,
+            now_ns: u64,
+        ) -> Verdict {
+            if crate::ban::banned(&self.bans, packet, now_ns) {
+                return Verdict {
+                    action: Action::Drop,
+                    reason: Reason::Ban,
+                };
+            }
+            let (policy, fragments, malformed) = settings;
+            let verdict = crate::rule::classify(rules, policy, fragments, malformed, packet);
+            let (Action::Limit, Reason::Rule(id)) = (verdict.action, verdict.reason) else {
+                return verdict;
+            };
+            let Some(rule) = rules.iter().find(|rule| rule.id == id) else {
+                return verdict;
+            };
+            if self.conforms(&rule.limit, packet, now_ns) {
+                Verdict {
+                    action: Action::Pass,
+                    reason: Reason::Rule(id),
+                }
+            } else {
+                Verdict {
+                    action: Action::Drop,
+                    reason: Reason::Limit(id),
+                }
+            }
+        }
+
+        /// Charges `packet` to `limit` at `now_ns`: whether it conforms.
+        pub fn conforms(&mut self, limit: &Limit, packet: &Packet, now_ns: u64) -> bool {
+            let increment = limit.increment_ns(packet.len);
+            for tier in [tier::OWN, tier::AGGREGATE, tier::OVERFLOW] {
+                let key = limit.key(packet, tier);
+                let admitted = match self.tats.get(&key) {
+                    Some(_) => true,
+                    None => tier == tier::OVERFLOW || limit.per() == Per::Rule || {
+                        let admission = limit.admission_key(tier);
+                        let tat = self.tats.get(&admission).copied().unwrap_or(0);
+                        match gcra(tat, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS) {
+                            Some(next) => {
+                                self.tats.insert(admission, next);
+                                true
+                            }
+                            None => false,
+                        }
+                    },
+                };
+                if !admitted {
+                    continue;
+                }
+                let tat = self.tats.get(&key).copied().unwrap_or(0);
+                let conforms = match gcra(tat, now_ns, increment, limit.burst_ns) {
+                    Some(next) => {
+                        self.tats.insert(key, next);
+                        true
+                    }
+                    None => {
+                        self.tats.entry(key).or_insert(now_ns);
+                        false
+                    }
+                };
+                if !conforms && tier != tier::OVERFLOW && limit.bans(packet) {
+                    self.ban(limit, packet, tier, now_ns);
+                }
+                return conforms;
+            }
+            unreachable!("the overflow tier always admits")
+        }
+
+        fn ban(&mut self, limit: &Limit, packet: &Packet, tier: u8, now_ns: u64) {
+            let family = if packet.l3 == crate::parse::L3::Ipv6 {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            };
+            let prefix = Prefix::new(family, packet.src, limit.ban_len(packet, tier));
+            let entry = BanEntry {
+                expires_ns: now_ns + limit.ban_ns,
+            };
+            self.bans.retain(|(banned, _)| *banned != prefix);
+            self.bans.push((prefix, entry));
+        }
+    }
+}
