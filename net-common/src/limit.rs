@@ -320,6 +320,8 @@ mod reference {
         tats: BTreeMap<LimitKey, u64>,
         /// Bans issued by limits, as the kernel writes them to its ban tries.
         pub bans: Vec<(Prefix, BanEntry)>,
+        /// How many bans were issued, renewals of an ended one included.
+        pub bans_issued: u64,
     }
 
     impl Limiter {
@@ -413,6 +415,7 @@ mod reference {
             };
             self.bans.retain(|(banned, _)| *banned != prefix);
             self.bans.push((prefix, entry));
+            self.bans_issued += 1;
         }
     }
 }

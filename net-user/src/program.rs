@@ -80,6 +80,9 @@ pub struct Options {
     /// Whether `netxdp capture` can copy packets out. Always, for the CLI; the benchmarks
     /// load the program without it to show what the idle capture check costs.
     pub capture: bool,
+    /// Whether the kernel's coarse clock reads the `TEST_NOW` map instead ([`TestClock`]):
+    /// for the tests that drive rate limits with packet times of their own. Never for the CLI.
+    pub test_clock: bool,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             log: KernelLog::default(),
             flows: Flows::default(),
             capture: true,
+            test_clock: false,
         }
     }
 }
@@ -137,6 +141,8 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     loader.map_max_entries(names::FLOW_SLOTS_MAP, flow_slots);
     let capture_enabled = u8::from(options.capture);
     loader.override_global(names::CAPTURE_ENABLED, &capture_enabled, true);
+    let test_clock = u8::from(options.test_clock);
+    loader.override_global(names::TEST_CLOCK, &test_clock, true);
     loader.default_map_pin_directory(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ebpf = loader
@@ -184,4 +190,23 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .program_mut(names::PROGRAM)
         .with_context(|| format!("the object has no program named {}", names::PROGRAM))?;
     Ok(program.try_into()?)
+}
+
+/// The clock of a program loaded with [`Options::test_clock`]: what its coarse clock reads.
+pub struct TestClock(aya::maps::Array<aya::maps::MapData, u64>);
+
+impl TestClock {
+    pub fn take_from(ebpf: &mut Ebpf) -> Result<Self> {
+        let map = ebpf
+            .take_map(names::TEST_NOW_MAP)
+            .with_context(|| format!("the object has no {} map", names::TEST_NOW_MAP))?;
+        Ok(Self(map.try_into()?))
+    }
+
+    /// Makes the program's clock read `now_ns` until set again.
+    pub fn set(&mut self, now_ns: u64) -> Result<()> {
+        self.0
+            .set(0, now_ns, 0)
+            .with_context(|| format!("writing {}", names::TEST_NOW_MAP))
+    }
 }
