@@ -18,7 +18,10 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData};
-use net_common::info::{AttachInfo, LAYOUT_VERSION};
+use net_common::{
+    info::{AttachInfo, LAYOUT_VERSION},
+    rule::{MAX_RULES, Rule},
+};
 use netxdp::{
     bpf_syscall::{MapSpec, create_map},
     filter::stages::PAUSE_AT_ENV,
@@ -286,6 +289,39 @@ fn maps_of_another_layout_are_named_and_upgraded_keeping_their_rules() {
         .expect("map")
         .pin(&tree_nodes)
         .expect("pin");
+    // And rule records as layout 4 wrote them, before rules had limits: each rule's first 64
+    // bytes, in a table of 64-byte values.
+    let rules_pin = pins.dir().join("RULES");
+    let current: Array<MapData, Rule> =
+        Array::try_from(Map::Array(MapData::from_pin(&rules_pin).expect("RULES"))).expect("RULES");
+    let kept: Vec<(u32, [u8; 64])> = (0..MAX_RULES as u32 * 2)
+        .map(|index| {
+            let rule = current.get(&index, 0).expect("a rule record");
+            // SAFETY: `Rule` is `#[repr(C)]` plain data of more than 64 bytes.
+            let bytes = unsafe { std::slice::from_raw_parts((&raw const rule).cast::<u8>(), 64) };
+            let bytes: [u8; 64] = bytes.try_into().expect("64 bytes");
+            (index, bytes)
+        })
+        .filter(|(_, bytes)| bytes.iter().any(|byte| *byte != 0))
+        .collect();
+    assert!(kept.len() >= 2, "the two rules' records");
+    drop(current);
+    std::fs::remove_file(&rules_pin).expect("unpin");
+    let narrower = create_map(MapSpec {
+        map_type: aya::maps::MapType::Array as u32,
+        key_size: 4,
+        value_size: 64,
+        max_entries: MAX_RULES as u32 * 2,
+        ..MapSpec::default()
+    })
+    .expect("create");
+    let narrower = MapData::from_fd(narrower).expect("map");
+    narrower.pin(&rules_pin).expect("pin");
+    let mut old_rules: Array<MapData, [u8; 64]> =
+        Array::try_from(Map::Array(narrower)).expect("the old table");
+    for (index, bytes) in &kept {
+        old_rules.set(*index, *bytes, 0).expect("write an old record");
+    }
     set_layout(&pins, LAYOUT_VERSION - 1);
 
     for args in [

@@ -5,8 +5,8 @@
 mod args;
 
 pub use args::{
-    CaptureAction, FlowArgs, FlowSort, FragmentsArg, MalformedArg, PolicyArg, ReasonArg, RuleArgs,
-    Sampling,
+    CaptureAction, FlowArgs, FlowSort, FragmentsArg, MalformedArg, PolicyArg, ReasonArg,
+    RuleActionArg, RuleArgs, Sampling,
 };
 use args::{parse_ban_duration, parse_duration, rule_metrics};
 
@@ -731,7 +731,7 @@ mod tests {
             panic!()
         };
         assert_eq!(iface, "eth0");
-        assert_eq!(rule.action, PolicyArg::Drop);
+        assert_eq!(rule.action, RuleActionArg::Drop);
         assert!(rule.src.as_ref().is_some_and(|(_, note)| note.is_some()));
         assert_eq!(
             rule.dport,

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use net_common::rule::{Action, ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
+use net_common::rule::{ICMP_TYPE_ANY, PROTO_ANY, PortRange, Prefix};
 
 use crate::{
     cli::{FragmentsArg, MalformedArg, PolicyArg, RuleArgs, RuleCommand},
     filter::{
         Changes, FilterMaps, NewRule, RuleSet, account,
         file::{self, parse_rules_file},
-        limit::limit_text,
+        limit::action_text,
         listing::RulesRecord,
         spec::{self, build_match},
     },
@@ -114,12 +114,9 @@ fn add(iface: &IfaceName, args: RuleArgs) -> Result<()> {
         limit,
     })?;
     maps.commit(&mut set)?;
-    let limit = match set.get(id) {
-        Some(rule) if rule.action() == Action::Limit => format!(" {}", limit_text(&rule.limit)),
-        _ => String::new(),
-    };
+    let action = set.get(id).map_or_else(|| action.to_owned(), action_text);
     eprintln!(
-        "added rule {id} to {iface}: {action}{limit} {}",
+        "added rule {id} to {iface}: {action} {}",
         spec::match_text(&matches)
     );
     emit(&id.to_string())

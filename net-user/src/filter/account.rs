@@ -7,6 +7,7 @@ use net_common::rule::Rule;
 
 use super::{
     RuleSet,
+    limit::action_text,
     ruleset::{Changes, DEFAULT_PRIORITY},
     spec::match_text,
 };
@@ -21,15 +22,15 @@ pub fn render_changes(before: &RuleSet, after: &RuleSet, changes: &Changes) -> S
     }
     for (sign, rules) in [("-", &changes.removed), ("+", &changes.added)] {
         for rule in rules {
-            let action = rule.action().as_str();
+            let action = action_text(rule);
             let priority = priority_text(rule.priority);
-            let _ = writeln!(out, "{sign} {}", rule_text(rule, action, priority));
+            let _ = writeln!(out, "{sign} {}", rule_text(rule, &action, priority));
         }
     }
     for (old, new) in &changes.changed {
-        let action = match (old.action(), new.action()) {
-            (old, new) if old == new => new.as_str().to_owned(),
-            (old, new) => format!("{} -> {}", old.as_str(), new.as_str()),
+        let action = match (action_text(old), action_text(new)) {
+            (old, new) if old == new => new,
+            (old, new) => format!("{old} -> {new}"),
         };
         let priority = if old.priority == new.priority {
             priority_text(new.priority)
@@ -113,7 +114,11 @@ mod tests {
     use super::*;
     use net_common::rule::Action;
 
-    use crate::filter::file::tests::{new_rule, sample_set};
+    use crate::filter::{
+        NewRule,
+        file::tests::{new_rule, sample_set},
+        limit::LimitText,
+    };
 
     #[test]
     fn changes_read_as_a_diff() {
@@ -133,21 +138,32 @@ mod tests {
             new_rule(Action::Pass, DEFAULT_PRIORITY, "any", "47", "any"),
             new_rule(Action::Pass, 20, "any", "arp", "any"),
             new_rule(Action::Drop, 30, "any", "tcp", "22"),
+            NewRule {
+                limit: LimitText {
+                    rate: Some("5mbit/s"),
+                    ..LimitText::default()
+                }
+                .limit(true)
+                .unwrap(),
+                ..new_rule(Action::Limit, 30, "any", "udp", "5353")
+            },
         ];
         let changes = after.replace(&file).unwrap();
         assert_eq!(
             render_changes(&before, &after, &changes),
             "policy: drop -> pass\n\
              - rule 6: drop all (priority 4294967295)\n\
-             + rule 7: drop proto tcp dport 22 (priority 30)\n\
+             + rule 8: drop proto tcp dport 22 (priority 30)\n\
              ~ rule 1: drop -> pass src 198.18.0.0/24\n\
              ~ rule 3: pass src fd00::/64 proto tcp dport 1000-2000 (priority 10 -> 5)\n\
+             ~ rule 7: limit 10mbit/s burst 20000 per src/24/64 ban 1m 30s -> \
+             limit 5mbit/s burst 625000 per src proto udp dport 5353 (priority 30)\n\
              = 3 rules unchanged\n"
         );
         let changes = after.clone().replace(&file).unwrap();
         assert_eq!(
             render_changes(&after, &after, &changes),
-            "= 6 rules unchanged\n"
+            "= 7 rules unchanged\n"
         );
         let changes = RuleSet::default().replace(&[]).unwrap();
         assert_eq!(

@@ -448,7 +448,7 @@ fn toml_value(text: String) -> String {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::*;
+    use super::{super::limit::limit_text, *};
     use net_common::rule::Match;
 
     fn error(text: &str) -> String {
@@ -492,8 +492,25 @@ pub(super) mod tests {
             [
                 "pass 10 src 198.18.0.0/24 proto udp sport 1024-65535 dport 53",
                 "pass 1000 proto icmpv6 icmp_type 128",
+                "limit 1000 proto udp dport 53",
             ]
         );
+        assert_eq!(
+            limit_text(&file.rules[2].limit),
+            "1000/s burst 500 per src ban 30s"
+        );
+    }
+
+    #[test]
+    fn limit_keys_belong_to_limit_rules_and_name_their_line() {
+        let message = error(&one_rule("action = \"drop\"\nrate = \"10/s\""));
+        assert!(message.contains("line 3, rule 1: rate is for --action limit"), "{message}");
+        let message = error(&one_rule("action = \"limit\"\nproto = \"udp\""));
+        assert!(message.contains("line 3, rule 1: --action limit needs --rate"), "{message}");
+        let message = error(&one_rule("action = \"limit\"\nrate = \"10/s\"\nper = \"dst\"\nban = \"1m\""));
+        assert!(message.contains("--ban bans sources"), "{message}");
+        let message = error(&one_rule("action = \"limit\"\nrate = \"10/fortnight\""));
+        assert!(message.contains("`10/fortnight` is not a rate"), "{message}");
     }
 
     #[test]
@@ -544,7 +561,7 @@ pub(super) mod tests {
         let message = error(&one_rule("action = \"allow\""));
         assert!(message.contains("line 4, column 10"), "{message}");
         assert!(
-            message.contains("unknown variant `allow`, expected `pass` or `drop`"),
+            message.contains("unknown variant `allow`, expected one of `pass`, `drop`, `limit`"),
             "{message}"
         );
         let message = error(&one_rule("priority = 5"));
@@ -685,6 +702,17 @@ pub(super) mod tests {
             new_rule(Action::Pass, DEFAULT_PRIORITY, "any", "47", "any"),
             new_rule(Action::Pass, 20, "any", "arp", "any"),
             new_rule(Action::Drop, u32::MAX, "any", "any", "any"),
+            NewRule {
+                limit: LimitText {
+                    rate: Some("10mbit/s"),
+                    burst: Some(20_000),
+                    per: Some("src/24/64"),
+                    ban: Some("90s"),
+                }
+                .limit(true)
+                .unwrap(),
+                ..new_rule(Action::Limit, 30, "any", "udp", "5353")
+            },
         ] {
             set.add(rule).unwrap();
         }

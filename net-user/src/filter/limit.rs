@@ -12,7 +12,10 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use net_common::limit::{Limit, MAX_COST, Per, UNIT_SHIFT};
+use net_common::{
+    limit::{Limit, MAX_COST, Per, UNIT_SHIFT},
+    rule::{Action, Rule},
+};
 
 /// Why text is not a limit.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -293,6 +296,15 @@ pub fn limit_text(limit: &Limit) -> String {
         let _ = write!(text, " ban {ban}");
     }
     text
+}
+
+/// A rule's action as `rule list` and the account of changes show it: `drop`, or
+/// `limit 1000/s burst 500 per src`.
+pub fn action_text(rule: &Rule) -> String {
+    match rule.action() {
+        Action::Limit => format!("limit {}", limit_text(&rule.limit)),
+        action => action.as_str().to_owned(),
+    }
 }
 
 /// Two limits that behave alike: equal but for their state.

@@ -6,11 +6,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use net_common::rule::{Rule, RuleCounter};
+use net_common::rule::{Action, Rule, RuleCounter};
 use serde::Serialize;
 
 use super::{
     RuleSet,
+    limit::{ban_text, per_text, rate_text},
     spec::{self, Field},
 };
 use crate::clock::monotonic_ns;
@@ -43,10 +44,27 @@ pub struct RuleRecord {
     pub icmp_type: String,
     pub packets: u64,
     pub bytes: u64,
+    /// A `limit` rule's limit, and what it did; `None` for other rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitRecord>,
     /// RFC 3339, UTC; `None` if the rule never matched.
     pub last_hit: Option<String>,
     /// Seconds since the last match; `None` if the rule never matched.
     pub last_hit_secs_ago: Option<f64>,
+}
+
+/// A `limit` rule's limit as the rules file writes it, and its counts.
+#[derive(Debug, Serialize)]
+pub struct LimitRecord {
+    pub rate: String,
+    pub burst: u64,
+    pub per: String,
+    /// How long a source that goes over is banned, if it is.
+    pub ban: Option<String>,
+    /// Packets dropped for going over the rate (counted in `packets` too).
+    pub limited: u64,
+    /// Bans issued.
+    pub bans: u64,
 }
 
 impl RulesRecord {
@@ -91,10 +109,29 @@ impl RulesRecord {
             .rules
             .iter()
             .map(|rule| {
+                let action = match &rule.limit {
+                    // What the limit is, and what it did: packets dropped over it, bans.
+                    Some(limit) => {
+                        let mut text = format!(
+                            "limit {} burst {} per {}",
+                            limit.rate, limit.burst, limit.per
+                        );
+                        if let Some(ban) = &limit.ban {
+                            let _ = write!(text, " ban {ban}");
+                        }
+                        let _ = write!(text, " ({} over", limit.limited);
+                        if limit.ban.is_some() {
+                            let _ = write!(text, ", {} bans", limit.bans);
+                        }
+                        text.push(')');
+                        text
+                    }
+                    None => rule.action.to_owned(),
+                };
                 [
                     rule.id.to_string(),
                     rule.priority.to_string(),
-                    rule.action.to_owned(),
+                    action,
                     rule.src.clone(),
                     rule.dst.clone(),
                     rule.proto.clone(),
@@ -155,6 +192,14 @@ impl RuleRecord {
             icmp_type: field(Field::IcmpType),
             packets: counter.packets,
             bytes: counter.bytes,
+            limit: (rule.action() == Action::Limit).then(|| LimitRecord {
+                rate: rate_text(&rule.limit),
+                burst: rule.limit.burst,
+                per: per_text(&rule.limit),
+                ban: ban_text(&rule.limit),
+                limited: counter.limited,
+                bans: counter.bans,
+            }),
             last_hit: ago
                 .and_then(|ago| now.checked_sub(ago))
                 .map(|at| humantime::format_rfc3339_seconds(at).to_string()),

@@ -2,12 +2,13 @@
 //! generation, and a rule set written whole into the inactive one and flipped in.
 //!
 //! ```no_run
-//! use net_common::rule::{Action, Match};
+//! use net_common::{limit::Limit, rule::{Action, Match}};
 //! use netxdp::{filter::{FilterMaps, NewRule}, pins::PinDir};
 //!
 //! let mut maps = FilterMaps::from_pins(&PinDir::new(&"eth0".parse()?))?;
 //! let mut rules = maps.load()?;
-//! rules.add(NewRule { action: Action::Drop, priority: 10, matches: Match { proto: 47, ..Match::ANY } })?;
+//! let matches = Match { proto: 47, ..Match::ANY };
+//! rules.add(NewRule { action: Action::Drop, priority: 10, matches, limit: Limit::NONE })?;
 //! maps.commit(&mut rules)?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -25,6 +26,7 @@ use net_common::{
         PortIntervals, RuleBitmap, fields,
     },
     names,
+    limit::Limit,
     rule::{Action, Fragments, MAX_RULES, Malformed, Rule, RuleCounter},
     tree::{RuleBox, TreeNode},
 };
@@ -192,7 +194,7 @@ impl FilterMaps {
 
     /// The rule set in force.
     pub fn load(&self) -> Result<RuleSet> {
-        rule_set_in_force(&self.state, &self.config, &self.rules)
+        rule_set_in_force(&self.state, &self.config, &RuleTable::Current(&self.rules))
     }
 
     /// The rule set in force in the maps pinned for `pins`, read from the three maps that
@@ -211,9 +213,17 @@ impl FilterMaps {
         let config = open(names::FILTER_CONFIG_MAP, Map::Array)?
             .try_into()
             .map_err(|e| shaped(names::FILTER_CONFIG_MAP, e))?;
-        let rules = open(names::RULES_MAP, Map::Array)?
-            .try_into()
-            .map_err(|e| shaped(names::RULES_MAP, e))?;
+        let rules = open(names::RULES_MAP, Map::Array)?;
+        let rules = match Array::<MapData, Rule>::try_from(rules) {
+            Ok(rules) => RuleTable::Owned(rules),
+            Err(error) => {
+                let rules = open(names::RULES_MAP, Map::Array)?;
+                match Array::<MapData, [u8; RULE_BEFORE_LIMITS]>::try_from(rules) {
+                    Ok(rules) => RuleTable::BeforeLimits(rules),
+                    Err(_) => return Err(shaped(names::RULES_MAP, error)),
+                }
+            }
+        };
         rule_set_in_force(&state, &config, &rules)
     }
 
@@ -227,14 +237,37 @@ pub(super) fn active_generation(state: &Array<MapData, FilterState>) -> Result<u
     Ok(state.get(&0, 0).context("reading FILTER_STATE")?.generation % 2)
 }
 
+/// The size of a rule record before layout 5 gave rules their [`Limit`]: the same fields,
+/// without it.
+const RULE_BEFORE_LIMITS: usize = 64;
+
+/// A rule table as `--upgrade` may find it.
+enum RuleTable<'a> {
+    Current(&'a Array<MapData, Rule>),
+    Owned(Array<MapData, Rule>),
+    /// Of layouts 1 to 4: records of [`RULE_BEFORE_LIMITS`] bytes.
+    BeforeLimits(Array<MapData, [u8; RULE_BEFORE_LIMITS]>),
+}
+
 fn rule_set_in_force(
     state: &Array<MapData, FilterState>,
     config: &Array<MapData, FilterConfig>,
-    rules: &Array<MapData, Rule>,
+    rules: &RuleTable<'_>,
 ) -> Result<RuleSet> {
     let generation = active_generation(state)?;
     let config = config.get(&generation, 0)?;
-    let rules = read_rules(rules, generation, config.rule_count)?;
+    let rules = match rules {
+        RuleTable::Current(rules) => read_rules(rules, generation, config.rule_count)?,
+        RuleTable::Owned(rules) => read_rules(rules, generation, config.rule_count)?,
+        RuleTable::BeforeLimits(rules) => {
+            let fd = rules.map().fd().as_fd();
+            let count = config.rule_count.min(MAX_RULES as u32);
+            let records: Vec<[u8; RULE_BEFORE_LIMITS]> =
+                bpf_batch::read_array(fd, rule_index(generation, 0), count)
+                    .with_context(|| format!("reading the rule table ({})", names::RULES_MAP))?;
+            records.iter().map(rule_before_limits).collect()
+        }
+    };
     Ok(RuleSet::from_rules(
         Action::from_raw(config.policy).unwrap_or(Action::Pass),
         Fragments::from_raw(config.fragments).unwrap_or_default(),
@@ -242,6 +275,29 @@ fn rule_set_in_force(
         rules,
         config.next_rule_id.max(1),
     ))
+}
+
+/// A rule of layouts 1 to 4, which had no limits.
+fn rule_before_limits(record: &[u8; RULE_BEFORE_LIMITS]) -> Rule {
+    let mut rule = Rule {
+        id: 0,
+        priority: 0,
+        action: 0,
+        counter_slot: 0,
+        matches: net_common::rule::Match::ANY,
+        limit: Limit::NONE,
+    };
+    const _: () = assert!(core::mem::offset_of!(Rule, limit) == RULE_BEFORE_LIMITS);
+    // SAFETY: `Rule` is `#[repr(C)]` and `Pod`; its first RULE_BEFORE_LIMITS bytes are the
+    // fields the old record held, in the same order, and any bytes are valid there.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            record.as_ptr(),
+            (&raw mut rule).cast::<u8>(),
+            RULE_BEFORE_LIMITS,
+        );
+    }
+    rule
 }
 
 pub(super) fn read_rules(

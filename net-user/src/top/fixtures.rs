@@ -80,11 +80,12 @@ pub(super) fn sample(at: Instant, flows: Vec<(FlowKey, FlowStats)>, stats: Stats
                     action: Action::Drop as u32,
                     counter_slot: 0,
                     matches: Match::ANY,
+                    limit: net_common::limit::Limit::NONE,
                 },
                 RuleCounter {
                     packets: 10,
                     bytes: 1000,
-                    last_hit_ns: 0,
+                    ..RuleCounter::default()
                 },
             )],
             error: None,
