@@ -303,9 +303,7 @@ pub use reference::Limiter;
 mod reference {
     use alloc::{collections::BTreeMap, vec::Vec};
 
-    use super::{
-        ADMIT_BURST_NS, ADMIT_INCREMENT_NS, Limit, LimitKey, Per, gcra, tier,
-    };
+    use super::{ADMIT_BURST_NS, ADMIT_INCREMENT_NS, Limit, LimitKey, Per, gcra, tier};
     use crate::{
         ban::BanEntry,
         parse::Packet,
@@ -369,17 +367,19 @@ mod reference {
                 let key = limit.key(packet, tier);
                 let admitted = match self.tats.get(&key) {
                     Some(_) => true,
-                    None => tier == tier::OVERFLOW || limit.per() == Per::Rule || {
-                        let admission = limit.admission_key(tier);
-                        let tat = self.tats.get(&admission).copied().unwrap_or(0);
-                        match gcra(tat, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS) {
-                            Some(next) => {
-                                self.tats.insert(admission, next);
-                                true
+                    None => {
+                        tier == tier::OVERFLOW || limit.per() == Per::Rule || {
+                            let admission = limit.admission_key(tier);
+                            let tat = self.tats.get(&admission).copied().unwrap_or(0);
+                            match gcra(tat, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS) {
+                                Some(next) => {
+                                    self.tats.insert(admission, next);
+                                    true
+                                }
+                                None => false,
                             }
-                            None => false,
                         }
-                    },
+                    }
                 };
                 if !admitted {
                     continue;
@@ -403,6 +403,11 @@ mod reference {
             unreachable!("the overflow tier always admits")
         }
 
+        /// How many keys of `tier` ([`super::tier`]) the state holds.
+        pub fn keys_in(&self, tier: u8) -> usize {
+            self.tats.keys().filter(|key| key.tier == tier).count()
+        }
+
         fn ban(&mut self, limit: &Limit, packet: &Packet, tier: u8, now_ns: u64) {
             let family = if packet.l3 == crate::parse::L3::Ipv6 {
                 Family::Ipv6
@@ -417,5 +422,95 @@ mod reference {
             self.bans.push((prefix, entry));
             self.bans_issued += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::{
+        frame::SliceFrame,
+        parse::parse,
+        testing::{Body, FrameSpec, Transport},
+    };
+
+    fn udp_from(src: [u8; 4]) -> Vec<u8> {
+        FrameSpec {
+            vlans: Vec::new(),
+            body: Body::Ipv4 {
+                src,
+                dst: [198, 18, 0, 1],
+                fragment: 0,
+                option_words: 0,
+                transport: Transport::Udp {
+                    sport: 1,
+                    dport: 53,
+                    payload: 16,
+                },
+            },
+        }
+        .build()
+    }
+
+    /// 100 packets a second (10 ms each), in bursts of 5, per source.
+    const PER_SRC: Limit = Limit {
+        unit_ns_fp: 10_000_000 << UNIT_SHIFT,
+        burst_ns: 50_000_000,
+        rate: 100,
+        burst: 5,
+        state_id: 1,
+        period_secs: 1,
+        per: Per::Src as u8,
+        ..Limit::NONE
+    };
+
+    #[test]
+    fn a_key_passes_its_burst_at_once_then_its_rate() {
+        let mut limiter = Limiter::default();
+        let frame = udp_from([198, 18, 0, 2]);
+        let packet = parse(&SliceFrame::new(&frame));
+        let now = 1_000_000_000;
+        let passed = (0..10)
+            .filter(|_| limiter.conforms(&PER_SRC, &packet, now))
+            .count();
+        assert_eq!(passed, 5, "the burst");
+        assert!(!limiter.conforms(&PER_SRC, &packet, now + 9_000_000));
+        assert!(
+            limiter.conforms(&PER_SRC, &packet, now + 10_000_000),
+            "one more per 10 ms"
+        );
+        let other = udp_from([198, 18, 0, 3]);
+        let other = parse(&SliceFrame::new(&other));
+        assert!(
+            limiter.conforms(&PER_SRC, &other, now),
+            "another source, its own bucket"
+        );
+    }
+
+    #[test]
+    fn new_sources_beyond_the_admissions_share_their_prefix_then_the_overflow() {
+        let mut limiter = Limiter::default();
+        let now = 1_000_000_000;
+        let mut own_keys = 0;
+        for index in 0..3 * ADMIT_PER_SEC as u32 {
+            let [_, a, b, c] = index.to_be_bytes();
+            let frame = udp_from([10, a, b, c]);
+            limiter.conforms(&PER_SRC, &parse(&SliceFrame::new(&frame)), now);
+            own_keys = limiter.keys_in(tier::OWN);
+        }
+        assert_eq!(own_keys, ADMIT_PER_SEC as usize, "a second of admissions");
+        // The 8,192 sources not admitted span 32 /24s: they share those.
+        assert_eq!(limiter.keys_in(tier::AGGREGATE), 32);
+        assert_eq!(limiter.keys_in(tier::OVERFLOW), 0);
+        for index in 0..2 * ADMIT_PER_SEC as u32 {
+            let [_, _, b, c] = index.to_be_bytes();
+            let frame = udp_from([11, b, c, 1]);
+            limiter.conforms(&PER_SRC, &parse(&SliceFrame::new(&frame)), now);
+        }
+        // 8,192 sources from as many /24s: a second of them admitted, one bucket for the rest.
+        assert_eq!(limiter.keys_in(tier::AGGREGATE), ADMIT_PER_SEC as usize);
+        assert_eq!(limiter.keys_in(tier::OVERFLOW), 1);
     }
 }

@@ -24,8 +24,8 @@ use net_common::{
     limit::tier as limit_tier,
     parse::Packet,
     rule::{
-        COUNTER_SLOTS, Family, Fragments, LIMIT, MAX_RULES, Malformed, Rule, RuleCounter,
-        XDP_DROP, XDP_PASS, lacks_l4_header, reason,
+        COUNTER_SLOTS, Family, Fragments, LIMIT, MAX_RULES, Malformed, Rule, RuleCounter, XDP_DROP,
+        XDP_PASS, lacks_l4_header, reason,
     },
     tree::{
         LEAF_RANKS_PER_GENERATION, MAX_DEPTH, MAX_LEAF, MAX_TREES, NODES_PER_GENERATION, RuleBox,

@@ -199,11 +199,20 @@ impl BanTable {
     }
 
     /// Writes how many entries the tries hold, which spares the kernel its lookups at 0.
+    /// Limits ban sources from the kernel too, which makes a count of 0 non-zero after writing
+    /// its entry: a 0 written here is checked against the tries once more, so that a ban the
+    /// kernel made meanwhile is never left unlooked-for. (Any other count does as well as the
+    /// exact one: the kernel only asks whether it is 0.)
     fn recount(&mut self) -> Result<()> {
-        let count = self.v4.keys().count() + self.v6.keys().count();
-        self.count
-            .set(0, count as u32, 0)
-            .context("writing BAN_COUNT")?;
+        let entries = |table: &Self| (table.v4.keys().count() + table.v6.keys().count()) as u32;
+        let count = entries(self);
+        self.count.set(0, count, 0).context("writing BAN_COUNT")?;
+        if count == 0 {
+            let count = entries(self);
+            if count != 0 {
+                self.count.set(0, count, 0).context("writing BAN_COUNT")?;
+            }
+        }
         Ok(())
     }
 }

@@ -15,7 +15,31 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Sends `count` UDP datagrams of `payload` to `to`; returns how many the kernel accepted.
 pub fn udp_burst(to: SocketAddr, count: usize, payload: &[u8]) -> io::Result<usize> {
-    let socket = udp_sender(to)?;
+    udp_burst_with(udp_sender(to)?, to, count, payload)
+}
+
+/// [`udp_burst`] from the address `from` (one of this namespace's), as fast as the socket
+/// takes them.
+pub fn udp_burst_from(
+    from: IpAddr,
+    to: SocketAddr,
+    count: usize,
+    payload: &[u8],
+) -> io::Result<usize> {
+    udp_burst_with(
+        UdpSocket::bind(SocketAddr::new(from, 0))?,
+        to,
+        count,
+        payload,
+    )
+}
+
+fn udp_burst_with(
+    socket: UdpSocket,
+    to: SocketAddr,
+    count: usize,
+    payload: &[u8],
+) -> io::Result<usize> {
     let mut sent = 0;
     for _ in 0..count {
         socket.send_to(payload, to)?;
@@ -64,6 +88,14 @@ impl UdpSink {
         Ok(Self {
             socket: UdpSocket::bind(at)?,
         })
+    }
+
+    /// Gives the socket room for `bytes` of datagrams (root may exceed `net.core.rmem_max`):
+    /// for a flood read while it comes, which a default buffer would drop from.
+    pub fn with_room(self, bytes: usize) -> io::Result<Self> {
+        nix::sys::socket::setsockopt(&self.socket, nix::sys::socket::sockopt::RcvBufForce, &bytes)
+            .map_err(io::Error::from)?;
+        Ok(self)
     }
 
     /// Receives until `expected` datagrams came (waiting for them up to `patience`, a bound

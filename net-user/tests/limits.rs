@@ -105,7 +105,11 @@ fn rule(priority: u32, proto: &str, dport: &str, limit: LimitText) -> NewRule {
     .expect("a match");
     let is_limit = limit.rate.is_some();
     NewRule {
-        action: if is_limit { Action::Limit } else { Action::Pass },
+        action: if is_limit {
+            Action::Limit
+        } else {
+            Action::Pass
+        },
         priority,
         matches,
         limit: limit.limit(is_limit).expect("a limit"),
@@ -245,7 +249,10 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
     };
     // The kernel's clock starts far from 0, as a booted machine's does.
     let mut now_ns: u64 = 1_000_000_000_000;
-    let catalogue: Vec<Vec<u8>> = catalogue().into_iter().map(|case| case.spec.build()).collect();
+    let catalogue: Vec<Vec<u8>> = catalogue()
+        .into_iter()
+        .map(|case| case.spec.build())
+        .collect();
     let mut kinds: HashMap<&str, u64> = HashMap::new();
     for round in 0..40_000 {
         now_ns += rng.random_range(0..3_000_000);
@@ -260,7 +267,9 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
             let src = pooled_source(&mut rng, ipv6);
             frame_from(&mut rng, src, ipv6)
         };
-        let reason = limits.check(&frame, now_ns).unwrap_or_else(|error| panic!("{error}"));
+        let reason = limits
+            .check(&frame, now_ns)
+            .unwrap_or_else(|error| panic!("{error}"));
         *kinds
             .entry(match reason {
                 Reason::Rule(_) => "passed by a rule",
@@ -297,7 +306,9 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
             },
         }
         .build();
-        let reason = limits.check(&frame, now_ns).unwrap_or_else(|error| panic!("{error}"));
+        let reason = limits
+            .check(&frame, now_ns)
+            .unwrap_or_else(|error| panic!("{error}"));
         tally(&limits, reason, &mut want);
     }
     let got = tallies(&limits);
@@ -313,8 +324,17 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
     for kind in ["passed by a rule", "dropped by a limit", "dropped by a ban"] {
         assert!(kinds.get(kind).copied().unwrap_or(0) > 100, "{kinds:?}");
     }
-    for rule in limits.set.rules().iter().filter(|rule| rule.action() == Action::Limit) {
-        assert!(got[&rule.id].1 > 0, "rule {} never dropped: {got:?}", rule.id);
+    for rule in limits
+        .set
+        .rules()
+        .iter()
+        .filter(|rule| rule.action() == Action::Limit)
+    {
+        assert!(
+            got[&rule.id].1 > 0,
+            "rule {} never dropped: {got:?}",
+            rule.id
+        );
     }
     let flooded = got[&limits.set.rules()[0].id];
     assert!(
@@ -329,7 +349,10 @@ fn two_cpus_charging_one_key_at_once_pass_exactly_its_burst() {
         return;
     }
     let cpus = aya::util::online_cpus().expect("online CPUs");
-    assert!(cpus.len() >= 2, "this test needs two CPUs, the machine has {cpus:?}");
+    assert!(
+        cpus.len() >= 2,
+        "this test needs two CPUs, the machine has {cpus:?}"
+    );
     let mut limits = Limits::load();
     let burst = 1_000;
     limits.apply(&[rule(10, "udp", "53", limit("1/h", burst, "src", None))]);
@@ -359,7 +382,11 @@ fn two_cpus_charging_one_key_at_once_pass_exactly_its_burst() {
     });
     let rule = limits.set.rules()[0];
     let counter = limits.maps.counter(&rule).expect("counter");
-    assert_eq!(counter.packets, 2 * repeat as u64, "both CPUs' runs counted");
+    assert_eq!(
+        counter.packets,
+        2 * repeat as u64,
+        "both CPUs' runs counted"
+    );
     assert_eq!(
         counter.packets - counter.limited,
         burst,

@@ -320,7 +320,9 @@ fn maps_of_another_layout_are_named_and_upgraded_keeping_their_rules() {
     let mut old_rules: Array<MapData, [u8; 64]> =
         Array::try_from(Map::Array(narrower)).expect("the old table");
     for (index, bytes) in &kept {
-        old_rules.set(*index, *bytes, 0).expect("write an old record");
+        old_rules
+            .set(*index, *bytes, 0)
+            .expect("write an old record");
     }
     set_layout(&pins, LAYOUT_VERSION - 1);
 

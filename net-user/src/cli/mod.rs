@@ -431,6 +431,8 @@ pub enum GenerateCommand {
 }
 
 /// `netxdp rule ...`
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add a rule; prints its id. Fields left out match anything.

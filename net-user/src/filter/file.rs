@@ -504,13 +504,24 @@ pub(super) mod tests {
     #[test]
     fn limit_keys_belong_to_limit_rules_and_name_their_line() {
         let message = error(&one_rule("action = \"drop\"\nrate = \"10/s\""));
-        assert!(message.contains("line 3, rule 1: rate is for --action limit"), "{message}");
+        assert!(
+            message.contains("line 3, rule 1: rate is for --action limit"),
+            "{message}"
+        );
         let message = error(&one_rule("action = \"limit\"\nproto = \"udp\""));
-        assert!(message.contains("line 3, rule 1: --action limit needs --rate"), "{message}");
-        let message = error(&one_rule("action = \"limit\"\nrate = \"10/s\"\nper = \"dst\"\nban = \"1m\""));
+        assert!(
+            message.contains("line 3, rule 1: --action limit needs --rate"),
+            "{message}"
+        );
+        let message = error(&one_rule(
+            "action = \"limit\"\nrate = \"10/s\"\nper = \"dst\"\nban = \"1m\"",
+        ));
         assert!(message.contains("--ban bans sources"), "{message}");
         let message = error(&one_rule("action = \"limit\"\nrate = \"10/fortnight\""));
-        assert!(message.contains("`10/fortnight` is not a rate"), "{message}");
+        assert!(
+            message.contains("`10/fortnight` is not a rate"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub enum LimitError {
     ZeroRate(String),
     #[error("`{0}`: a bit rate must be a whole number of bytes (a multiple of 8 bits)")]
     PartialByte(String),
-    #[error("`{0}` is out of range: at most 10^15 packets or bytes a second, at least a byte every 4 s")]
+    #[error(
+        "`{0}` is out of range: at most 10^15 packets or bytes a second, at least a byte every 4 s"
+    )]
     RateRange(String),
     #[error("a burst must be above 0")]
     ZeroBurst,
@@ -42,7 +44,9 @@ pub enum LimitError {
     LongBurst(u64),
     #[error("`{0}` is not a key: expected src, src/LEN, dst, dst/LEN, flow or rule")]
     Per(String),
-    #[error("`{0}`: an IPv4 prefix is /0 to /32 and an IPv6 one /33 to /128 (src/24/64 gives both)")]
+    #[error(
+        "`{0}`: an IPv4 prefix is /0 to /32 and an IPv6 one /33 to /128 (src/24/64 gives both)"
+    )]
     PerLength(String),
     #[error("`{0}` is not a duration: {1} (a duration such as 30s, 10m or 2h)")]
     Ban(String, String),
@@ -178,7 +182,7 @@ pub fn parse_rate(text: &str) -> Result<(u64, u32, bool), LimitError> {
                 .find(|(name, _)| *name == unit)
                 .ok_or_else(bad)?;
             let total = count * *bits as u128;
-            if total % 8 != 0 {
+            if !total.is_multiple_of(8) {
                 return Err(LimitError::PartialByte(text.to_owned()));
             }
             (total / 8, true)
@@ -210,10 +214,20 @@ pub fn parse_per(text: &str) -> Result<(Per, u8, u8), LimitError> {
     }
     let (mut v4_len, mut v6_len) = (32, 128);
     for (index, length) in lengths.iter().enumerate() {
-        let length: u8 = length.parse().map_err(|_| LimitError::Per(text.to_owned()))?;
+        let length: u8 = length
+            .parse()
+            .map_err(|_| LimitError::Per(text.to_owned()))?;
         // One length: its size says its family. Two: IPv4's, then IPv6's.
-        let ipv6 = if lengths.len() == 2 { index == 1 } else { length > 32 };
-        let fits = if ipv6 { length <= 128 && (lengths.len() == 2 || length > 32) } else { length <= 32 };
+        let ipv6 = if lengths.len() == 2 {
+            index == 1
+        } else {
+            length > 32
+        };
+        let fits = if ipv6 {
+            length <= 128 && (lengths.len() == 2 || length > 32)
+        } else {
+            length <= 32
+        };
         if !fits {
             return Err(LimitError::PerLength(text.to_owned()));
         }
@@ -249,7 +263,7 @@ pub fn rate_text(limit: &Limit) -> String {
     let bits = limit.rate as u128 * 8;
     let (unit, size) = BIT_UNITS[..4]
         .iter()
-        .find(|(_, size)| bits % *size as u128 == 0)
+        .find(|(_, size)| bits.is_multiple_of(*size as u128))
         .copied()
         .unwrap_or(("bit", 1));
     format!("{}{unit}/{period}", bits / size as u128)
@@ -316,18 +330,34 @@ pub fn same_limit(a: &Limit, b: &Limit) -> bool {
 mod tests {
     use super::*;
 
-    fn limit(rate: &str, burst: Option<u64>, per: Option<&str>, ban: Option<&str>) -> Result<Limit, LimitError> {
-        LimitText { rate: Some(rate), burst, per, ban }.limit(true)
+    fn limit(
+        rate: &str,
+        burst: Option<u64>,
+        per: Option<&str>,
+        ban: Option<&str>,
+    ) -> Result<Limit, LimitError> {
+        LimitText {
+            rate: Some(rate),
+            burst,
+            per,
+            ban,
+        }
+        .limit(true)
     }
 
     #[test]
     fn rates_read_back_as_written() {
-        for text in ["1000/s", "5/m", "1/h", "10mbit/s", "1gbit/s", "12kbit/m", "8bit/s"] {
+        for text in [
+            "1000/s", "5/m", "1/h", "10mbit/s", "1gbit/s", "12kbit/m", "8bit/s",
+        ] {
             let limit = limit(text, Some(2000), None, None).unwrap();
             assert_eq!(rate_text(&limit), text);
         }
         let limit = limit("500kbytes/s", None, None, None).unwrap();
-        assert_eq!((rate_text(&limit), limit.burst), ("4mbit/s".to_owned(), 500_000));
+        assert_eq!(
+            (rate_text(&limit), limit.burst),
+            ("4mbit/s".to_owned(), 500_000)
+        );
     }
 
     #[test]
@@ -343,7 +373,16 @@ mod tests {
 
     #[test]
     fn keys_read_back_as_written() {
-        for text in ["src", "src/24", "src/64", "src/24/64", "dst/16", "flow", "rule", "src/32/32"] {
+        for text in [
+            "src",
+            "src/24",
+            "src/64",
+            "src/24/64",
+            "dst/16",
+            "flow",
+            "rule",
+            "src/32/32",
+        ] {
             let (per, v4, v6) = parse_per(text).unwrap();
             assert_eq!(per_text_of(per, v4, v6), text);
         }
@@ -352,22 +391,70 @@ mod tests {
 
     #[test]
     fn bad_limits_name_the_problem() {
-        assert!(matches!(limit("fast", None, None, None), Err(LimitError::Rate(_))));
-        assert!(matches!(limit("0/s", None, None, None), Err(LimitError::ZeroRate(_))));
-        assert!(matches!(limit("100/d", None, None, None), Err(LimitError::Rate(_))));
-        assert!(matches!(limit("12bit/s", None, None, None), Err(LimitError::PartialByte(_))));
-        assert!(matches!(limit("10mb/s", None, None, None), Err(LimitError::Rate(_))));
-        assert_eq!(limit("1000/s", Some(0), None, None), Err(LimitError::ZeroBurst));
-        assert_eq!(limit("1mbit/s", Some(100), None, None), Err(LimitError::SmallByteBurst(100)));
-        assert!(matches!(limit("1/h", Some(10_000), None, None), Err(LimitError::LongBurst(_))));
-        assert!(matches!(limit("1/s", None, Some("src/33/24"), None), Err(LimitError::PerLength(_))));
-        assert!(matches!(limit("1/s", None, Some("src/129"), None), Err(LimitError::PerLength(_))));
-        assert!(matches!(limit("1/s", None, Some("flow/24"), None), Err(LimitError::Per(_))));
-        assert!(matches!(limit("1/s", None, Some("dst"), Some("30s")), Err(LimitError::BanNeedsSource(_))));
-        assert!(matches!(limit("1/s", None, None, Some("forever")), Err(LimitError::Ban(..))));
-        assert!(matches!(limit("1/s", None, None, Some("2y")), Err(LimitError::BanRange(_))));
-        let not_a_limit = LimitText { burst: Some(5), ..LimitText::default() };
-        assert_eq!(not_a_limit.limit(false), Err(LimitError::NotALimit("burst")));
+        assert!(matches!(
+            limit("fast", None, None, None),
+            Err(LimitError::Rate(_))
+        ));
+        assert!(matches!(
+            limit("0/s", None, None, None),
+            Err(LimitError::ZeroRate(_))
+        ));
+        assert!(matches!(
+            limit("100/d", None, None, None),
+            Err(LimitError::Rate(_))
+        ));
+        assert!(matches!(
+            limit("12bit/s", None, None, None),
+            Err(LimitError::PartialByte(_))
+        ));
+        assert!(matches!(
+            limit("10mb/s", None, None, None),
+            Err(LimitError::Rate(_))
+        ));
+        assert_eq!(
+            limit("1000/s", Some(0), None, None),
+            Err(LimitError::ZeroBurst)
+        );
+        assert_eq!(
+            limit("1mbit/s", Some(100), None, None),
+            Err(LimitError::SmallByteBurst(100))
+        );
+        assert!(matches!(
+            limit("1/h", Some(10_000), None, None),
+            Err(LimitError::LongBurst(_))
+        ));
+        assert!(matches!(
+            limit("1/s", None, Some("src/33/24"), None),
+            Err(LimitError::PerLength(_))
+        ));
+        assert!(matches!(
+            limit("1/s", None, Some("src/129"), None),
+            Err(LimitError::PerLength(_))
+        ));
+        assert!(matches!(
+            limit("1/s", None, Some("flow/24"), None),
+            Err(LimitError::Per(_))
+        ));
+        assert!(matches!(
+            limit("1/s", None, Some("dst"), Some("30s")),
+            Err(LimitError::BanNeedsSource(_))
+        ));
+        assert!(matches!(
+            limit("1/s", None, None, Some("forever")),
+            Err(LimitError::Ban(..))
+        ));
+        assert!(matches!(
+            limit("1/s", None, None, Some("2y")),
+            Err(LimitError::BanRange(_))
+        ));
+        let not_a_limit = LimitText {
+            burst: Some(5),
+            ..LimitText::default()
+        };
+        assert_eq!(
+            not_a_limit.limit(false),
+            Err(LimitError::NotALimit("burst"))
+        );
         assert_eq!(LimitText::default().limit(true), Err(LimitError::NoRate));
     }
 

@@ -25,8 +25,8 @@ use net_common::{
         FilterConfig, FilterState, Ipv4HostKey, Ipv4Key, Ipv6HostKey, Ipv6Key, NetBlocks,
         PortIntervals, RuleBitmap, fields,
     },
-    names,
     limit::Limit,
+    names,
     rule::{Action, Fragments, MAX_RULES, Malformed, Rule, RuleCounter},
     tree::{RuleBox, TreeNode},
 };

@@ -202,6 +202,33 @@ impl Collector for Snapshot {
                 counters(&mut encoder, "netxdp_rule_packets", help, None, samples)?;
             }
         }
+        // What each limit rule did beyond passing: the packets it dropped over its rate (also
+        // in netxdp_rule_packets_total), and the bans it issued.
+        let limit_rules = || {
+            filters.iter().flat_map(|(iface, filter)| {
+                filter
+                    .rules
+                    .iter()
+                    .filter(|rule| rule.action == "limit")
+                    .map(move |rule| (labels(iface, &[("rule", &rule.id.to_string())]), rule))
+            })
+        };
+        let samples = limit_rules()
+            .map(|(labels, rule)| (labels, rule.counter.limited))
+            .collect();
+        let help = "Packets each limit rule dropped for going over its rate, by rule id.";
+        counters(
+            &mut encoder,
+            "netxdp_rule_limited_packets",
+            help,
+            None,
+            samples,
+        )?;
+        let samples = limit_rules()
+            .map(|(labels, rule)| (labels, rule.counter.bans))
+            .collect();
+        let help = "Bans each limit rule issued (`--ban`), by rule id.";
+        counters(&mut encoder, "netxdp_rule_bans", help, None, samples)?;
         let samples = filters
             .iter()
             .map(|(iface, filter)| (labels(iface, &[]), filter.count as i64))
@@ -451,17 +478,30 @@ mod tests {
                 stats,
                 filter: Some(FilterMetrics {
                     policy: "pass",
-                    count: 2,
+                    count: 3,
                     hash: "0123456789abcdef".to_owned(),
-                    rules: vec![RuleSample {
-                        id: 7,
-                        action: "drop",
-                        counter: RuleCounter {
-                            packets: 30,
-                            bytes: 3000,
-                            ..RuleCounter::default()
+                    rules: vec![
+                        RuleSample {
+                            id: 7,
+                            action: "drop",
+                            counter: RuleCounter {
+                                packets: 30,
+                                bytes: 3000,
+                                ..RuleCounter::default()
+                            },
                         },
-                    }],
+                        RuleSample {
+                            id: 9,
+                            action: "limit",
+                            counter: RuleCounter {
+                                packets: 50,
+                                bytes: 5000,
+                                limited: 20,
+                                bans: 1,
+                                ..RuleCounter::default()
+                            },
+                        },
+                    ],
                 }),
                 program: Some(ProgramRuns {
                     run_time: Duration::from_micros(1500),
@@ -530,10 +570,12 @@ mod tests {
             r#"netxdp_searched_packets_total{iface="eth\"0"} 0"#,
             r#"netxdp_rule_packets_total{iface="eth\"0",rule="7",action="drop"} 30"#,
             r#"netxdp_rule_bytes_total{iface="eth\"0",rule="7",action="drop"} 3000"#,
+            r#"netxdp_rule_limited_packets_total{iface="eth\"0",rule="9"} 20"#,
+            r#"netxdp_rule_bans_total{iface="eth\"0",rule="9"} 1"#,
             "# TYPE netxdp_rules gauge",
-            r#"netxdp_rules{iface="eth\"0"} 2"#,
+            r#"netxdp_rules{iface="eth\"0"} 3"#,
             r#"netxdp_rule_metrics_truncated{iface="eth\"0"} 1"#,
-            r#"netxdp_ruleset_info{iface="eth\"0",hash="0123456789abcdef",rules="2"} 1"#,
+            r#"netxdp_ruleset_info{iface="eth\"0",hash="0123456789abcdef",rules="3"} 1"#,
             "netxdp_exporter_snapshots_total 3",
             r#"netxdp_apply_success{iface="eth\"0"} 0"#,
             r#"netxdp_bans{iface="eth\"0"} 2"#,

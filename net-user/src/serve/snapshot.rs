@@ -115,7 +115,7 @@ impl FilterMetrics {
 #[derive(Clone, Debug, Default)]
 pub struct RuleSample {
     pub id: u32,
-    /// "pass" or "drop".
+    /// "pass", "drop" or "limit".
     pub action: &'static str,
     pub counter: RuleCounter,
 }
