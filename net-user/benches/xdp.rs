@@ -54,6 +54,8 @@ mod capture;
 mod classbench;
 #[path = "xdp/flood.rs"]
 mod flood;
+#[path = "xdp/limits.rs"]
+mod limits;
 #[path = "xdp/nftables.rs"]
 mod nftables;
 #[path = "xdp/peer.rs"]
@@ -124,13 +126,13 @@ fn main() -> Result<()> {
     catch_interrupts()?;
     let only = std::env::var("NETXDP_BENCH_ONLY").ok();
     match only.as_deref() {
-        None | Some("classbench" | "capture" | "bans") => {}
+        None | Some("classbench" | "capture" | "bans" | "limits") => {}
         Some("flood") => return flood::print(),
         Some("userspace") => return print_refreshes(),
         Some("serve") => return serve::print(),
         Some(other) => bail!(
             "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood`, `userspace`, \
-             `serve`, `classbench` and `capture`"
+             `serve`, `classbench`, `capture`, `bans` and `limits`"
         ),
     }
 
@@ -160,6 +162,11 @@ fn main() -> Result<()> {
             return Ok(());
         }
         Some("bans") => return bans::print(&mut ban_table, &floor, &netxdp, repeat),
+        Some("limits") => {
+            limits::print_costs(&mut maps, &floor, &netxdp, repeat)?;
+            println!();
+            return limits::print_floods();
+        }
         _ => {}
     }
 
@@ -189,6 +196,8 @@ fn main() -> Result<()> {
     print_capture_costs(&capture::path_costs(&floor, repeat)?, repeat);
     println!();
     bans::print(&mut ban_table, &floor, &netxdp, repeat)?;
+    println!();
+    limits::print_costs(&mut maps, &floor, &netxdp, repeat)?;
     println!();
 
     // The peer first: if it cannot run, say why up front, and measure netxdp anyway.
@@ -301,6 +310,8 @@ fn main() -> Result<()> {
         );
     }
     flood::print()?;
+    println!();
+    limits::print_floods()?;
     println!(
         "bench wall time: {:.1} s ({} (program, frame) pairs x {ROUNDS} rounds, xdp-filter's \
          CLI, {} applies, setup and cleanup)",

@@ -28,12 +28,12 @@ use super::check_interrupted;
 use crate::userspace::{Detach, netxdp};
 
 /// Frames each generator thread sends per run.
-const FRAMES_PER_CPU: u32 = 1_000_000;
+pub const FRAMES_PER_CPU: u32 = 1_000_000;
 /// Runs per measurement; the median is reported. The two netxdp receivers run in turns, so
 /// that each ratio compares runs seconds apart, not minutes.
 pub const RUNS: usize = 5;
 /// The UDP port the rule drops; the pass floods go to the next one.
-const DROP_PORT: u16 = 1500;
+pub const DROP_PORT: u16 = 1500;
 
 /// What receives the flood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,7 +238,7 @@ fn program_runs(pins: &PinDir) -> Result<(u64, u64)> {
     Ok((info.run_time().as_nanos() as u64, info.run_count()))
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -364,7 +364,7 @@ fn frame(flood: Flood) -> Vec<u8> {
 
 /// Runs `generator` on `cpus` CPUs at once, each sending [`FRAMES_PER_CPU`] live frames from
 /// the sending end: frames per second, in millions.
-fn run_once(
+pub fn run_once(
     generator: BorrowedFd<'_>,
     frame: &[u8],
     sender_ifindex: u32,

@@ -100,6 +100,7 @@ pub enum ReasonArg {
     OverlapFragment,
     Ipv6Chain,
     Ban,
+    Limit,
 }
 
 impl ReasonArg {
@@ -116,6 +117,7 @@ impl ReasonArg {
             Self::OverlapFragment => reason::DEFECT + Defect::OverlapFragment as u8,
             Self::Ipv6Chain => reason::DEFECT + Defect::Ipv6Chain as u8,
             Self::Ban => reason::BAN,
+            Self::Limit => reason::LIMIT,
         }
     }
 }
