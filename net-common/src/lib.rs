@@ -63,8 +63,12 @@ pub mod names {
     pub const BANS_V6_MAP: &str = "BANS_V6";
     /// The entries of both ban tries: 0 spares every packet the lookups.
     pub const BAN_COUNT_MAP: &str = "BAN_COUNT";
-    /// Rate-limit state ([`crate::limit::LimitKey`] to a TAT), an LRU hash.
+    /// Rate-limit state by address or prefix ([`crate::limit::LimitKey`] to a TAT), LRU.
     pub const LIMITS_MAP: &str = "LIMITS";
+    /// Rate-limit state by flow ([`crate::limit::FlowLimitKey`] to a TAT), LRU.
+    pub const LIMIT_FLOWS_MAP: &str = "LIMIT_FLOWS";
+    /// Each limit rule's own buckets, by counter slot ([`crate::limit::LimitSlot`]).
+    pub const LIMIT_SLOTS_MAP: &str = "LIMIT_SLOTS";
     /// The read-only global that makes the coarse clock read [`TEST_NOW_MAP`] (tests only).
     pub const TEST_CLOCK: &str = "TEST_CLOCK";
     /// The time the coarse clock reads under [`TEST_CLOCK`], in ns.

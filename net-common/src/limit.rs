@@ -20,21 +20,24 @@
 //! packet a rule matched.
 //!
 //! # Bounded state, and floods of spoofed sources
-//! Keys live in one LRU hash of [`MAX_LIMIT_KEYS`] entries, so the table never refuses a key:
-//! a flood cannot make it drop a legitimate source for want of room, and a source whose state
-//! was evicted only starts again with a full bucket. Bans live in tables of their own, which
-//! nothing evicts. A key is looked up in tiers:
-//! 1. its own key (`src`, `src/LEN`, `dst`, `flow`, or `rule`), if the table holds it, or if
+//! Keys live in LRU hashes ([`MAX_LIMIT_KEYS`] addresses and prefixes, [`MAX_LIMIT_FLOWS`]
+//! flows), so a table never refuses a key: a flood cannot make it drop a legitimate source for
+//! want of room, and a source whose state was evicted only starts again with a full bucket.
+//! Bans live in tables of their own, which nothing evicts. A packet is charged in tiers:
+//! 1. its own key (`src`, `src/LEN`, `dst`, `dst/LEN` or `flow`), if the table holds it, or if
 //!    the rule's admission bucket lets a new key in: at most [`ADMIT_PER_SEC`] new keys a
 //!    second per rule, in bursts of as many;
 //! 2. otherwise its aggregate: the source's (for `dst`, the destination's) /24 or /64,
 //!    admitted the same way by a second bucket;
 //! 3. otherwise one overflow bucket per rule and family, at the rule's own rate.
 //!
-//! A flood of random sources therefore gets at most the admission rate of fresh buckets plus
-//! the rule's rate through, while sources already known keep their own state: a new key
-//! cannot push an active one out of the table faster than [`MAX_LIMIT_KEYS`] keys per two
-//! admission rates, about 16 s per limit rule.
+//! `rule` is one bucket for the rule. The admission, overflow and `rule` buckets sit in an
+//! array beside the rule's counters ([`LimitSlot`]), one lookup each, so that a flood of new
+//! sources costs two hash lookups a packet, not five. A flood of random sources therefore
+//! gets at most the admission rate of fresh buckets plus the rule's rate through, while
+//! sources already known keep their own state: new keys cannot push an active one out of the
+//! table faster than two admission rates a rule allow, about 16 s for the address table per
+//! limit rule.
 //!
 //! Limit ids ([`Limit::state_id`]) are never reused on an interface: a limit created or changed
 //! gets a fresh one, so that it never inherits the state of another.
@@ -44,8 +47,10 @@ use crate::{
     rule::{Family, mask},
 };
 
-/// Keys the limit table holds (all limit rules of an interface together).
+/// Address and prefix keys the limit table holds (all limit rules of an interface together).
 pub const MAX_LIMIT_KEYS: u32 = 131_072;
+/// Flow keys the flow limit table holds.
+pub const MAX_LIMIT_FLOWS: u32 = 65_536;
 
 /// New keys a limit rule admits to the table per second (and per burst), in each of the own
 /// and aggregate tiers.
@@ -110,34 +115,68 @@ pub struct Limit {
     pub _reserved: u32,
 }
 
-/// Key tiers: see the module documentation.
+/// Tiers: see the module documentation.
 pub mod tier {
     pub const OWN: u8 = 0;
     pub const AGGREGATE: u8 = 1;
     pub const OVERFLOW: u8 = 2;
-    /// The admission buckets of the own and aggregate tiers.
-    pub const ADMIT_OWN: u8 = 3;
-    pub const ADMIT_AGGREGATE: u8 = 4;
 }
 
 /// The prefix lengths of the aggregate tier.
 pub const AGGREGATE_V4_LEN: u8 = 24;
 pub const AGGREGATE_V6_LEN: u8 = 64;
 
-/// A key of the limit table.
+/// A key of the address table: a source or destination address, or its prefix.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LimitKey {
     pub state_id: u32,
+    /// [`tier::OWN`] or [`tier::AGGREGATE`].
     pub tier: u8,
-    /// [`Family`] as its value: the family of the addresses below.
+    /// [`Family`] as its value: the family of the address.
+    pub family: u8,
+    pub _pad: u16,
+    pub addr: [u8; 16],
+}
+
+/// A key of the flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowLimitKey {
+    pub state_id: u32,
     pub family: u8,
     pub proto: u8,
-    pub _pad: u8,
+    pub _pad: u16,
     pub sport: u16,
     pub dport: u16,
     pub src: [u8; 16],
     pub dst: [u8; 16],
+}
+
+/// A limit rule's own buckets' TATs, by its counter slot: one array lookup for all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitSlot {
+    /// The limit these belong to: a slot of another (an earlier rule's, or the rule's before
+    /// its limit changed) is started afresh.
+    pub state_id: u32,
+    pub _pad: u32,
+    /// The admission buckets of the own and aggregate tiers.
+    pub admit: [u64; 2],
+    /// The overflow buckets, by [`family_index`].
+    pub overflow: [u64; 3],
+    /// The bucket of a `per rule` limit.
+    pub rule: u64,
+}
+
+/// 0 for a packet without IP addresses, 1 for IPv4, 2 for IPv6.
+#[inline(always)]
+pub fn family_index(packet: &Packet) -> usize {
+    match packet.addr_family {
+        Family::Any => 0,
+        Family::Ipv4 => 1,
+        Family::Ipv6 => 2,
+    }
 }
 
 impl Limit {
@@ -172,31 +211,24 @@ impl Limit {
         (cost * self.unit_ns_fp) >> UNIT_SHIFT
     }
 
-    /// The key of `packet` in `tier` (one of the first three).
-    pub fn key(&self, packet: &Packet, tier: u8) -> LimitKey {
-        let mut key = LimitKey::default();
-        self.fill_key(&mut key, packet, tier);
-        key
+    /// Whether the own tier's key is a flow's.
+    #[inline(always)]
+    pub fn keys_flows(&self) -> bool {
+        self.per == Per::Flow as u8
     }
 
-    /// Writes [`Limit::key`] over `key`, in place: the kernel keeps its keys in a map, its
-    /// stack being too small for the tiers' copies.
+    /// Writes `packet`'s address key in `tier` ([`tier::OWN`] for `src` and `dst` limits,
+    /// [`tier::AGGREGATE`] for all but `rule`) over `key`, in place: the kernel keeps its keys
+    /// in a map, its stack being too small for copies.
     #[inline(always)]
     pub fn fill_key(&self, key: &mut LimitKey, packet: &Packet, tier: u8) {
         key.state_id = self.state_id;
         key.tier = tier;
         key.family = packet.addr_family as u8;
-        key.proto = 0;
         key._pad = 0;
-        key.sport = 0;
-        key.dport = 0;
-        key.src = [0; 16];
-        key.dst = [0; 16];
-        let per = self.per();
-        if per == Per::Rule || tier == tier::OVERFLOW {
-            return;
-        }
         let (own_len, aggregate_len) = match packet.addr_family {
+            Family::Ipv4 if self.keys_flows() => (32, AGGREGATE_V4_LEN),
+            Family::Ipv6 if self.keys_flows() => (128, AGGREGATE_V6_LEN),
             Family::Ipv4 => (self.v4_len, AGGREGATE_V4_LEN),
             Family::Ipv6 => (self.v6_len, AGGREGATE_V6_LEN),
             Family::Any => (0, 0),
@@ -206,40 +238,24 @@ impl Limit {
         } else {
             own_len
         };
-        match per {
-            Per::Dst => key.dst = mask(packet.dst, len),
-            Per::Flow if tier == tier::OWN => {
-                key.src = packet.src;
-                key.dst = packet.dst;
-                key.proto = packet.ip_proto;
-                if let Some((sport, dport)) = packet.ports() {
-                    key.sport = sport;
-                    key.dport = dport;
-                }
-            }
-            _ => key.src = mask(packet.src, len),
-        }
-    }
-
-    /// The admission bucket of `tier`'s new keys.
-    pub fn admission_key(&self, tier: u8) -> LimitKey {
-        let mut key = LimitKey::default();
-        self.fill_admission_key(&mut key, tier);
-        key
-    }
-
-    /// Writes [`Limit::admission_key`] over `key`, in place.
-    #[inline(always)]
-    pub fn fill_admission_key(&self, key: &mut LimitKey, tier: u8) {
-        *key = LimitKey {
-            state_id: self.state_id,
-            tier: if tier == tier::OWN {
-                tier::ADMIT_OWN
-            } else {
-                tier::ADMIT_AGGREGATE
-            },
-            ..LimitKey::default()
+        let addr = if self.per == Per::Dst as u8 {
+            packet.dst
+        } else {
+            packet.src
         };
+        key.addr = mask(addr, len);
+    }
+
+    /// Writes `packet`'s flow key over `key`, in place.
+    #[inline(always)]
+    pub fn fill_flow_key(&self, key: &mut FlowLimitKey, packet: &Packet) {
+        key.state_id = self.state_id;
+        key.family = packet.addr_family as u8;
+        key.proto = packet.ip_proto;
+        key._pad = 0;
+        (key.sport, key.dport) = packet.ports().unwrap_or((0, 0));
+        key.src = packet.src;
+        key.dst = packet.dst;
     }
 
     /// Whether a key that goes over is banned: limits by source or flow, on IP packets.
@@ -293,8 +309,16 @@ pub const ADMIT_INCREMENT_NS: u64 = ADMIT_UNIT_NS_FP >> UNIT_SHIFT;
 unsafe impl aya::Pod for Limit {}
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]`: a u32, four u8, two u16, two 16-byte arrays: 44 bytes, no padding.
+// SAFETY: `#[repr(C)]`: a u32, two u8, a u16, 16 bytes: 24 bytes, no padding.
 unsafe impl aya::Pod for LimitKey {}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`: a u32, two u8, three u16, two 16-byte arrays: 44 bytes, no padding.
+unsafe impl aya::Pod for FlowLimitKey {}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`: two u32 and six u64: 56 bytes, no padding.
+unsafe impl aya::Pod for LimitSlot {}
 
 #[cfg(feature = "testing")]
 pub use reference::Limiter;
@@ -303,7 +327,10 @@ pub use reference::Limiter;
 mod reference {
     use alloc::{collections::BTreeMap, vec::Vec};
 
-    use super::{ADMIT_BURST_NS, ADMIT_INCREMENT_NS, Limit, LimitKey, Per, gcra, tier};
+    use super::{
+        ADMIT_BURST_NS, ADMIT_INCREMENT_NS, FlowLimitKey, Limit, LimitKey, LimitSlot, Per,
+        family_index, gcra, tier,
+    };
     use crate::{
         ban::BanEntry,
         parse::Packet,
@@ -315,7 +342,10 @@ mod reference {
     /// the kernel stay below [`super::MAX_LIMIT_KEYS`].
     #[derive(Clone, Debug, Default)]
     pub struct Limiter {
-        tats: BTreeMap<LimitKey, u64>,
+        addresses: BTreeMap<LimitKey, u64>,
+        flows: BTreeMap<FlowLimitKey, u64>,
+        /// By state id: the kernel's by counter slot, started afresh for a new state id.
+        slots: BTreeMap<u32, LimitSlot>,
         /// Bans issued by limits, as the kernel writes them to its ban tries.
         pub bans: Vec<(Prefix, BanEntry)>,
         /// How many bans were issued, renewals of an ended one included.
@@ -363,49 +393,73 @@ mod reference {
         /// Charges `packet` to `limit` at `now_ns`: whether it conforms.
         pub fn conforms(&mut self, limit: &Limit, packet: &Packet, now_ns: u64) -> bool {
             let increment = limit.increment_ns(packet.len);
-            for tier in [tier::OWN, tier::AGGREGATE, tier::OVERFLOW] {
-                let key = limit.key(packet, tier);
-                let admitted = match self.tats.get(&key) {
-                    Some(_) => true,
-                    None => {
-                        tier == tier::OVERFLOW || limit.per() == Per::Rule || {
-                            let admission = limit.admission_key(tier);
-                            let tat = self.tats.get(&admission).copied().unwrap_or(0);
-                            match gcra(tat, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS) {
-                                Some(next) => {
-                                    self.tats.insert(admission, next);
-                                    true
-                                }
-                                None => false,
-                            }
-                        }
-                    }
+            let slot = self.slots.entry(limit.state_id).or_default();
+            if limit.per() == Per::Rule {
+                return charge(&mut slot.rule, now_ns, increment, limit.burst_ns);
+            }
+            for tier in [tier::OWN, tier::AGGREGATE] {
+                let (key, flow) = if tier == tier::OWN && limit.keys_flows() {
+                    let mut key = FlowLimitKey::default();
+                    limit.fill_flow_key(&mut key, packet);
+                    (None, Some(key))
+                } else {
+                    let mut key = LimitKey::default();
+                    limit.fill_key(&mut key, packet, tier);
+                    (Some(key), None)
                 };
+                let known = match (key, flow) {
+                    (Some(key), _) => self.addresses.contains_key(&key),
+                    (_, Some(flow)) => self.flows.contains_key(&flow),
+                    _ => false,
+                };
+                let slot = self.slots.entry(limit.state_id).or_default();
+                let admitted = known
+                    || charge(
+                        &mut slot.admit[tier as usize],
+                        now_ns,
+                        ADMIT_INCREMENT_NS,
+                        ADMIT_BURST_NS,
+                    );
                 if !admitted {
                     continue;
                 }
-                let tat = self.tats.get(&key).copied().unwrap_or(0);
-                let conforms = match gcra(tat, now_ns, increment, limit.burst_ns) {
-                    Some(next) => {
-                        self.tats.insert(key, next);
-                        true
-                    }
-                    None => {
-                        self.tats.entry(key).or_insert(now_ns);
-                        false
-                    }
+                let tat = match (key, flow) {
+                    (Some(key), _) => self.addresses.entry(key).or_insert(0),
+                    (_, Some(flow)) => self.flows.entry(flow).or_insert(0),
+                    _ => unreachable!("one of the two keys"),
                 };
-                if !conforms && tier != tier::OVERFLOW && limit.bans(packet) {
+                // A key's first packet against an empty bucket: one that does not fit it
+                // still leaves the key in the table, as in the kernel.
+                let fresh = *tat == 0;
+                let conforms = charge(tat, now_ns, increment, limit.burst_ns);
+                if fresh && !conforms {
+                    *tat = now_ns;
+                }
+                if !conforms && limit.bans(packet) {
                     self.ban(limit, packet, tier, now_ns);
                 }
                 return conforms;
             }
-            unreachable!("the overflow tier always admits")
+            let slot = self.slots.entry(limit.state_id).or_default();
+            charge(
+                &mut slot.overflow[family_index(packet)],
+                now_ns,
+                increment,
+                limit.burst_ns,
+            )
         }
 
-        /// How many keys of `tier` ([`super::tier`]) the state holds.
+        /// How many address keys of `tier` ([`super::tier`]) the state holds.
         pub fn keys_in(&self, tier: u8) -> usize {
-            self.tats.keys().filter(|key| key.tier == tier).count()
+            self.addresses.keys().filter(|key| key.tier == tier).count()
+        }
+
+        /// Whether the overflow bucket of `state_id` for `family` ([`family_index`]) was
+        /// charged.
+        pub fn overflowed(&self, state_id: u32, family: usize) -> bool {
+            self.slots
+                .get(&state_id)
+                .is_some_and(|slot| slot.overflow[family] != 0)
         }
 
         fn ban(&mut self, limit: &Limit, packet: &Packet, tier: u8, now_ns: u64) {
@@ -421,6 +475,17 @@ mod reference {
             self.bans.retain(|(banned, _)| *banned != prefix);
             self.bans.push((prefix, entry));
             self.bans_issued += 1;
+        }
+    }
+
+    /// GCRA on one TAT: whether the packet conforms; the TAT moves if it does.
+    fn charge(tat: &mut u64, now_ns: u64, increment_ns: u64, burst_ns: u64) -> bool {
+        match gcra(*tat, now_ns, increment_ns, burst_ns) {
+            Some(next) => {
+                *tat = next;
+                true
+            }
+            None => false,
         }
     }
 }
@@ -503,7 +568,7 @@ mod tests {
         assert_eq!(own_keys, ADMIT_PER_SEC as usize, "a second of admissions");
         // The 8,192 sources not admitted span 32 /24s: they share those.
         assert_eq!(limiter.keys_in(tier::AGGREGATE), 32);
-        assert_eq!(limiter.keys_in(tier::OVERFLOW), 0);
+        assert!(!limiter.overflowed(PER_SRC.state_id, 1));
         for index in 0..2 * ADMIT_PER_SEC as u32 {
             let [_, _, b, c] = index.to_be_bytes();
             let frame = udp_from([11, b, c, 1]);
@@ -511,6 +576,6 @@ mod tests {
         }
         // 8,192 sources from as many /24s: a second of them admitted, one bucket for the rest.
         assert_eq!(limiter.keys_in(tier::AGGREGATE), ADMIT_PER_SEC as usize);
-        assert_eq!(limiter.keys_in(tier::OVERFLOW), 1);
+        assert!(limiter.overflowed(PER_SRC.state_id, 1));
     }
 }

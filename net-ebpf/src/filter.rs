@@ -297,7 +297,7 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
     }
     let action = match rule.action {
         XDP_DROP => XDP_DROP,
-        LIMIT => match limit::charge(&rule.limit, packet, now_ns) {
+        LIMIT => match limit::charge(&rule.limit, rule.counter_slot, packet, now_ns) {
             Charge::Conforms => XDP_PASS,
             Charge::Over(tier) => {
                 let banned = rule.limit.bans(packet)

@@ -1,23 +1,40 @@
-//! Rate limits: `net_common::limit`'s tiers over one LRU hash of TATs, each replaced by
-//! compare-and-swap so that every CPU charges the same word (see there for why that is exact).
+//! Rate limits: `net_common::limit`'s tiers over LRU hashes of TATs and an array of each
+//! rule's own buckets, every TAT replaced by compare-and-swap so that all CPUs charge the
+//! same word (see there for why that is exact).
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use core::intrinsics::{AtomicOrdering, atomic_cxchg};
-use net_common::limit::{
-    ADMIT_BURST_NS, ADMIT_INCREMENT_NS, Limit, LimitKey, MAX_LIMIT_KEYS, Per, gcra, tier,
+use net_common::{
+    limit::{
+        ADMIT_BURST_NS, ADMIT_INCREMENT_NS, FlowLimitKey, Limit, LimitKey, LimitSlot,
+        MAX_LIMIT_FLOWS, MAX_LIMIT_KEYS, Per, family_index, gcra, tier,
+    },
+    parse::Packet,
+    rule::COUNTER_SLOTS,
 };
-use net_common::parse::Packet;
 
 #[map(name = "LIMITS")]
 static LIMITS: LruHashMap<LimitKey, u64> = LruHashMap::pinned(MAX_LIMIT_KEYS, 0);
 
-/// This CPU's keys being looked up: the packet's, and an admission bucket's.
+#[map(name = "LIMIT_FLOWS")]
+static LIMIT_FLOWS: LruHashMap<FlowLimitKey, u64> = LruHashMap::pinned(MAX_LIMIT_FLOWS, 0);
+
+#[map(name = "LIMIT_SLOTS")]
+static LIMIT_SLOTS: Array<LimitSlot> = Array::pinned(COUNTER_SLOTS as u32, 0);
+
+/// This CPU's keys being looked up.
+#[repr(C)]
+struct Keys {
+    address: LimitKey,
+    flow: FlowLimitKey,
+}
+
 #[map(name = "LIMIT_KEYS")]
-static LIMIT_KEYS: PerCpuArray<LimitKey> = PerCpuArray::with_max_entries(2, 0);
+static LIMIT_KEYS: PerCpuArray<Keys> = PerCpuArray::with_max_entries(1, 0);
 
 /// How often a packet retries its compare-and-swap before it is dropped: a lost race means
 /// another CPU charged the key meanwhile, so a packet dropped here never passes beyond the rate.
@@ -30,67 +47,139 @@ pub enum Charge {
     Over(u8),
 }
 
+/// What the hash tiers return: a plain number, as a BPF function returns one register.
+const MISSING: u8 = 0;
+const CONFORMS: u8 = 1;
+const OVER: u8 = 2;
+
 /// Charges `packet` to `limit` at `now_ns`, in the first tier that holds or admits its key.
+/// `counter_slot` is its rule's, which also indexes the rule's own buckets.
 #[inline(always)]
-pub fn charge(limit: &Limit, packet: &Packet, now_ns: u64) -> Charge {
-    for tier in [tier::OWN, tier::AGGREGATE, tier::OVERFLOW] {
-        match charge_tier(limit, packet, now_ns, tier) {
+pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) -> Charge {
+    let Some(slot) = LIMIT_SLOTS.get_ptr_mut(counter_slot) else {
+        return Charge::Conforms;
+    };
+    // SAFETY: a map value, valid until the program returns; its words are only ever written
+    // whole, by compare-and-swap, but for the reset below.
+    let slot = unsafe { &mut *slot };
+    if slot.state_id != limit.state_id {
+        // Another limit's buckets (an earlier rule's, or this one's before it changed): start
+        // afresh. Not atomic: CPUs meeting the change at once may each reset, which at most
+        // lets a packet or two more through, once.
+        *slot = LimitSlot {
+            state_id: limit.state_id,
+            ..LimitSlot::default()
+        };
+    }
+    let increment_ns = limit.increment_ns(packet.len);
+    if limit.per == Per::Rule as u8 {
+        return step(
+            &mut slot.rule,
+            now_ns,
+            increment_ns,
+            limit.burst_ns,
+            tier::OWN,
+        );
+    }
+    for tier in [tier::OWN, tier::AGGREGATE] {
+        match charge_known(limit, packet, now_ns, tier) {
             CONFORMS => return Charge::Conforms,
             OVER => return Charge::Over(tier),
             _ => {}
         }
+        let admitted = step(
+            &mut slot.admit[tier as usize],
+            now_ns,
+            ADMIT_INCREMENT_NS,
+            ADMIT_BURST_NS,
+            tier,
+        );
+        if let Charge::Conforms = admitted {
+            return match charge_new(limit, now_ns, increment_ns, tier) {
+                CONFORMS => Charge::Conforms,
+                _ => Charge::Over(tier),
+            };
+        }
     }
-    Charge::Conforms
+    let family = family_index(packet);
+    match slot.overflow.get_mut(family) {
+        Some(tat) => step(tat, now_ns, increment_ns, limit.burst_ns, tier::OVERFLOW),
+        None => Charge::Conforms,
+    }
 }
 
-/// What [`charge_tier`] returns: a plain number, as a BPF function returns one register.
-const NOT_ADMITTED: u8 = 0;
-const CONFORMS: u8 = 1;
-const OVER: u8 = 2;
-
-/// Charges `packet` to its key in `tier`, if the table holds the key or admits it. A
-/// function of its own, with its own stack frame: the keys' handling would not fit in the
-/// stack of the rule search beside the frame of its loop's body.
+/// Charges `packet` to its key in `tier` if the table holds it; [`MISSING`] if not, with the
+/// key left in this CPU's scratch for [`charge_new`]. A function of its own, with its own
+/// stack frame: the keys' handling would not fit in the stack of the rule search beside the
+/// frame of its loop's body.
 #[inline(never)]
-fn charge_tier(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
-    let Some(key) = LIMIT_KEYS.get_ptr_mut(0) else {
+fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
+    let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
         return CONFORMS;
     };
     // SAFETY: this CPU's own scratch entry; XDP does not preempt itself.
-    let key = unsafe { &mut *key };
-    limit.fill_key(key, packet, tier);
-    let increment_ns = limit.increment_ns(packet.len);
-    let charge = if let Some(tat) = LIMITS.get_ptr_mut(&*key) {
-        step(tat, now_ns, increment_ns, limit.burst_ns, tier)
-    } else if tier == tier::OVERFLOW || limit.per == Per::Rule as u8 || admits(limit, tier, now_ns)
-    {
-        insert(key, now_ns, increment_ns, limit.burst_ns, tier)
+    let keys = unsafe { &mut *keys };
+    let tat = if tier == tier::OWN && limit.keys_flows() {
+        limit.fill_flow_key(&mut keys.flow, packet);
+        LIMIT_FLOWS.get_ptr_mut(&keys.flow)
     } else {
-        return NOT_ADMITTED;
+        limit.fill_key(&mut keys.address, packet, tier);
+        LIMITS.get_ptr_mut(&keys.address)
     };
+    match tat {
+        Some(tat) => code(step(
+            tat,
+            now_ns,
+            limit.increment_ns(packet.len),
+            limit.burst_ns,
+            tier,
+        )),
+        None => MISSING,
+    }
+}
+
+/// A key [`charge_known`] did not find, admitted: its first packet against an empty bucket.
+/// Another CPU may insert it first; then the packet is charged to that entry.
+#[inline(never)]
+fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
+    let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
+        return CONFORMS;
+    };
+    // SAFETY: as in `charge_known`, whose key this still is.
+    let keys = unsafe { &mut *keys };
+    let (tat, charge) = match gcra(0, now_ns, increment_ns, limit.burst_ns) {
+        Some(next) => (next, CONFORMS),
+        None => (now_ns, OVER),
+    };
+    let flows = tier == tier::OWN && limit.keys_flows();
+    let inserted = if flows {
+        LIMIT_FLOWS.insert(&keys.flow, tat, BPF_NOEXIST as u64)
+    } else {
+        LIMITS.insert(&keys.address, tat, BPF_NOEXIST as u64)
+    };
+    if inserted.is_ok() {
+        return charge;
+    }
+    let existing = if flows {
+        LIMIT_FLOWS.get_ptr_mut(&keys.flow)
+    } else {
+        LIMITS.get_ptr_mut(&keys.address)
+    };
+    match existing {
+        Some(tat) => code(step(tat, now_ns, increment_ns, limit.burst_ns, tier)),
+        None => charge,
+    }
+}
+
+#[inline(always)]
+fn code(charge: Charge) -> u8 {
     match charge {
         Charge::Conforms => CONFORMS,
         Charge::Over(_) => OVER,
     }
 }
 
-/// Whether `tier`'s admission bucket lets one more new key in.
-#[inline(always)]
-fn admits(limit: &Limit, tier: u8, now_ns: u64) -> bool {
-    let Some(key) = LIMIT_KEYS.get_ptr_mut(1) else {
-        return false;
-    };
-    // SAFETY: as in `charge_tier`.
-    let key = unsafe { &mut *key };
-    limit.fill_admission_key(key, tier);
-    let charge = match LIMITS.get_ptr_mut(&*key) {
-        Some(tat) => step(tat, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS, tier),
-        None => insert(key, now_ns, ADMIT_INCREMENT_NS, ADMIT_BURST_NS, tier),
-    };
-    matches!(charge, Charge::Conforms)
-}
-
-/// GCRA on a key's shared TAT.
+/// GCRA on a shared TAT.
 #[inline(always)]
 fn step(tat: *mut u64, now_ns: u64, increment_ns: u64, burst_ns: u64, tier: u8) -> Charge {
     // SAFETY: a map value stays valid until the program returns (RCU).
@@ -111,21 +200,4 @@ fn step(tat: *mut u64, now_ns: u64, increment_ns: u64, burst_ns: u64, tier: u8) 
         seen = previous;
     }
     Charge::Over(tier)
-}
-
-/// A key seen for the first time: its first packet against an empty bucket. Another CPU may
-/// insert it first; then the packet is charged to that entry.
-#[inline(always)]
-fn insert(key: &LimitKey, now_ns: u64, increment_ns: u64, burst_ns: u64, tier: u8) -> Charge {
-    let (tat, charge) = match gcra(0, now_ns, increment_ns, burst_ns) {
-        Some(next) => (next, Charge::Conforms),
-        None => (now_ns, Charge::Over(tier)),
-    };
-    if LIMITS.insert(key, tat, BPF_NOEXIST as u64).is_ok() {
-        return charge;
-    }
-    match LIMITS.get_ptr_mut(key) {
-        Some(tat) => step(tat, now_ns, increment_ns, burst_ns, tier),
-        None => charge,
-    }
 }

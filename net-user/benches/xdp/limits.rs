@@ -43,7 +43,10 @@ fn one_rule(
         priority: 10,
         matches: Match {
             proto: 17,
-            dport: PortRange { first: 53, last: 53 },
+            dport: PortRange {
+                first: 53,
+                last: 53,
+            },
             ..Match::ANY
         },
         limit,
@@ -60,7 +63,9 @@ pub fn print_costs(maps: &mut FilterMaps, floor: &Prog, netxdp: &Prog, repeat: u
             floor_ns.push(measure(floor, &frame, repeat, XDP_PASS)?);
             netxdp_ns.push(measure(netxdp, &frame, repeat, expected)?);
         }
-        Ok(median(netxdp_ns).as_nanos().saturating_sub(median(floor_ns).as_nanos()))
+        Ok(median(netxdp_ns)
+            .as_nanos()
+            .saturating_sub(median(floor_ns).as_nanos()))
     };
     let mut set = RuleSet::default();
     let mut rows = Vec::new();
@@ -68,9 +73,19 @@ pub fn print_costs(maps: &mut FilterMaps, floor: &Prog, netxdp: &Prog, repeat: u
     // Over: one an hour, one at once, spent by the first run.
     for (what, action, limit, verdict) in [
         ("pass rule", Action::Pass, ("", 0), XDP_PASS),
-        ("limit rule, within its rate", Action::Limit, ("1000000000/s", 1_000_000_000), XDP_PASS),
+        (
+            "limit rule, within its rate",
+            Action::Limit,
+            ("1000000000/s", 1_000_000_000),
+            XDP_PASS,
+        ),
         ("drop rule", Action::Drop, ("", 0), XDP_DROP),
-        ("limit rule, over its rate", Action::Limit, ("1/h", 1), XDP_DROP),
+        (
+            "limit rule, over its rate",
+            Action::Limit,
+            ("1/h", 1),
+            XDP_DROP,
+        ),
     ] {
         one_rule(maps, &mut set, action, limit)?;
         cost(verdict)?; // warm-up
@@ -156,8 +171,8 @@ pub fn print_floods() -> Result<()> {
                 let before = counters[which].read()?;
                 let mpps = flood::run_once(generator, &frame, senders[which], cpus)?;
                 if which == 1 {
-                    passed += counters[which].read()?.since(&before).action[XDP_PASS as usize]
-                        .packets;
+                    passed +=
+                        counters[which].read()?.since(&before).action[XDP_PASS as usize].packets;
                 }
                 runs[which].push(mpps);
             }
