@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{FlowRow, Frame, RuleRow, SourceRow};
+use super::{BanRow, FlowRow, Frame, RuleRow, SourceRow};
 
 /// Samples kept for the sparklines.
 pub const HISTORY: usize = 120;
@@ -14,16 +14,19 @@ pub enum Pane {
     Sources,
     Flows,
     Rules,
+    /// Bans in force, from `ban add` and from limits.
+    Bans,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 3] = [Pane::Sources, Pane::Flows, Pane::Rules];
+    pub const ALL: [Pane; 4] = [Pane::Sources, Pane::Flows, Pane::Rules, Pane::Bans];
 
     pub fn title(self) -> &'static str {
         match self {
             Pane::Sources => "Sources",
             Pane::Flows => "Flows",
             Pane::Rules => "Rules",
+            Pane::Bans => "Bans",
         }
     }
 
@@ -150,6 +153,7 @@ impl App {
             Key::Char('1') => self.switch(Pane::Sources),
             Key::Char('2') => self.switch(Pane::Flows),
             Key::Char('3') => self.switch(Pane::Rules),
+            Key::Char('4') => self.switch(Pane::Bans),
             Key::Char('s') => {
                 self.sort = self.sort.next();
                 self.scroll = 0;
@@ -227,6 +231,17 @@ impl App {
             |row| self.keep(&row.haystack),
             |row| (row.packets, row.bytes, row.rate.bps),
         )
+    }
+
+    /// Bans soonest to end first, whatever the sort: a ban's only measure is its end.
+    pub fn bans(&self) -> Vec<&BanRow> {
+        self.frame.as_ref().map_or_else(Vec::new, |frame| {
+            frame
+                .bans
+                .iter()
+                .filter(|row| self.keep(&row.haystack))
+                .collect()
+        })
     }
 
     /// The rows of one pane that pass the filter, in the chosen order.
@@ -381,8 +396,12 @@ mod tests {
         app.on_key(Key::Tab);
         assert_eq!(app.pane, Pane::Rules);
         app.on_key(Key::Tab);
+        assert_eq!(app.pane, Pane::Bans);
+        app.on_key(Key::Tab);
         assert_eq!(app.pane, Pane::Sources);
         app.on_key(Key::BackTab);
+        assert_eq!(app.pane, Pane::Bans);
+        app.on_key(Key::Char('3'));
         assert_eq!(app.pane, Pane::Rules);
         app.on_key(Key::Char('2'));
         assert_eq!(app.pane, Pane::Flows);

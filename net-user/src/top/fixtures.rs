@@ -88,6 +88,7 @@ pub(super) fn sample(at: Instant, flows: Vec<(FlowKey, FlowStats)>, stats: Stats
                     ..RuleCounter::default()
                 },
             )],
+            bans: Vec::new(),
             error: None,
         }],
         read_time: Duration::ZERO,

@@ -24,7 +24,7 @@ mod terminal;
 mod view;
 
 pub use app::{App, HISTORY, Key, Pane, SortBy, sparkline};
-pub use rates::{ClassRow, FlowRow, Frame, Rate, Rates, RuleRow, SourceRow, endpoint};
+pub use rates::{BanRow, ClassRow, FlowRow, Frame, Rate, Rates, RuleRow, SourceRow, endpoint};
 use sample::Attachments;
 pub use sample::{IfaceSample, RawSample};
 

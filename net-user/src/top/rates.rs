@@ -10,12 +10,13 @@ use std::{
 use net_common::{
     flow::{FlowKey, FlowStats},
     parse::{L3, L4},
+    rule::Action,
     source::SourceKey,
     stats::{Counter, DROP_REASONS, Stats, XDP_ACTIONS},
 };
 
 use super::sample::RawSample;
-use crate::{filter::spec, flows::FlowRecord, sources::SourceStats};
+use crate::{clock::coarse_monotonic_ns, filter::spec, flows::FlowRecord, sources::SourceStats};
 
 /// A packet and bit rate; `None` before a second sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -102,6 +103,20 @@ pub struct RuleRow {
     pub packets: u64,
     pub bytes: u64,
     pub rate: Rate,
+    /// A limit rule's drops over its rate a second (`None` for other rules, or before a
+    /// second sample).
+    pub over_pps: Option<f64>,
+    pub haystack: String,
+}
+
+/// One ban in force.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BanRow {
+    pub iface: Arc<str>,
+    /// As `ip route` writes it.
+    pub prefix: String,
+    /// Seconds until it ends.
+    pub ends_in: f64,
     pub haystack: String,
 }
 
@@ -126,6 +141,8 @@ pub struct Frame {
     /// Seconds from one flow-table read to the next.
     pub flows_period: f64,
     pub rules: Vec<RuleRow>,
+    /// Every interface's bans, soonest to end first.
+    pub bans: Vec<BanRow>,
     pub errors: Vec<String>,
     pub read_time: Duration,
     /// Interfaces that count no flows (`--no-flows`).
@@ -145,7 +162,8 @@ pub struct Rates {
     /// Each source prefix's total and dropped counters when last read.
     sources: HashMap<(usize, SourceKey), (Counter, Counter)>,
     source_rows: Arc<[SourceRow]>,
-    rules: HashMap<(usize, u32), (u64, u64)>,
+    /// Each rule's packets, bytes and limit drops when last read.
+    rules: HashMap<(usize, u32), (u64, u64, u64)>,
 }
 
 impl Rates {
@@ -199,6 +217,8 @@ impl Rates {
         }
         let mut rules_now = HashMap::new();
         let mut rules = Vec::new();
+        let mut bans = Vec::new();
+        let coarse_now = coarse_monotonic_ns();
         let mut errors = Vec::new();
         let mut flowless = Vec::new();
         for (index, iface) in sample.ifaces.iter().enumerate() {
@@ -210,12 +230,21 @@ impl Rates {
                 flowless.push(iface.iface.clone());
             }
             for (rule, counter) in &iface.rules {
-                let now = (counter.packets, counter.bytes);
-                let before =
-                    (!first).then(|| self.rules.get(&(index, rule.id)).copied().unwrap_or((0, 0)));
+                let now = (counter.packets, counter.bytes, counter.limited);
+                let before = (!first).then(|| {
+                    self.rules
+                        .get(&(index, rule.id))
+                        .copied()
+                        .unwrap_or_default()
+                });
                 rules_now.insert((index, rule.id), now);
                 let matches = spec::match_text(&rule.matches);
                 let action = rule.action().as_str();
+                let over_pps = (rule.action() == Action::Limit)
+                    .then(|| {
+                        Rate::between((now.2, 0), before.map(|before| (before.2, 0)), seconds).pps
+                    })
+                    .flatten();
                 rules.push(RuleRow {
                     haystack: format!("{name} {} {action} {matches}", rule.id).to_lowercase(),
                     iface: Arc::clone(&name),
@@ -225,7 +254,21 @@ impl Rates {
                     matches,
                     packets: counter.packets,
                     bytes: counter.bytes,
-                    rate: Rate::between(now, before, seconds),
+                    rate: Rate::between(
+                        (now.0, now.1),
+                        before.map(|before| (before.0, before.1)),
+                        seconds,
+                    ),
+                    over_pps,
+                });
+            }
+            for ban in &iface.bans {
+                let prefix = spec::prefix_text(&ban.prefix);
+                bans.push(BanRow {
+                    haystack: format!("{name} {prefix}").to_lowercase(),
+                    iface: Arc::clone(&name),
+                    prefix,
+                    ends_in: ban.expires_ns.saturating_sub(coarse_now) as f64 / 1e9,
                 });
             }
         }
@@ -245,6 +288,7 @@ impl Rates {
             sources: Arc::clone(&self.source_rows),
             flows_period: sample.flows_period,
             rules,
+            bans,
             errors,
             read_time: sample.read_time,
             flowless,
@@ -368,6 +412,48 @@ mod tests {
         assert_eq!(read.sources[0].stats.passed.packets, 40);
         assert_eq!(read.sources[0].rate.pps, Some(10.0));
         assert_eq!(read.sources[0].drop_rate.pps, Some(0.0));
+    }
+
+    #[test]
+    fn limit_drops_and_bans_show_with_their_rate_and_time_left() {
+        use net_common::rule::{Family, Prefix};
+
+        let t0 = Instant::now();
+        let limited = |over: u64| {
+            let mut sample = sample(t0, Vec::new(), stats(10));
+            let (rule, counter) = &mut sample.ifaces[0].rules[0];
+            rule.action = Action::Limit as u32;
+            counter.limited = over;
+            sample.ifaces[0].bans = vec![crate::bans::Ban {
+                prefix: Prefix::new(
+                    Family::Ipv4,
+                    [203, 0, 113, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                    24,
+                ),
+                expires_ns: coarse_monotonic_ns() + 90_000_000_000,
+            }];
+            sample
+        };
+        let mut rates = Rates::default();
+        let first = rates.frame(limited(100));
+        assert_eq!(
+            first.rules[0].over_pps, None,
+            "no rate before a second sample"
+        );
+        let mut later = limited(400);
+        later.at = t0 + Duration::from_secs(2);
+        let second = rates.frame(later);
+        assert_eq!(
+            second.rules[0].over_pps,
+            Some(150.0),
+            "300 over the rate in 2 s"
+        );
+        assert_eq!(second.bans[0].prefix, "203.0.113.0/24");
+        assert!(
+            (89.0..=90.0).contains(&second.bans[0].ends_in),
+            "{:?}",
+            second.bans[0]
+        );
     }
 
     #[test]

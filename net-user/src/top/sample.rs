@@ -13,6 +13,7 @@ use net_common::{
 use super::FLOW_READ_BUDGET;
 use crate::{
     attach::read_info,
+    bans::{Ban, BanTable},
     clock::monotonic_ns,
     counters::CounterMap,
     filter::maps::FilterMaps,
@@ -32,6 +33,8 @@ pub struct IfaceSample {
     /// The flow table's size; `None` when attached with `--no-flows`.
     pub flow_table: Option<Allocation>,
     pub rules: Vec<(Rule, RuleCounter)>,
+    /// The bans in force, soonest to end first.
+    pub bans: Vec<Ban>,
     /// What could not be read, said once.
     pub error: Option<String>,
 }
@@ -141,6 +144,13 @@ impl Attachments {
                 }
                 match read_rules(&attached.pins) {
                     Ok(rules) => sample.rules = rules,
+                    Err(error) => fail(error),
+                }
+                match BanTable::read_pins(&attached.pins).and_then(|bans| bans.list()) {
+                    Ok(mut bans) => {
+                        bans.sort_by_key(|ban| ban.expires_ns);
+                        sample.bans = bans;
+                    }
                     Err(error) => fail(error),
                 }
                 if let (true, Some(tracking)) = (with_flows, &attached.tracking) {

@@ -208,6 +208,7 @@ fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
         Pane::Flows => draw_flows(canvas, app, body),
         Pane::Sources => draw_sources(canvas, app, body),
         Pane::Rules => draw_rules(canvas, app, body),
+        Pane::Bans => draw_bans(canvas, app, body),
     }
 
     let status_line = if let Some(text) = &app.editing {
@@ -227,7 +228,7 @@ fn draw(canvas: &mut Canvas, app: &mut App, sampling: Sampling) {
             read
         });
         Line::from(format!(
-            "q quit  Tab/1-3 pane  s sort  / filter  Esc clear  p pause  ↑↓ scroll{read}"
+            "q quit  Tab/1-4 pane  s sort  / filter  Esc clear  p pause  ↑↓ scroll{read}"
         ))
     };
     canvas.render_widget(status_line, status);
@@ -485,6 +486,10 @@ fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
                 Cell::from(human_bytes(rule.bytes)),
                 Cell::from(pps_text(rule.rate.pps)),
                 Cell::from(bps_text(rule.rate.bps)),
+                Cell::from(match rule.action {
+                    "limit" => pps_text(rule.over_pps),
+                    _ => String::new(),
+                }),
             ])
         })
         .collect();
@@ -501,6 +506,7 @@ fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
             Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Length(14),
+            Constraint::Length(10),
         ],
     )
     .header(Row::new(vec![
@@ -513,7 +519,51 @@ fn draw_rules(canvas: &mut Canvas, app: &mut App, area: Rect) {
         heading("BYTES", sort, Some(SortBy::Bytes)),
         Cell::from("HITS/S").bold(),
         heading("RATE", sort, Some(SortBy::Rate)),
+        Cell::from("OVER/S").bold(),
     ]))
     .block(pane_block(app, "rules", total, all, ""));
     canvas.render_widget(table, area);
+}
+
+/// The bans in force, soonest to end first: from `ban add`, and from limits with `--ban`
+/// (their drops show in the header's `ban` row, and each limit's in the rules' OVER/S).
+fn draw_bans(canvas: &mut Canvas, app: &mut App, area: Rect) {
+    let all = app.frame.as_ref().map_or(0, |f| f.bans.len());
+    let shown = app.bans();
+    let total = shown.len();
+    let (from, height) = visible(app.scroll, total, area);
+    let rows: Vec<Row> = shown
+        .into_iter()
+        .skip(from)
+        .take(height)
+        .map(|ban| {
+            Row::new(vec![
+                Cell::from(ban.iface.to_string()),
+                Cell::from(ban.prefix.clone()),
+                Cell::from(ends_in_text(ban.ends_in)),
+            ])
+        })
+        .collect();
+    app.scroll = from;
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Min(44),
+            Constraint::Length(12),
+        ],
+    )
+    .header(Row::new(vec![
+        Cell::from("IFACE").bold(),
+        Cell::from("PREFIX").bold(),
+        Cell::from("ENDS IN").bold(),
+    ]))
+    .block(pane_block(app, "bans", total, all, ""));
+    canvas.render_widget(table, area);
+}
+
+/// `42s`, `9m 5s`, `3h 2m 5s`: a ban's time left, to the second.
+fn ends_in_text(seconds: f64) -> String {
+    let left = std::time::Duration::from_secs(seconds.ceil() as u64);
+    humantime::format_duration(left).to_string()
 }
