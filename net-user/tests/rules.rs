@@ -414,7 +414,7 @@ fn generated_rules_file(
     name: &str,
     rules: Vec<net_common::rulegen::GenRule>,
 ) -> (String, Vec<net_common::rule::Match>) {
-    use netxdp::filter::{RuleSet, file::render_rules_file};
+    use netxdp::filter::{RuleSet, render::render_rules_file};
     let rules = support::new_rules(rules);
     let mut set = RuleSet::default();
     set.replace(&rules).expect("valid rules");

@@ -34,7 +34,7 @@ use net_common::{
 };
 use netxdp::{
     bpf_syscall::{BPF_PROG_TEST_RUN, TestRunAttr, bpf},
-    filter::{NewRule, RuleSet, file::render_rules_file},
+    filter::{NewRule, RuleSet, render::render_rules_file},
     flood::{Generators, live_frames},
     netns::VethNet,
 };

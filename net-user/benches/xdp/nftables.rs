@@ -24,7 +24,7 @@ use netxdp::{
     counters::CounterMap,
     filter::{
         RuleSet,
-        file::render_rules_file,
+        render::render_rules_file,
         spec::{ports_text, prefix_text},
     },
     flood::{Generators, live_frames},

@@ -13,6 +13,7 @@ use crate::{
         file::{self, parse_rules_file},
         limit::action_text,
         listing::RulesRecord,
+        render,
         spec::{self, build_match},
     },
     iface::IfaceName,
@@ -76,7 +77,7 @@ pub fn rule(command: RuleCommand) -> Result<()> {
             let maps = open_for_reading(&iface)?;
             let set = maps.load()?;
             if toml {
-                return emit(file::render_rules_file(&set).trim_end());
+                return emit(render::render_rules_file(&set).trim_end());
             }
             let counters = maps.counters(set.rules())?;
             let record = RulesRecord::new(iface.as_str(), &set, &counters);

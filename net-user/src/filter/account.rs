@@ -116,8 +116,8 @@ mod tests {
 
     use crate::filter::{
         NewRule,
-        file::tests::{new_rule, sample_set},
         limit::LimitText,
+        render::tests::{new_rule, sample_set},
     };
 
     #[test]

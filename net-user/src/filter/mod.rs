@@ -4,6 +4,7 @@
 //! - [`ruleset`]: one interface's rules and settings, as edited.
 //! - [`spec`]: a rule's fields from command-line text (CIDRs, ports, protocols), and back.
 //! - [`file`]: the TOML rules file of `netxdp apply`.
+//! - [`render`]: a rule set written back as a rules file, and its hash.
 //! - [`account`]: what a change does to a rule set, as a diff or one line.
 //! - [`limit`]: a `limit` rule's rate, burst, key and ban as text.
 //! - [`listing`]: how `rule list` shows a rule set.
@@ -27,6 +28,7 @@ pub mod limit;
 pub mod listing;
 pub mod maps;
 pub mod rcu;
+pub mod render;
 pub mod ruleset;
 pub mod slots;
 pub mod spec;

@@ -14,7 +14,7 @@ use crate::{
     bans::BanTable,
     capture,
     counters::CounterMap,
-    filter::{FilterMaps, file::ruleset_hash},
+    filter::{FilterMaps, render::ruleset_hash},
     flows::{Allocation, FlowTable},
     last_apply::LastApply,
     pins::PinDir,

@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use net_common::classbench::{self, Profile};
 use netxdp::{
-    filter::{NewRule, RuleSet, file::render_rules_file},
+    filter::{NewRule, RuleSet, render::render_rules_file},
     netns::VethNet,
     traffic,
 };
