@@ -285,15 +285,15 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
     let Some(rule) = rule else {
         return default_decision(packet, config);
     };
-    let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule.counter_slot) else {
-        return default_decision(packet, config);
-    };
+    let counter = RULE_COUNTERS.get_ptr_mut(rule.counter_slot);
     let now_ns = clock::coarse_now_ns();
-    // SAFETY: this CPU's own copy; XDP does not preempt itself.
-    unsafe {
-        (*counter).packets += 1;
-        (*counter).bytes += packet.len as u64;
-        (*counter).last_hit_ns = now_ns;
+    if let Some(counter) = counter {
+        // SAFETY: this CPU's own copy; XDP does not preempt itself.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += packet.len as u64;
+            (*counter).last_hit_ns = now_ns;
+        }
     }
     let action = match rule.action {
         XDP_DROP => XDP_DROP,
@@ -307,10 +307,12 @@ fn finish(packet: &Packet, generation: u32, config: &FilterConfig, rank: Option<
                         rule.limit.ban_len(packet, tier),
                         now_ns + rule.limit.ban_ns,
                     );
-                // SAFETY: as above.
-                unsafe {
-                    (*counter).limited += 1;
-                    (*counter).bans += banned as u64;
+                if let Some(counter) = counter {
+                    // SAFETY: as above.
+                    unsafe {
+                        (*counter).limited += 1;
+                        (*counter).bans += banned as u64;
+                    }
                 }
                 return Decision {
                     action: XDP_DROP,
