@@ -50,6 +50,7 @@ pub mod rule;
 pub mod rulegen;
 pub mod source;
 pub mod stats;
+pub mod synguard;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tree;
@@ -73,6 +74,13 @@ pub mod names {
     pub const TEST_CLOCK: &str = "TEST_CLOCK";
     /// The time the coarse clock reads under [`TEST_CLOCK`], in ns.
     pub const TEST_NOW_MAP: &str = "TEST_NOW";
+    /// The SYN-flood guard's ports ([`crate::synguard::SynGuard`]).
+    pub const SYNGUARD_MAP: &str = "SYNGUARD";
+    /// Its per-CPU counters ([`crate::synguard::SynGuardCounters`]).
+    pub const SYNGUARD_STATS_MAP: &str = "SYNGUARD_STATS";
+    /// The guard's program, tail-called by [`PROGRAM`] through [`SYNGUARD_PROGRAM_MAP`].
+    pub const SYNGUARD_PROGRAM: &str = "netxdp_synguard";
+    pub const SYNGUARD_PROGRAM_MAP: &str = "SYNGUARD_PROG";
     /// The flow table ([`crate::flow::FlowKey`] to per-CPU [`crate::flow::FlowStats`]).
     pub const FLOWS_MAP: &str = "FLOWS";
     /// The source table (per-CPU [`crate::source::SourceSlot`]s).

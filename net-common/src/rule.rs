@@ -404,10 +404,12 @@ pub mod reason {
     pub const DEFECT: u8 = 3;
     pub const BAN: u8 = 8;
     pub const LIMIT: u8 = 9;
+    /// An ACK to a port the SYN-flood guard holds whose cookie is not valid.
+    pub const SYNGUARD: u8 = 10;
 }
 
 /// Every reason's name, by code: as `stats --json`, `serve` and `capture --reason` spell it.
-pub const REASONS: [&str; 10] = [
+pub const REASONS: [&str; 11] = [
     "rule",
     "policy",
     "neighbour",
@@ -418,6 +420,7 @@ pub const REASONS: [&str; 10] = [
     "ipv6_chain",
     "ban",
     "limit",
+    "syn_cookie",
 ];
 
 impl Reason {

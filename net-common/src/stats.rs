@@ -32,7 +32,7 @@ pub const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"]
 
 /// The reasons a packet is dropped other than by a rule or the policy, in the order of
 /// [`Stats::dropped`]: `--fragments drop`, then each [`crate::parse::Defect`].
-pub const DROP_REASONS: [&str; 7] = [
+pub const DROP_REASONS: [&str; 8] = [
     REASONS[reason::FRAGMENT as usize],
     REASONS[reason::DEFECT as usize + 1],
     REASONS[reason::DEFECT as usize + 2],
@@ -40,6 +40,7 @@ pub const DROP_REASONS: [&str; 7] = [
     REASONS[reason::DEFECT as usize + 4],
     REASONS[reason::BAN as usize],
     REASONS[reason::LIMIT as usize],
+    REASONS[reason::SYNGUARD as usize],
 ];
 
 /// Every packet is counted once under its verdict, once under its L3 and once under its L4

@@ -18,6 +18,7 @@ mod flood;
 mod flows;
 mod frame;
 mod limit;
+mod synguard;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -118,9 +119,15 @@ pub fn netxdp_search(ctx: XdpContext) -> u32 {
     count_verdict(&ctx, packet, &decision)
 }
 
-/// Counts the verdict, and the packet to its flow; returns the action.
+/// Counts the verdict, and the packet to its flow; returns the action. A SYN or ACK to a
+/// port the SYN-flood guard holds goes to the guard's program instead, which counts it.
 #[inline(always)]
 fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 {
+    if decision.action == xdp_action::XDP_PASS && synguard::wants(packet) {
+        synguard::stash(decision);
+        // SAFETY: the tail call replaces this program, or returns if the slot is empty.
+        unsafe { synguard::SYNGUARD_PROG.tail_call(ctx, 0) };
+    }
     if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).record_verdict(packet.len, decision.action, decision.reason) };
@@ -138,6 +145,27 @@ fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 
 pub(crate) fn opaque<T: Copy>(value: T) -> T {
     // SAFETY: reads a live local.
     unsafe { core::ptr::read_volatile(&value) }
+}
+
+/// The SYN-flood guard, for a SYN or ACK to a guarded port that the rules passed (see
+/// `synguard`): answers a SYN, checks an ACK against its cookie, and counts the packet.
+#[xdp]
+pub fn netxdp_synguard(ctx: XdpContext) -> u32 {
+    let Some(packet) = PACKET.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let len = packet.len;
+    let outcome = synguard::guard(&ctx, packet);
+    let action = synguard::action(&outcome);
+    let reason = match outcome {
+        synguard::Guarded::Drop => net_common::rule::reason::SYNGUARD,
+        _ => synguard::stashed().1,
+    };
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
+        unsafe { (*stats).record_verdict(len, action, reason) };
+    }
+    action
 }
 
 /// Returns XDP_PASS and nothing else: the floor that `cargo xtask bench` measures beside

@@ -151,8 +151,18 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     xdp_program(&mut ebpf)?
         .load()
         .context("loading the XDP program (rejected by the verifier?)")?;
-    load_search(&mut ebpf)?;
-    for name in [names::PROGRAM, names::SEARCH_PROGRAM] {
+    load_tail_called(&mut ebpf, names::SEARCH_PROGRAM, names::SEARCH_MAP, "the rule search")?;
+    load_tail_called(
+        &mut ebpf,
+        names::SYNGUARD_PROGRAM,
+        names::SYNGUARD_PROGRAM_MAP,
+        "the SYN-flood guard",
+    )?;
+    for name in [
+        names::PROGRAM,
+        names::SEARCH_PROGRAM,
+        names::SYNGUARD_PROGRAM,
+    ] {
         if let Some(Ok(info)) = ebpf.program(name).map(|program| program.info()) {
             tracing::debug!(
                 "{name}: id {}, {} instructions verified",
@@ -167,20 +177,21 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
 /// Loads the full rule search and puts it where the XDP program tail-calls it. The program
 /// array is pinned with the other maps, so the search stays in place for as long as the
 /// attachment does.
-fn load_search(ebpf: &mut Ebpf) -> Result<()> {
-    let search: &mut Xdp = ebpf
-        .program_mut(names::SEARCH_PROGRAM)
-        .with_context(|| format!("the object has no program named {}", names::SEARCH_PROGRAM))?
+fn load_tail_called(ebpf: &mut Ebpf, program: &str, map: &str, what: &str) -> Result<()> {
+    let tail: &mut Xdp = ebpf
+        .program_mut(program)
+        .with_context(|| format!("the object has no program named {program}"))?
         .try_into()?;
-    search
-        .load()
-        .context("loading the rule search program (rejected by the verifier?)")?;
-    let fd = search.fd()?.try_clone()?;
+    tail.load()
+        .with_context(|| format!("loading {what} ({program}; rejected by the verifier?)"))?;
+    let fd = tail.fd()?.try_clone()?;
     let map = ebpf
-        .map_mut(names::SEARCH_MAP)
-        .with_context(|| format!("the object has no {} map", names::SEARCH_MAP))?;
+        .map_mut(map)
+        .with_context(|| format!("the object has no {map} map"))?;
     let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
-    slots.set(0, &fd, 0).context("installing the rule search")?;
+    slots
+        .set(0, &fd, 0)
+        .with_context(|| format!("installing {what}"))?;
     Ok(())
 }
 
