@@ -52,6 +52,7 @@ pub mod program;
 pub mod report;
 pub mod serve;
 pub mod sources;
+pub mod synguard;
 pub mod top;
 #[doc(hidden)]
 pub mod traffic;

@@ -272,11 +272,45 @@ pub struct AttachmentRecord {
     pub held_by: Option<&'static str>,
     /// Bans in force (`netxdp bans IFACE` lists them).
     pub bans: Option<usize>,
+    /// The SYN-flood guard: its ports and what it did; `null` when it is off.
+    pub synguard: Option<SynGuardRecord>,
     /// The last `netxdp apply`: its file, whether it is in force, when, and what it did or
     /// why not.
     pub last_apply: Option<LastApplyRecord>,
     /// `null` when attached with `--no-flows`.
     pub flow_table: Option<FlowTableRecord>,
+}
+
+/// `netxdp synguard`'s ports, and its counters since attach.
+#[derive(Debug, Serialize)]
+pub struct SynGuardRecord {
+    /// As `--ports` takes them: `22,80,443-445`.
+    pub ports: String,
+    pub cookies: u64,
+    pub acks_valid: u64,
+    pub acks_invalid: u64,
+    pub unanswered: u64,
+}
+
+impl SynGuardRecord {
+    pub fn new(ports: &[u16], counters: &net_common::synguard::SynGuardCounters) -> Self {
+        Self {
+            ports: crate::synguard::ports_text(ports),
+            cookies: counters.cookies,
+            acks_valid: counters.acks_valid,
+            acks_invalid: counters.acks_invalid,
+            unanswered: counters.unanswered,
+        }
+    }
+
+    /// One line: `on ports 22,443: 1200 SYNs answered with cookies, ...`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "on ports {}: {} SYNs answered with cookies, {} ACKs with a valid cookie, {} \
+             invalid (dropped), {} SYNs left to the stack",
+            self.ports, self.cookies, self.acks_valid, self.acks_invalid, self.unanswered
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -329,6 +363,11 @@ impl StatusRecord {
                 capture_pid: a.capture_pid,
                 held_by: a.hold.map(|hold| hold.as_str()),
                 bans: a.bans,
+                synguard: a
+                    .synguard
+                    .as_ref()
+                    .filter(|(ports, _)| !ports.is_empty())
+                    .map(|(ports, counters)| SynGuardRecord::new(ports, counters)),
                 last_apply: a.last_apply.as_ref().map(|last| LastApplyRecord {
                     file: last.file.clone(),
                     ok: last.ok,
@@ -409,6 +448,9 @@ impl StatusRecord {
                     "  filter: classified by {how}; tables {} of kernel memory",
                     human_bytes(bytes)
                 );
+            }
+            if let Some(guard) = &i.synguard {
+                let _ = writeln!(out, "  SYN guard: {}", guard.to_text());
             }
             if let Some(bans) = i.bans.filter(|bans| *bans > 0) {
                 let _ = writeln!(

@@ -20,6 +20,7 @@ use aya::{
 use net_common::{
     info::{AttachInfo, AttachMode, LAYOUT_VERSION},
     names,
+    synguard::SynGuardCounters,
 };
 use tracing::info;
 
@@ -468,6 +469,8 @@ pub struct Attachment {
     pub hold: Option<Hold>,
     /// Bans in force, if the ban tables could be read.
     pub bans: Option<usize>,
+    /// The ports the SYN-flood guard answers for (empty when it is off), and what it did.
+    pub synguard: Option<(Vec<u16>, SynGuardCounters)>,
     /// The flow and source tables as the kernel made them; `None` with `--no-flows` (or
     /// when they cannot be read).
     pub tables: Option<TrackingTables>,
@@ -520,6 +523,9 @@ pub fn list_pinned() -> Result<Vec<Attachment>> {
             last_apply: crate::last_apply::LastApply::read(pins.iface()),
             hold: Hold::of(&pins),
             bans: crate::bans::BanTable::in_force(&pins).ok(),
+            synguard: crate::synguard::SynGuardMaps::read_pins(&pins)
+                .and_then(|guard| Ok((guard.ports()?, guard.counters()?)))
+                .ok(),
             tables: info
                 .filter(|record| record.flow_table_size > 0)
                 .and_then(|_| TrackingTables::read(&pins).ok()),

@@ -238,6 +238,37 @@ pub enum Command {
         json: bool,
     },
 
+    /// Answer SYNs to some ports from XDP with SYN cookies (a SYN-flood guard), or stop.
+    #[command(after_help = "Examples:\n  \
+        sudo netxdp synguard eth0 --ports 22,80,443\n  \
+        sudo netxdp synguard eth0          # show the ports and what the guard did\n  \
+        sudo netxdp synguard eth0 off\n\n\
+        A SYN to a guarded port that the rules pass, for a socket listening there, is answered \
+        from XDP with a SYN-ACK whose sequence number is the kernel's own SYN cookie \
+        (XDP_TX): the stack never queues a half-open connection, so a flood of spoofed SYNs \
+        costs it nothing. The returning ACK is checked against the cookie: valid, it goes to \
+        the stack, which makes the connection from it; not valid, it is dropped (counted for \
+        reason syn_cookie). Established connections are left alone. The SYN-ACK carries the \
+        MSS option alone (no window scaling, SACK or timestamps), as the stack's own cookies \
+        do without timestamps. Needs net.ipv4.tcp_syncookies = 2. Answers untagged IPv4 \
+        (without IP options) and IPv6 (TCP right after the header); other SYNs go to the \
+        stack. `status` shows the ports and counts.")]
+    Synguard {
+        /// The interface, as `ip link` names it.
+        iface: IfaceName,
+        /// Ports and ranges to guard, replacing those guarded: 22,80,443 or 8000-8010.
+        #[arg(
+            long,
+            value_name = "PORTS",
+            value_parser = crate::synguard::parse_guard_ports,
+            conflicts_with = "off"
+        )]
+        ports: Option<crate::synguard::GuardPorts>,
+        /// `off` stops the guard.
+        #[arg(value_parser = ["off"])]
+        off: Option<String>,
+    },
+
     /// Show or set what packets that no rule matches get (and fragments without L4 headers).
     #[command(after_help = "Examples:\n  \
         sudo netxdp policy eth0                       # show\n  \

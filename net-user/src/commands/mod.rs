@@ -1,6 +1,7 @@
 //! What each command does, over the library's pieces.
 
 mod bans;
+mod synguard;
 mod capture;
 mod filter;
 mod flows;
@@ -114,6 +115,9 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
         Command::Rule(command) => filter::rule(command),
         Command::Ban(command) => bans::ban(command),
         Command::Bans { iface, json } => bans::list(&iface, json),
+        Command::Synguard { iface, ports, off } => {
+            synguard::synguard(&iface, ports.map(|ports| ports.0), off.is_some())
+        }
         Command::Policy {
             iface,
             policy,
