@@ -275,7 +275,9 @@ fn answer(ctx: &XdpContext, sk: *mut bpf_sock, ip_len: usize, frame_len: i32) ->
         // Ports swapped, the cookie as our sequence number, theirs acknowledged.
         (th as *mut u32).write_unaligned(ports.rotate_left(16));
         (th as *mut u32).add(1).write_unaligned(cookie.to_be());
-        (th as *mut u32).add(2).write_unaligned(seq.wrapping_add(1).to_be());
+        (th as *mut u32)
+            .add(2)
+            .write_unaligned(seq.wrapping_add(1).to_be());
         let header: [u8; 16] = [
             0x60, // 24 bytes
             tcp_flag::SYN | tcp_flag::ACK,
@@ -295,8 +297,8 @@ fn answer(ctx: &XdpContext, sk: *mut bpf_sock, ip_len: usize, frame_len: i32) ->
             0,
         ];
         ((th + 12) as *mut [u8; 12]).write_unaligned([
-            header[0], header[1], header[2], header[3], header[4], header[5], header[6],
-            header[7], header[8], header[9], header[10], header[11],
+            header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7],
+            header[8], header[9], header[10], header[11],
         ]);
         sum += SYNACK_TCP_LEN as u64 + 6;
         for word in 0..SYNACK_TCP_LEN / 2 {

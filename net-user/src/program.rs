@@ -151,7 +151,12 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     xdp_program(&mut ebpf)?
         .load()
         .context("loading the XDP program (rejected by the verifier?)")?;
-    load_tail_called(&mut ebpf, names::SEARCH_PROGRAM, names::SEARCH_MAP, "the rule search")?;
+    load_tail_called(
+        &mut ebpf,
+        names::SEARCH_PROGRAM,
+        names::SEARCH_MAP,
+        "the rule search",
+    )?;
     load_tail_called(
         &mut ebpf,
         names::SYNGUARD_PROGRAM,

@@ -150,8 +150,14 @@ mod tests {
 
     #[test]
     fn ports_read_back_as_written() {
-        assert_eq!(parse_ports("443, 22,80,8000-8002,22"), Ok(vec![22, 80, 443, 8000, 8001, 8002]));
-        assert_eq!(ports_text(&[22, 80, 443, 8000, 8001, 8002]), "22,80,443,8000-8002");
+        assert_eq!(
+            parse_ports("443, 22,80,8000-8002,22"),
+            Ok(vec![22, 80, 443, 8000, 8001, 8002])
+        );
+        assert_eq!(
+            ports_text(&[22, 80, 443, 8000, 8001, 8002]),
+            "22,80,443,8000-8002"
+        );
         assert!(parse_ports("any").unwrap_err().contains("name the ports"));
         assert!(parse_ports("22,http").is_err());
         assert!(parse_ports("70000").is_err());

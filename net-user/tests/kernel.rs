@@ -182,9 +182,9 @@ fn kernel_agrees_with_reference_on_100k_random_and_mutated_frames() {
         assert!(l4.packets > 1000, "L4 class {i} seen {} times", l4.packets);
     }
     assert!(total.malformed.packets > 5000, "{:?}", total.malformed);
-    // Every kind of defect, dropped for it: the drop reasons after `fragment`, up to `ban`
-    // and `limit`, which need a ban and a limit.
-    let defects = 1..net_common::stats::DROP_REASONS.len() - 2;
+    // Every kind of defect, dropped for it: the drop reasons after `fragment`, up to `ban`,
+    // `limit` and `syn_cookie`, which need a ban, a limit and the SYN guard.
+    let defects = 1..net_common::stats::DROP_REASONS.len() - 3;
     for (index, dropped) in total
         .dropped
         .iter()

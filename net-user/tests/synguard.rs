@@ -14,7 +14,7 @@ use std::{
 use net_common::testing::{Body, FrameSpec, Transport};
 use netxdp::{netns::VethNet, traffic};
 use serde_json::Value;
-use support::{attached_veth, eventually, fails, kernel_available, ok};
+use support::{attached_veth, eventually, fails, kernel_available, netxdp, ok, stderr};
 
 const PORT: u16 = 8022;
 /// Spoofed SYNs in the flood.
@@ -86,7 +86,15 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
     let done = AtomicBool::new(false);
     let wait = Duration::from_secs(5);
 
+    /// Ends the accepting thread when the test's body ends, passing or failing.
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
+        let _done = Done(&done);
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -104,8 +112,13 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
         // Unguarded, the stack answers itself.
         assert_eq!(connect(3), 3, "connections before the guard");
 
-        let said = fails(&["synguard", &iface, "--ports", "22,http"]);
-        assert!(said.contains("`http`"), "{said}");
+        let usage = netxdp(&["synguard", &iface, "--ports", "22,http"]);
+        assert_eq!(usage.status.code(), Some(2), "a usage error");
+        assert!(
+            stderr(&usage).contains("`http` is not a port"),
+            "{}",
+            stderr(&usage)
+        );
         {
             let _once = Syncookies::set("1");
             let said = fails(&["synguard", &iface, "--ports", "22"]);
@@ -151,7 +164,10 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
         let connected = connect(100);
         let sent = flooding.join().expect("flood").expect("send the flood");
         assert_eq!(sent, FLOOD as usize);
-        assert_eq!(connected, 100, "every connection completed through the flood");
+        assert_eq!(
+            connected, 100,
+            "every connection completed through the flood"
+        );
         let all = eventually(|| accepted.load(Ordering::Relaxed), |n| *n == 103);
         assert_eq!(all, 103, "the listener accepted them all");
 
@@ -178,6 +194,5 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
         let said = ok(&["synguard", &iface, "off"]);
         assert!(said.contains("SYN guard off"), "{said}");
         assert_eq!(connect(3), 3, "unguarded again");
-        done.store(true, Ordering::Relaxed);
     });
 }

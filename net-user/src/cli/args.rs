@@ -101,6 +101,7 @@ pub enum ReasonArg {
     Ipv6Chain,
     Ban,
     Limit,
+    SynCookie,
 }
 
 impl ReasonArg {
@@ -118,6 +119,7 @@ impl ReasonArg {
             Self::Ipv6Chain => reason::DEFECT + Defect::Ipv6Chain as u8,
             Self::Ban => reason::BAN,
             Self::Limit => reason::LIMIT,
+            Self::SynCookie => reason::SYNGUARD,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! What each command does, over the library's pieces.
 
 mod bans;
-mod synguard;
 mod capture;
 mod filter;
 mod flows;
 mod reload;
+mod synguard;
 
 use std::{
     io,
