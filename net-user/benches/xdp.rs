@@ -66,6 +66,8 @@ mod rules;
 mod scrape_load;
 #[path = "xdp/serve.rs"]
 mod serve;
+#[path = "xdp/synguard.rs"]
+mod synguard;
 #[path = "xdp/userspace.rs"]
 mod userspace;
 
@@ -130,9 +132,10 @@ fn main() -> Result<()> {
         Some("flood") => return flood::print(),
         Some("userspace") => return print_refreshes(),
         Some("serve") => return serve::print(),
+        Some("synguard") => return synguard::print(),
         Some(other) => bail!(
             "NETXDP_BENCH_ONLY={other:?}: the sections it can name are `flood`, `userspace`, \
-             `serve`, `classbench`, `capture`, `bans` and `limits`"
+             `serve`, `classbench`, `capture`, `bans`, `limits` and `synguard`"
         ),
     }
 
@@ -312,6 +315,8 @@ fn main() -> Result<()> {
     flood::print()?;
     println!();
     limits::print_floods()?;
+    println!();
+    synguard::print()?;
     println!(
         "bench wall time: {:.1} s ({} (program, frame) pairs x {ROUNDS} rounds, xdp-filter's \
          CLI, {} applies, setup and cleanup)",
