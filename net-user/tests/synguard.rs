@@ -1,7 +1,7 @@
 //! `netxdp synguard` with real traffic: a client in the namespace completes 100 TCP
 //! connections to a guarded port while a flood of SYNs from spoofed sources hits it; the
 //! guard answers every SYN with the kernel's cookie, the stack sends none of its own, and
-//! accepts the connections from the guard's cookies.
+//! accepts the connections from the guard's cookies. Then 10 over IPv6, answered the same way.
 
 mod support;
 
@@ -82,6 +82,9 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
     let at = SocketAddr::new(IpAddr::V4(host), PORT);
     let listener = TcpListener::bind(at).expect("listen");
     listener.set_nonblocking(true).expect("non-blocking");
+    let at_v6 = SocketAddr::new(IpAddr::V6(VethNet::host_v6(subnet)), PORT);
+    let listener_v6 = TcpListener::bind(at_v6).expect("listen on IPv6");
+    listener_v6.set_nonblocking(true).expect("non-blocking");
     let accepted = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let wait = Duration::from_secs(5);
@@ -97,11 +100,15 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
         let _done = Done(&done);
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok(_) => {
+                let mut idle = true;
+                for listener in [&listener, &listener_v6] {
+                    if listener.accept().is_ok() {
                         accepted.fetch_add(1, Ordering::Relaxed);
+                        idle = false;
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
         });
@@ -190,6 +197,24 @@ fn a_client_connects_through_a_spoofed_syn_flood_answered_with_cookies() {
             tcp_ext("SyncookiesRecv") >= stack_accepted + 100,
             "the stack made the connections from the guard's cookies"
         );
+
+        // IPv6 too: the guard answers for the IPv6 listener, and the stack takes its cookies.
+        let before = guard_status(&iface);
+        let connected = net
+            .run_in_namespace(move || Ok(traffic::tcp_connects(at_v6, 10, wait)))
+            .expect("connect over IPv6");
+        assert_eq!(connected, 10, "every IPv6 connection completed");
+        let after = guard_status(&iface);
+        let grew = |field: &str| {
+            after[field]
+                .as_u64()
+                .zip(before[field].as_u64())
+                .map(|(a, b)| a - b)
+        };
+        assert_eq!(grew("cookies"), Some(10), "{before} -> {after}");
+        assert_eq!(grew("acks_valid"), Some(10), "{before} -> {after}");
+        let all = eventually(|| accepted.load(Ordering::Relaxed), |n| *n == 113);
+        assert_eq!(all, 113);
 
         let said = ok(&["synguard", &iface, "off"]);
         assert!(said.contains("SYN guard off"), "{said}");
