@@ -56,6 +56,15 @@ const OVER: u8 = 2;
 /// `counter_slot` is its rule's, which also indexes the rule's own buckets.
 #[inline(always)]
 pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) -> Charge {
+    let increment_ns = limit.increment_ns(packet.len);
+    if limit.per != Per::Rule as u8 {
+        // A key the table holds, the common case, needs nothing of the rule's own buckets.
+        match charge_known(limit, packet, now_ns, tier::OWN) {
+            CONFORMS => return Charge::Conforms,
+            OVER => return Charge::Over(tier::OWN),
+            _ => {}
+        }
+    }
     let Some(slot) = LIMIT_SLOTS.get_ptr_mut(counter_slot) else {
         return Charge::Conforms;
     };
@@ -71,7 +80,6 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
             ..LimitSlot::default()
         };
     }
-    let increment_ns = limit.increment_ns(packet.len);
     if limit.per == Per::Rule as u8 {
         return step(
             &mut slot.rule,
@@ -82,10 +90,12 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
         );
     }
     for tier in [tier::OWN, tier::AGGREGATE] {
-        match charge_known(limit, packet, now_ns, tier) {
-            CONFORMS => return Charge::Conforms,
-            OVER => return Charge::Over(tier),
-            _ => {}
+        if tier == tier::AGGREGATE {
+            match charge_known(limit, packet, now_ns, tier) {
+                CONFORMS => return Charge::Conforms,
+                OVER => return Charge::Over(tier),
+                _ => {}
+            }
         }
         let admitted = step(
             &mut slot.admit[tier as usize],
