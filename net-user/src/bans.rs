@@ -25,8 +25,7 @@ use net_common::{
 use serde::Serialize;
 
 use crate::{
-    clock::coarse_monotonic_ns as now_ns, filter::spec::prefix_text, layout, lock::IfaceLock,
-    pins::PinDir,
+    clock::coarse_monotonic_ns as now_ns, filter::spec::prefix_text, lock::IfaceLock, pins::PinDir,
 };
 
 /// One ban in force.
@@ -49,14 +48,7 @@ pub struct BanTable {
 impl BanTable {
     /// The bans of a pinned attachment, locked against other netxdp processes.
     pub fn from_pins(pins: &PinDir) -> Result<Self> {
-        let lock = IfaceLock::acquire(pins.iface())?;
-        if !pins.is_attached() {
-            bail!(
-                "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
-                iface = pins.iface()
-            );
-        }
-        layout::require_current(pins)?;
+        let lock = IfaceLock::for_changes(pins)?;
         Self::open(|name| pins.open_map(name), Some(lock))
     }
 

@@ -56,6 +56,21 @@ pub struct IfaceLock {
 }
 
 impl IfaceLock {
+    /// The lock of the attachment pinned at `pins`, to change its maps: taken first, so that a
+    /// detach under way finishes before the checks; then the attachment must be there and of
+    /// this netxdp's layout.
+    pub fn for_changes(pins: &crate::pins::PinDir) -> Result<Self> {
+        let lock = Self::acquire(pins.iface())?;
+        if !pins.is_attached() {
+            bail!(
+                "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
+                iface = pins.iface()
+            );
+        }
+        crate::layout::require_current(pins)?;
+        Ok(lock)
+    }
+
     /// Takes the interface's lock, waiting up to [`WAIT`] for another process to release it.
     pub fn acquire(iface: &IfaceName) -> Result<Self> {
         let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);

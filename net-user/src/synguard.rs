@@ -11,7 +11,7 @@ use net_common::{
     synguard::{SynGuard, SynGuardCounters},
 };
 
-use crate::{layout, lock::IfaceLock, pins::PinDir};
+use crate::{lock::IfaceLock, pins::PinDir};
 
 /// An attachment's guard.
 pub struct SynGuardMaps {
@@ -24,14 +24,7 @@ pub struct SynGuardMaps {
 impl SynGuardMaps {
     /// The guard of a pinned attachment, locked against other netxdp processes.
     pub fn from_pins(pins: &PinDir) -> Result<Self> {
-        let lock = IfaceLock::acquire(pins.iface())?;
-        if !pins.is_attached() {
-            bail!(
-                "netxdp is not attached to {iface} (`netxdp attach {iface}` first)",
-                iface = pins.iface()
-            );
-        }
-        layout::require_current(pins)?;
+        let lock = IfaceLock::for_changes(pins)?;
         Self::open(|name| pins.open_map(name), Some(lock))
     }
 
