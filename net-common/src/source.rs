@@ -143,17 +143,23 @@ impl SourceSlot {
         self.last_seen_ns = now_ns;
     }
 
-    /// Gives the slot to `key`, which inherits its weight, for its first packet.
+    /// Gives the slot to `key`, which inherits its weight, for its first packet. The counters
+    /// are computed rather than one of them zeroed: the BPF backend zeroed it with a call to
+    /// a byte-at-a-time `memset`, on every packet of a spoofed flood.
     #[inline(always)]
     fn take(&mut self, key: SourceKey, dropped: bool, len: u32, now_ns: u64) {
-        let first = Counter {
-            packets: 1,
-            bytes: u64::from(len),
-        };
+        let (in_dropped, in_passed) = (u64::from(dropped), u64::from(!dropped));
+        let bytes = u64::from(len);
         *self = SourceSlot {
             key,
-            dropped: if dropped { first } else { Counter::default() },
-            passed: if dropped { Counter::default() } else { first },
+            dropped: Counter {
+                packets: in_dropped,
+                bytes: in_dropped * bytes,
+            },
+            passed: Counter {
+                packets: in_passed,
+                bytes: in_passed * bytes,
+            },
             inherited: self.weight(),
             last_seen_ns: now_ns,
         };

@@ -65,33 +65,59 @@ pub const FAMILY_V6: u32 = 2;
 /// A packet as a point: one value per dimension, the rest zero.
 pub type Key = [u32; KEY_SLOTS];
 
-/// The key of `packet`.
+/// The key of `packet`. Written as one array of every slot, not zeroes then stores: the BPF
+/// backend zeroed the slots left over with a call to a byte-at-a-time `memset`, on every
+/// packet the trees classify.
 #[inline(always)]
 pub fn key_of(packet: &Packet) -> Key {
-    let mut key = [0; KEY_SLOTS];
-    key[dim::FAMILY] = match packet.addr_family {
+    let family = match packet.addr_family {
         Family::Any => FAMILY_NONE,
         Family::Ipv4 => FAMILY_V4,
         Family::Ipv6 => FAMILY_V6,
     };
-    key[dim::SRC] = word(&packet.src, 0);
-    key[dim::DST] = word(&packet.dst, 0);
-    if key[dim::FAMILY] == FAMILY_V6 {
-        let mut index = 1;
-        while index < 4 {
-            key[dim::SRC_WORDS + index - 1] = word(&packet.src, index);
-            key[dim::DST_WORDS + index - 1] = word(&packet.dst, index);
-            index += 1;
-        }
-    }
     let (sport, dport) = match packet.ports() {
         Some((sport, dport)) => (sport as u32, dport as u32),
         None => (NO_PORT, NO_PORT),
     };
-    key[dim::SPORT] = sport;
-    key[dim::DPORT] = dport;
-    key[dim::PROTO] = proto_key(packet);
-    key[dim::ICMP] = icmp_key(packet);
+    // Words 1 to 3 of an address: an IPv6 packet's only.
+    let high = |addr: &[u8; 16], index: usize| {
+        if family == FAMILY_V6 {
+            word(addr, index)
+        } else {
+            0
+        }
+    };
+    let key: Key = [
+        word(&packet.src, 0),
+        word(&packet.dst, 0),
+        sport,
+        dport,
+        proto_key(packet),
+        family,
+        icmp_key(packet),
+        high(&packet.src, 1),
+        high(&packet.src, 2),
+        high(&packet.src, 3),
+        high(&packet.dst, 1),
+        high(&packet.dst, 2),
+        high(&packet.dst, 3),
+        0,
+        0,
+        0,
+    ];
+    const _: () = assert!(
+        dim::SRC == 0
+            && dim::DST == 1
+            && dim::SPORT == 2
+            && dim::DPORT == 3
+            && dim::PROTO == 4
+            && dim::FAMILY == 5
+            && dim::ICMP == 6
+            && dim::SRC_WORDS == 7
+            && dim::DST_WORDS == 10
+            && DIMS == 13
+            && KEY_SLOTS == 16
+    );
     key
 }
 

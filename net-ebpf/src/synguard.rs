@@ -178,20 +178,26 @@ fn listener(ctx: &XdpContext, packet: &Packet, ipv6: bool) -> Option<*mut bpf_so
     let Transport::Ports { src, dst, .. } = packet.transport() else {
         return None;
     };
-    // `struct bpf_sock_tuple`: addresses, then ports, in network order.
-    let mut tuple = [0u8; 36];
-    let size = if ipv6 {
-        tuple[..16].copy_from_slice(&packet.src);
-        tuple[16..32].copy_from_slice(&packet.dst);
-        tuple[32..34].copy_from_slice(&src.to_be_bytes());
-        tuple[34..36].copy_from_slice(&dst.to_be_bytes());
-        36
+    // `struct bpf_sock_tuple`: addresses, then ports, in network order. Every word is written
+    // (an IPv4 tuple's unread tail with the addresses' other words): a zeroed array became a
+    // call to a byte-at-a-time `memset`, on every SYN.
+    let word = |addr: &[u8; 16], index: usize| {
+        u32::from_ne_bytes([
+            addr[index * 4],
+            addr[index * 4 + 1],
+            addr[index * 4 + 2],
+            addr[index * 4 + 3],
+        ])
+    };
+    let [s0, s1, s2, s3] = [0, 1, 2, 3].map(|index| word(&packet.src, index));
+    let [d0, d1, d2, d3] = [0, 1, 2, 3].map(|index| word(&packet.dst, index));
+    let [sport_high, sport_low] = src.to_be_bytes();
+    let [dport_high, dport_low] = dst.to_be_bytes();
+    let ports = u32::from_ne_bytes([sport_high, sport_low, dport_high, dport_low]);
+    let (mut tuple, size) = if ipv6 {
+        ([s0, s1, s2, s3, d0, d1, d2, d3, ports], 36)
     } else {
-        tuple[..4].copy_from_slice(&packet.src[..4]);
-        tuple[4..8].copy_from_slice(&packet.dst[..4]);
-        tuple[8..10].copy_from_slice(&src.to_be_bytes());
-        tuple[10..12].copy_from_slice(&dst.to_be_bytes());
-        12
+        ([s0, d0, ports, s1, s2, s3, d1, d2, d3], 12)
     };
     // SAFETY: the tuple outlives the call; its size is the one the family's union member has.
     let sk = unsafe {
