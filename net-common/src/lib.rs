@@ -34,6 +34,10 @@
 #[cfg(feature = "testing")]
 extern crate alloc;
 
+/// The length of the frame the `flood_rewritten` generator sends: a TCP segment without
+/// options or payload over IPv4, untagged.
+pub const FLOOD_TEMPLATE_LEN: usize = 54;
+
 pub mod ban;
 pub mod capture;
 pub mod checksum;
@@ -70,6 +74,8 @@ pub mod names {
     pub const LIMIT_FLOWS_MAP: &str = "LIMIT_FLOWS";
     /// Each limit rule's own buckets, by counter slot ([`crate::limit::LimitSlot`]).
     pub const LIMIT_SLOTS_MAP: &str = "LIMIT_SLOTS";
+    /// Rate-limit keys' last uses ([`crate::limit::RecentLine`]), by a hash of the key.
+    pub const LIMIT_RECENT_MAP: &str = "LIMIT_RECENT";
     /// The read-only global that makes the coarse clock read [`TEST_NOW_MAP`] (tests only).
     pub const TEST_CLOCK: &str = "TEST_CLOCK";
     /// The time the coarse clock reads under [`TEST_CLOCK`], in ns.
@@ -101,6 +107,9 @@ pub mod names {
     /// IPv4 source in every copy.
     pub const FLOOD_FIXED: &str = "flood_fixed";
     pub const FLOOD_SPOOF: &str = "flood_spoof";
+    pub const FLOOD_REWRITTEN: &str = "flood_rewritten";
+    /// The frame `flood_rewritten` writes into every copy ([`crate::FLOOD_TEMPLATE_LEN`] bytes).
+    pub const FLOOD_TEMPLATE_MAP: &str = "FLOOD_TEMPLATE";
     /// The read-only global that builds the capture path in (1, the default) or out (0, for
     /// the benchmarks' "before capture" program).
     pub const CAPTURE_ENABLED: &str = "CAPTURE_ENABLED";

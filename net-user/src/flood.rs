@@ -10,8 +10,8 @@
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
 
 use anyhow::{Context as _, Result};
-use aya::{Ebpf, programs::Xdp};
-use net_common::{checksum::internet_checksum, names};
+use aya::{Ebpf, maps::Array, programs::Xdp};
+use net_common::{FLOOD_TEMPLATE_LEN, checksum::internet_checksum, names};
 
 use crate::{
     bpf_syscall::{BPF_PROG_TEST_RUN, TestRunAttr, bpf},
@@ -35,7 +35,12 @@ impl Generators {
             ..Default::default()
         };
         let mut ebpf = program::load(None, no_flows)?;
-        for name in [names::FLOOD_FIXED, names::FLOOD_SPOOF, names::DROP_FLOOR] {
+        for name in [
+            names::FLOOD_FIXED,
+            names::FLOOD_SPOOF,
+            names::FLOOD_REWRITTEN,
+            names::DROP_FLOOR,
+        ] {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("the object has no program named {name}"))?
@@ -53,6 +58,27 @@ impl Generators {
         } else {
             names::FLOOD_FIXED
         })
+    }
+
+    /// The generator that writes `frame` ([`FLOOD_TEMPLATE_LEN`] bytes) into every copy, for
+    /// a receiver that rewrites the frames it is sent.
+    pub fn rewriting(&mut self, frame: &[u8]) -> Result<BorrowedFd<'_>> {
+        let template: [u8; FLOOD_TEMPLATE_LEN] = frame.try_into().with_context(|| {
+            format!(
+                "a rewritten flood's frame is {FLOOD_TEMPLATE_LEN} bytes, not {}",
+                frame.len()
+            )
+        })?;
+        let map = self
+            .ebpf
+            .map_mut(names::FLOOD_TEMPLATE_MAP)
+            .with_context(|| {
+                format!("the object has no map named {}", names::FLOOD_TEMPLATE_MAP)
+            })?;
+        Array::<_, [u8; FLOOD_TEMPLATE_LEN]>::try_from(map)?
+            .set(0, template, 0)
+            .context("writing the flood's template frame")?;
+        self.program_fd(names::FLOOD_REWRITTEN)
     }
 
     pub fn program_fd(&self, name: &str) -> Result<BorrowedFd<'_>> {

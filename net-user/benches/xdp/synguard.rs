@@ -1,6 +1,6 @@
-//! SYN-flood absorption: SYNs a second the stack answers with its own cookies under a flood of
-//! the kernel's generator on every CPU (one source, its TCP checksum right), beside what the
-//! guard's program costs per SYN it answers, same run.
+//! SYN-flood absorption: SYNs a second answered under a flood of the kernel's generator on
+//! every CPU (one source, its TCP checksum right), by the stack with its own cookies and by
+//! the guard from XDP, in turns, same run; and what the guard's program costs per SYN.
 
 use std::{net::TcpListener, time::Duration};
 
@@ -11,7 +11,9 @@ use net_common::{
     rule::XDP_PASS,
     testing::{Body, FrameSpec, Transport},
 };
-use netxdp::{flood::Generators, iface::IfaceName, netns::ip, program, synguard::SynGuardMaps};
+use netxdp::{
+    flood::Generators, iface::IfaceName, netns::ip, pins::PinDir, program, synguard::SynGuardMaps,
+};
 
 use crate::{
     Prog, check_interrupted,
@@ -144,25 +146,51 @@ pub fn print() -> Result<()> {
     let _attached = Detach(receiver.to_owned());
     let frame = syn(mac_of(&pair.receiver)?, sender_mac);
     const XDP_TX: u32 = 3;
-    let generators = Generators::load()?;
+    let mut generators = Generators::load()?;
     let sender = netxdp::preflight::ifindex(&pair.sender)?;
     let sent = u64::from(flood::FRAMES_PER_CPU) * cpus as u64;
-    let mut rates = Vec::new();
-    for _ in 0..flood::RUNS {
-        check_interrupted()?;
-        let before = stack_cookies()?;
-        let mpps = flood::run_once(generators.generator(false)?, &frame, sender, cpus)?;
-        // Answers can trail the last frame sent: the softirq may still be at work.
-        std::thread::sleep(Duration::from_millis(50));
-        let seconds = sent as f64 / (mpps * 1e6);
-        rates.push((stack_cookies()? - before) as f64 / seconds / 1e6);
+    let guard = SynGuardMaps::read_pins(&PinDir::new(&pair.receiver))?;
+    let guard_cookies = || -> Result<u64> { Ok(guard.counters()?.cookies) };
+    let port = PORT.to_string();
+    // In turns, the stack first in even rounds and the guard first in odd ones; the generator
+    // writes the SYN into every copy, as the guard turns the pages it is sent into SYN-ACKs.
+    let (mut stack_rates, mut guard_rates) = (Vec::new(), Vec::new());
+    for round in 0..flood::RUNS {
+        for turn in 0..2 {
+            check_interrupted()?;
+            let guarded = (round + turn) % 2 == 1;
+            if guarded {
+                netxdp(&["synguard", receiver, "--ports", &port])?;
+            } else {
+                netxdp(&["synguard", receiver, "off"])?;
+            }
+            let answered: &dyn Fn() -> Result<u64> = if guarded {
+                &guard_cookies
+            } else {
+                &stack_cookies
+            };
+            let before = answered()?;
+            let generator = generators.rewriting(&frame)?;
+            let mpps = flood::run_once(generator, &frame, sender, cpus)?;
+            // Answers can trail the last frame sent: the softirq may still be at work.
+            std::thread::sleep(Duration::from_millis(50));
+            let seconds = sent as f64 / (mpps * 1e6);
+            let rate = (answered()? - before) as f64 / seconds / 1e6;
+            if guarded {
+                &mut guard_rates
+            } else {
+                &mut stack_rates
+            }
+            .push(rate);
+        }
     }
-    let stack = flood::median(&mut rates);
+    netxdp(&["synguard", receiver, "off"])?;
+    let stack = flood::median(&mut stack_rates);
+    let guarded = flood::median(&mut guard_rates);
 
     // The guard, per SYN, through BPF_PROG_TEST_RUN: one run at a time, since the run turns
-    // its frame into the SYN-ACK (the generator's live frames are pages it recycles, which
-    // the guard would rewrite under it). A listener on every address: the test run's device
-    // is this namespace's loopback.
+    // its frame into the SYN-ACK. A listener on every address: the test run's device is this
+    // namespace's loopback.
     let _any = TcpListener::bind(("0.0.0.0", PORT + 1)).context("listening for the test run")?;
     let flows_off = program::Options {
         flows: program::Flows::Off,
@@ -180,9 +208,9 @@ pub fn print() -> Result<()> {
     }
     let (guard_ns, pass_ns) = (median(guard_ns).as_nanos(), median(pass_ns).as_nanos());
     println!(
-        "SYN-flood absorption: the stack's own cookies under {} SYNs per run from the \
-         kernel's generator on {cpus} CPUs (tcp_syncookies=2, median of {} runs), beside the \
-         guard's cost per SYN (median of {} single test runs):",
+        "SYN-flood absorption: SYNs answered under {} SYNs per run from the kernel's generator \
+         on {cpus} CPUs (tcp_syncookies=2, median of {} runs, in turns), and the guard's cost \
+         per SYN (median of {} single test runs):",
         thousands(sent as usize),
         flood::RUNS,
         thousands(SINGLE_RUNS)
@@ -191,10 +219,13 @@ pub fn print() -> Result<()> {
         "  the stack's own cookies, no guard        {stack:>6.2} Mpps answered on {cpus} CPUs"
     );
     println!(
-        "  netxdp synguard, a SYN answered (XDP_TX) {guard_ns:>6} ns, {:.1} Mpps a CPU, {:.1}x \
-         the stack's rate a CPU",
-        1e3 / guard_ns.max(1) as f64,
-        (1e3 / guard_ns.max(1) as f64) / (stack / cpus as f64)
+        "  netxdp synguard (cookies from XDP_TX)    {guarded:>6.2} Mpps answered on {cpus} CPUs, \
+         {:.1}x the stack's",
+        guarded / stack
+    );
+    println!(
+        "  netxdp synguard, one SYN answered        {guard_ns:>6} ns, {:.1} Mpps a CPU",
+        1e3 / guard_ns.max(1) as f64
     );
     println!("  the same SYN passed to the stack         {pass_ns:>6} ns (a port not guarded)");
     Ok(())
