@@ -24,12 +24,21 @@
 //! flows), so a table never refuses a key: a flood cannot make it drop a legitimate source for
 //! want of room, and a source whose state was evicted only starts again with a full bucket.
 //! Bans live in tables of their own, which nothing evicts. A packet is charged in tiers:
-//! 1. its own key (`src`, `src/LEN`, `dst`, `dst/LEN` or `flow`), if the table holds it, or if
-//!    the rule's admission bucket lets a new key in: at most [`ADMIT_PER_SEC`] new keys a
-//!    second per rule, in bursts of as many;
+//! 1. its own key (`src`, `src/LEN`, `dst`, `dst/LEN` or `flow`), if the table holds it and
+//!    it was used in the last [`RECENT_TICKS`] ticks (about 17 s), or if the rule's admission
+//!    bucket lets a new key in: at most [`ADMIT_PER_SEC`] new keys a second per rule, in bursts
+//!    of as many;
 //! 2. otherwise its aggregate: the source's (for `dst`, the destination's) /24 or /64,
 //!    admitted the same way by a second bucket;
 //! 3. otherwise one overflow bucket per rule and family, at the rule's own rate.
+//!
+//! A key's last use is marked in a table of [`RECENT_LINES`] cache lines of one-byte ticks
+//! (512 KiB, all limits together), by a hash of the key, so that a packet of a source the
+//! table has not seen lately, which is every packet of a spoofed flood, is told so by one
+//! read of a small array that stays in cache, not by a miss in a hash table of megabytes.
+//! A held key idle for longer is looked up again only when it is admitted; while a flood
+//! spends the admissions it is charged to its aggregate, as if the LRU had evicted it, which
+//! such a flood does to an idle key within about 16 s anyway.
 //!
 //! `rule` is one bucket for the rule. The admission, overflow and `rule` buckets sit in an
 //! array beside the rule's counters ([`LimitSlot`]), one lookup each, so that a flood of new
@@ -137,6 +146,105 @@ pub struct LimitKey {
     pub family: u8,
     pub _pad: u16,
     pub addr: [u8; 16],
+}
+
+/// Lines of the table of keys' last uses ([`RecentLine`]).
+pub const RECENT_LINES: u32 = 8_192;
+/// The last-use marks of a line: a cache line of them.
+pub const RECENT_LINE_MARKS: usize = 64;
+/// One entry of the last-use table.
+pub type RecentLine = [u8; RECENT_LINE_MARKS];
+/// The coarse tick of a last-use mark: 2^30 ns, about 1.07 s.
+pub const RECENT_TICK_SHIFT: u32 = 30;
+/// How many ticks a key counts as recently used after its last use: about 17 s.
+pub const RECENT_TICKS: u8 = 16;
+
+/// The mark a key used at `now_ns` gets.
+#[inline(always)]
+pub fn recent_tick(now_ns: u64) -> u8 {
+    (now_ns >> RECENT_TICK_SHIFT) as u8
+}
+
+/// Whether a key whose mark is `mark` counts as used within [`RECENT_TICKS`] of `now_ns`.
+/// Marks wrap every 256 ticks, so a mark that old can look recent: that only costs a lookup.
+#[inline(always)]
+pub fn is_recent(mark: u8, now_ns: u64) -> bool {
+    recent_tick(now_ns).wrapping_sub(mark) < RECENT_TICKS
+}
+
+/// The index of a key's mark in the last-use table, from the key's 32-bit words: a sum of
+/// products, whose multiplications are independent of each other (a chain of them would
+/// cost a limit hit their latencies one after another), then one mix. Keys that share an
+/// index only make each other look recent, which costs a lookup: so an attacker who aims at
+/// collisions gains nothing the table's own lookups would not cost.
+#[inline(always)]
+fn mark_index<const N: usize>(words: [u32; N]) -> u32 {
+    // Odd constants: the golden ratio's fraction, then SHA-512's initial and first round words.
+    const FACTORS: [u64; 11] = [
+        0x9e37_79b9_7f4a_7c15,
+        0x6a09_e667_f3bc_c909,
+        0xbb67_ae85_84ca_a73b,
+        0x3c6e_f372_fe94_f82b,
+        0xa54f_f53a_5f1d_36f1,
+        0x510e_527f_ade6_82d1,
+        0x9b05_688c_2b3e_6c1f,
+        0x1f83_d9ab_fb41_bd6b,
+        0x5be0_cd19_137e_2179,
+        0xcbbb_9d5d_c105_9ed9,
+        0x629a_292a_367c_d507,
+    ];
+    let mut sum: u64 = 0;
+    for (word, factor) in words.into_iter().zip(FACTORS) {
+        sum = sum.wrapping_add((word as u64 ^ factor >> 32).wrapping_mul(factor));
+    }
+    let mixed = (sum ^ sum >> 29).wrapping_mul(FACTORS[0]);
+    const BITS: u32 = (RECENT_LINES * RECENT_LINE_MARKS as u32).trailing_zeros();
+    (mixed >> (64 - BITS)) as u32
+}
+
+#[inline(always)]
+fn words4(bytes: [u8; 16]) -> [u32; 4] {
+    let word =
+        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    [word(0), word(4), word(8), word(12)]
+}
+
+impl LimitKey {
+    /// Where this key's last use is marked: see [`RECENT_LINES`].
+    #[inline(always)]
+    pub fn mark_index(&self) -> u32 {
+        let [a, b, c, d] = words4(self.addr);
+        mark_index([
+            self.state_id,
+            self.tier as u32 | (self.family as u32) << 8,
+            a,
+            b,
+            c,
+            d,
+        ])
+    }
+}
+
+impl FlowLimitKey {
+    /// Where this key's last use is marked: see [`RECENT_LINES`].
+    #[inline(always)]
+    pub fn mark_index(&self) -> u32 {
+        let [a, b, c, d] = words4(self.src);
+        let [e, f, g, h] = words4(self.dst);
+        mark_index([
+            self.state_id,
+            0xff00_0000 | self.family as u32 | (self.proto as u32) << 8,
+            self.sport as u32 | (self.dport as u32) << 16,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            h,
+        ])
+    }
 }
 
 /// A key of the flow table.
@@ -329,7 +437,7 @@ mod reference {
 
     use super::{
         ADMIT_BURST_NS, ADMIT_INCREMENT_NS, FlowLimitKey, Limit, LimitKey, LimitSlot, Per,
-        family_index, gcra, tier,
+        family_index, gcra, is_recent, recent_tick, tier,
     };
     use crate::{
         ban::BanEntry,
@@ -346,10 +454,15 @@ mod reference {
         flows: BTreeMap<FlowLimitKey, u64>,
         /// By state id: the kernel's by counter slot, started afresh for a new state id.
         slots: BTreeMap<u32, LimitSlot>,
+        /// The last-use marks, by index: 0 where none was written.
+        marks: BTreeMap<u32, u8>,
         /// Bans issued by limits, as the kernel writes them to its ban tries.
         pub bans: Vec<(Prefix, BanEntry)>,
         /// How many bans were issued, renewals of an ended one included.
         pub bans_issued: u64,
+        /// How many packets of a key the table held were treated as new, its mark having
+        /// lapsed.
+        pub lapsed: u64,
     }
 
     impl Limiter {
@@ -407,11 +520,14 @@ mod reference {
                     limit.fill_key(&mut key, packet, tier);
                     (Some(key), None)
                 };
-                let known = match (key, flow) {
-                    (Some(key), _) => self.addresses.contains_key(&key),
-                    (_, Some(flow)) => self.flows.contains_key(&flow),
-                    _ => false,
+                let (held, mark_index) = match (key, flow) {
+                    (Some(key), _) => (self.addresses.contains_key(&key), key.mark_index()),
+                    (_, Some(flow)) => (self.flows.contains_key(&flow), flow.mark_index()),
+                    _ => unreachable!("one of the two keys"),
                 };
+                let mark = self.marks.get(&mark_index).copied().unwrap_or(0);
+                let known = held && is_recent(mark, now_ns);
+                self.lapsed += u64::from(held && !known);
                 let slot = self.slots.entry(limit.state_id).or_default();
                 let admitted = known
                     || charge(
@@ -423,6 +539,7 @@ mod reference {
                 if !admitted {
                     continue;
                 }
+                self.marks.insert(mark_index, recent_tick(now_ns));
                 let tat = match (key, flow) {
                     (Some(key), _) => self.addresses.entry(key).or_insert(0),
                     (_, Some(flow)) => self.flows.entry(flow).or_insert(0),
@@ -577,5 +694,39 @@ mod tests {
         // 8,192 sources from as many /24s: a second of them admitted, one bucket for the rest.
         assert_eq!(limiter.keys_in(tier::AGGREGATE), ADMIT_PER_SEC as usize);
         assert!(limiter.overflowed(PER_SRC.state_id, 1));
+    }
+
+    /// Spends the own tier's admissions at `now` with new sources from `net`.0.0.0/8.
+    fn spend_admissions(limiter: &mut Limiter, net: u8, now: u64) {
+        for index in 0..ADMIT_PER_SEC as u32 {
+            let [_, a, b, c] = index.to_be_bytes();
+            let frame = udp_from([net, a, b, c]);
+            limiter.conforms(&PER_SRC, &parse(&SliceFrame::new(&frame)), now);
+        }
+    }
+
+    #[test]
+    fn a_key_idle_past_its_mark_keeps_its_state_only_while_keys_are_admitted() {
+        let frame = udp_from([198, 18, 0, 2]);
+        let packet = parse(&SliceFrame::new(&frame));
+        let start = 1_000_000_000;
+        let lapsed = start + ((u64::from(RECENT_TICKS) + 2) << RECENT_TICK_SHIFT);
+        // Used lately: its own state, though new keys are not admitted.
+        let mut limiter = Limiter::default();
+        assert!(limiter.conforms(&PER_SRC, &packet, start));
+        spend_admissions(&mut limiter, 10, start + 1_000_000);
+        assert!(limiter.conforms(&PER_SRC, &packet, start + 1_000_000));
+        assert_eq!((limiter.keys_in(tier::AGGREGATE), limiter.lapsed), (0, 0));
+        // Idle past its mark while a flood spends the admissions: its prefix's state.
+        spend_admissions(&mut limiter, 11, lapsed);
+        assert!(limiter.conforms(&PER_SRC, &packet, lapsed));
+        assert_eq!((limiter.keys_in(tier::AGGREGATE), limiter.lapsed), (1, 1));
+        // Idle as long with admissions to spare: its own state again, without a new key.
+        let mut limiter = Limiter::default();
+        assert!(limiter.conforms(&PER_SRC, &packet, start));
+        let own_keys = limiter.keys_in(tier::OWN);
+        assert!(limiter.conforms(&PER_SRC, &packet, lapsed));
+        assert_eq!(limiter.keys_in(tier::OWN), own_keys);
+        assert_eq!((limiter.keys_in(tier::AGGREGATE), limiter.lapsed), (0, 1));
     }
 }

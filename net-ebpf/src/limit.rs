@@ -1,5 +1,5 @@
-//! Rate limits: `net_common::limit`'s tiers over LRU hashes of TATs and an array of each
-//! rule's own buckets, every TAT replaced by compare-and-swap so that all CPUs charge the
+//! Rate limits: `net_common::limit`'s tiers over LRU hashes of TATs, an array of keys' last
+//! uses in front of them, and an array of each rule's own buckets, every TAT replaced by compare-and-swap so that all CPUs charge the
 //! same word (see there for why that is exact).
 
 use aya_ebpf::{
@@ -11,7 +11,8 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 use net_common::{
     limit::{
         ADMIT_BURST_NS, ADMIT_INCREMENT_NS, FlowLimitKey, Limit, LimitKey, LimitSlot,
-        MAX_LIMIT_FLOWS, MAX_LIMIT_KEYS, Per, family_index, gcra, tier,
+        MAX_LIMIT_FLOWS, MAX_LIMIT_KEYS, Per, RECENT_LINE_MARKS, RECENT_LINES, RecentLine,
+        family_index, gcra, is_recent, recent_tick, tier,
     },
     parse::Packet,
     rule::COUNTER_SLOTS,
@@ -26,11 +27,16 @@ static LIMIT_FLOWS: LruHashMap<FlowLimitKey, u64> = LruHashMap::pinned(MAX_LIMIT
 #[map(name = "LIMIT_SLOTS")]
 static LIMIT_SLOTS: Array<LimitSlot> = Array::pinned(COUNTER_SLOTS as u32, 0);
 
+#[map(name = "LIMIT_RECENT")]
+static LIMIT_RECENT: Array<RecentLine> = Array::pinned(RECENT_LINES, 0);
+
 /// This CPU's keys being looked up.
 #[repr(C)]
 struct Keys {
     address: LimitKey,
     flow: FlowLimitKey,
+    /// The key's index in [`LIMIT_RECENT`].
+    mark_index: u32,
 }
 
 #[map(name = "LIMIT_KEYS")]
@@ -118,8 +124,8 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     }
 }
 
-/// Charges `packet` to its key in `tier` if the table holds it; [`MISSING`] if not, with the
-/// key left in this CPU's scratch for [`charge_new`]. A function of its own, with its own
+/// Charges `packet` to its key in `tier` if the table holds it and it was used lately;
+/// [`MISSING`] if not, with the key left in this CPU's scratch for [`charge_new`]. A function of its own, with its own
 /// stack frame: the keys' handling would not fit in the stack of the rule search beside the
 /// frame of its loop's body.
 #[inline(never)]
@@ -129,22 +135,60 @@ fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
     };
     // SAFETY: this CPU's own scratch entry; XDP does not preempt itself.
     let keys = unsafe { &mut *keys };
-    let tat = if tier == tier::OWN && limit.keys_flows() {
+    let flows = tier == tier::OWN && limit.keys_flows();
+    keys.mark_index = if flows {
         limit.fill_flow_key(&mut keys.flow, packet);
-        LIMIT_FLOWS.get_ptr_mut(&keys.flow)
+        keys.flow.mark_index()
     } else {
         limit.fill_key(&mut keys.address, packet, tier);
+        keys.address.mark_index()
+    };
+    let Some(mark) = last_use(keys.mark_index) else {
+        return MISSING;
+    };
+    // SAFETY: a byte of a map value, valid until the program returns.
+    if !is_recent(unsafe { *mark }, now_ns) {
+        return MISSING;
+    }
+    let tat = if flows {
+        LIMIT_FLOWS.get_ptr_mut(&keys.flow)
+    } else {
         LIMITS.get_ptr_mut(&keys.address)
     };
     match tat {
-        Some(tat) => code(step(
-            tat,
-            now_ns,
-            limit.increment_ns(packet.len),
-            limit.burst_ns,
-            tier,
-        )),
+        Some(tat) => {
+            mark_used(mark, now_ns);
+            code(step(
+                tat,
+                now_ns,
+                limit.increment_ns(packet.len),
+                limit.burst_ns,
+                tier,
+            ))
+        }
         None => MISSING,
+    }
+}
+
+/// The last-use mark at `index` ([`LIMIT_RECENT`]).
+#[inline(always)]
+fn last_use(index: u32) -> Option<*mut u8> {
+    let line = LIMIT_RECENT.get_ptr_mut(index / RECENT_LINE_MARKS as u32)?;
+    let at = index as usize % RECENT_LINE_MARKS;
+    // SAFETY: `at` is within the line, a map value valid until the program returns.
+    Some(unsafe { (line as *mut u8).add(at) })
+}
+
+/// Marks a key used at `now_ns`, writing only when the tick moved: the line is shared by every
+/// CPU, and stays in each one's cache while nobody writes it.
+#[inline(always)]
+fn mark_used(mark: *mut u8, now_ns: u64) {
+    let tick = recent_tick(now_ns);
+    // SAFETY: a byte of a map value; a byte store is whole, whichever CPU wins.
+    unsafe {
+        if *mark != tick {
+            *mark = tick;
+        }
     }
 }
 
@@ -157,6 +201,9 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     };
     // SAFETY: as in `charge_known`, whose key this still is.
     let keys = unsafe { &mut *keys };
+    if let Some(mark) = last_use(keys.mark_index) {
+        mark_used(mark, now_ns);
+    }
     let (tat, charge) = match gcra(0, now_ns, increment_ns, limit.burst_ns) {
         Some(next) => (next, CONFORMS),
         None => (now_ns, OVER),

@@ -14,7 +14,7 @@ use aya::{
 };
 use net_common::{
     frame::SliceFrame,
-    limit::{ADMIT_PER_SEC, Limiter},
+    limit::{ADMIT_PER_SEC, Limiter, RECENT_TICK_SHIFT, RECENT_TICKS},
     parse::parse,
     rule::{Action, Reason, reason},
     stats::Stats,
@@ -280,9 +280,11 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
             .or_default() += 1;
         tally(&limits, reason, &mut want);
     }
-    // A flood of spoofed sources within a few milliseconds: more new sources than a second
-    // of admissions, from more /24s than a second of admissions too, so that all three
-    // tiers (own key, aggregate, overflow) decide some.
+    // A pause past the keys' last-use marks, then a flood of spoofed sources within a few
+    // milliseconds: more new sources than a second of admissions, from more /24s than a
+    // second of admissions too, so that all three tiers (own key, aggregate, overflow)
+    // decide some.
+    now_ns += (u64::from(RECENT_TICKS) + 2) << RECENT_TICK_SHIFT;
     let flood = 3 * ADMIT_PER_SEC as usize;
     for _ in 0..flood {
         now_ns += rng.random_range(0..2_000);
@@ -311,6 +313,25 @@ fn limits_agree_with_the_reference_on_a_timed_mix_and_a_spoofed_flood() {
             .unwrap_or_else(|error| panic!("{error}"));
         tally(&limits, reason, &mut want);
     }
+    // The mix's sources again while the flood has spent the admissions: held, but idle past
+    // their marks, so charged as new keys.
+    for _ in 0..2_000 {
+        now_ns += rng.random_range(0..2_000);
+        let ipv6 = rng.random_bool(0.3);
+        let src = pooled_source(&mut rng, ipv6);
+        let frame = frame_from(&mut rng, src, ipv6);
+        let reason = limits
+            .check(&frame, now_ns)
+            .unwrap_or_else(|error| panic!("{error}"));
+        tally(&limits, reason, &mut want);
+    }
+    // Each held key lapses once, and is marked again by that packet: the pool's keys across
+    // the rules number some dozens.
+    assert!(
+        limits.reference.lapsed > 30,
+        "held keys past their marks came back: {}",
+        limits.reference.lapsed
+    );
     let got = tallies(&limits);
     for rule in limits.set.rules() {
         let want = want.get(&rule.id).copied().unwrap_or_default();
