@@ -53,7 +53,7 @@
 
 use crate::{
     parse::{L3, Packet},
-    rule::{Family, mask},
+    rule::{Family, address_words, mask},
 };
 
 /// Address and prefix keys the limit table holds (all limit rules of an interface together).
@@ -202,18 +202,11 @@ fn mark_index<const N: usize>(words: [u32; N]) -> u32 {
     (mixed >> (64 - BITS)) as u32
 }
 
-#[inline(always)]
-fn words4(bytes: [u8; 16]) -> [u32; 4] {
-    let word =
-        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    [word(0), word(4), word(8), word(12)]
-}
-
 impl LimitKey {
     /// Where this key's last use is marked: see [`RECENT_LINES`].
     #[inline(always)]
     pub fn mark_index(&self) -> u32 {
-        let [a, b, c, d] = words4(self.addr);
+        let [a, b, c, d] = address_words(&self.addr);
         mark_index([
             self.state_id,
             self.tier as u32 | (self.family as u32) << 8,
@@ -229,8 +222,8 @@ impl FlowLimitKey {
     /// Where this key's last use is marked: see [`RECENT_LINES`].
     #[inline(always)]
     pub fn mark_index(&self) -> u32 {
-        let [a, b, c, d] = words4(self.src);
-        let [e, f, g, h] = words4(self.dst);
+        let [a, b, c, d] = address_words(&self.src);
+        let [e, f, g, h] = address_words(&self.dst);
         mark_index([
             self.state_id,
             0xff00_0000 | self.family as u32 | (self.proto as u32) << 8,

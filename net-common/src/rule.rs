@@ -216,6 +216,14 @@ impl Family {
     }
 }
 
+/// An address's four 32-bit words as its bytes lie in memory (network order, read as native
+/// words): for hashing it, and for kernel structures that hold addresses as words.
+#[inline(always)]
+pub fn address_words(addr: &[u8; 16]) -> [u32; 4] {
+    let word = |at: usize| u32::from_ne_bytes([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]]);
+    [word(0), word(4), word(8), word(12)]
+}
+
 /// `addr` with every bit past the first `len` cleared. As two 64-bit words: the kernel
 /// program masks keys with it, where sixteen bytes at once would spill to its small stack.
 #[inline(always)]

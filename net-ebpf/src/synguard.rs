@@ -20,6 +20,7 @@ use aya_ebpf::{
 };
 use net_common::{
     parse::{Fragment, L3, L4, Packet, Transport},
+    rule::address_words,
     synguard::{SynGuard, SynGuardCounters, tcp_flag},
 };
 
@@ -181,16 +182,8 @@ fn listener(ctx: &XdpContext, packet: &Packet, ipv6: bool) -> Option<*mut bpf_so
     // `struct bpf_sock_tuple`: addresses, then ports, in network order. Every word is written
     // (an IPv4 tuple's unread tail with the addresses' other words): a zeroed array became a
     // call to a byte-at-a-time `memset`, on every SYN.
-    let word = |addr: &[u8; 16], index: usize| {
-        u32::from_ne_bytes([
-            addr[index * 4],
-            addr[index * 4 + 1],
-            addr[index * 4 + 2],
-            addr[index * 4 + 3],
-        ])
-    };
-    let [s0, s1, s2, s3] = [0, 1, 2, 3].map(|index| word(&packet.src, index));
-    let [d0, d1, d2, d3] = [0, 1, 2, 3].map(|index| word(&packet.dst, index));
+    let [s0, s1, s2, s3] = address_words(&packet.src);
+    let [d0, d1, d2, d3] = address_words(&packet.dst);
     let [sport_high, sport_low] = src.to_be_bytes();
     let [dport_high, dport_low] = dst.to_be_bytes();
     let ports = u32::from_ne_bytes([sport_high, sport_low, dport_high, dport_low]);
