@@ -192,8 +192,10 @@ fn mark_used(mark: *mut u8, now_ns: u64) {
     }
 }
 
-/// A key [`charge_known`] did not find, admitted: its first packet against an empty bucket.
-/// Another CPU may insert it first; then the packet is charged to that entry.
+/// A key [`charge_known`] did not find, admitted: its first packet against an empty bucket,
+/// unmarked (see `net_common::limit` on marks). If the table holds the key (a key whose mark
+/// lapsed, or one another CPU inserted first), the packet is charged to that entry, and the
+/// key is marked.
 #[inline(never)]
 fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
@@ -201,9 +203,6 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     };
     // SAFETY: as in `charge_known`, whose key this still is.
     let keys = unsafe { &mut *keys };
-    if let Some(mark) = last_use(keys.mark_index) {
-        mark_used(mark, now_ns);
-    }
     let (tat, charge) = match gcra(0, now_ns, increment_ns, limit.burst_ns) {
         Some(next) => (next, CONFORMS),
         None => (now_ns, OVER),
@@ -223,7 +222,12 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
         LIMITS.get_ptr_mut(&keys.address)
     };
     match existing {
-        Some(tat) => code(step(tat, now_ns, increment_ns, limit.burst_ns, tier)),
+        Some(tat) => {
+            if let Some(mark) = last_use(keys.mark_index) {
+                mark_used(mark, now_ns);
+            }
+            code(step(tat, now_ns, increment_ns, limit.burst_ns, tier))
+        }
         None => charge,
     }
 }
