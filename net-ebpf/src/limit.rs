@@ -33,10 +33,11 @@ static LIMIT_RECENT: Array<RecentLine> = Array::pinned(RECENT_LINES, 0);
 /// This CPU's keys being looked up.
 #[repr(C)]
 struct Keys {
-    address: LimitKey,
+    /// By tier: the own key of an address limit, and the aggregate's.
+    address: [LimitKey; 2],
     flow: FlowLimitKey,
-    /// The key's index in [`LIMIT_RECENT`].
-    mark_index: u32,
+    /// By tier: the key's index in [`LIMIT_RECENT`].
+    mark_index: [u32; 2],
 }
 
 #[map(name = "LIMIT_KEYS")]
@@ -57,15 +58,20 @@ pub enum Charge {
 const MISSING: u8 = 0;
 const CONFORMS: u8 = 1;
 const OVER: u8 = 2;
+/// Of the own tier: missing, and the aggregate's key not marked recent either, so that its
+/// tier needs no call of its own (the key is in the scratch for [`charge_new`]).
+const UNMARKED: u8 = 3;
 
 /// Charges `packet` to `limit` at `now_ns`, in the first tier that holds or admits its key.
 /// `counter_slot` is its rule's, which also indexes the rule's own buckets.
 #[inline(always)]
 pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) -> Charge {
     let increment_ns = limit.increment_ns(packet.len);
+    let mut own = MISSING;
     if limit.per != Per::Rule as u8 {
         // A key the table holds, the common case, needs nothing of the rule's own buckets.
-        match charge_known(limit, packet, now_ns, tier::OWN) {
+        own = charge_known(limit, packet, now_ns, tier::OWN);
+        match own {
             CONFORMS => return Charge::Conforms,
             OVER => return Charge::Over(tier::OWN),
             _ => {}
@@ -96,7 +102,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
         );
     }
     for tier in [tier::OWN, tier::AGGREGATE] {
-        if tier == tier::AGGREGATE {
+        if tier == tier::AGGREGATE && own != UNMARKED {
             match charge_known(limit, packet, now_ns, tier) {
                 CONFORMS => return Charge::Conforms,
                 OVER => return Charge::Over(tier),
@@ -124,10 +130,11 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     }
 }
 
-/// Charges `packet` to its key in `tier` if the table holds it and it was used lately;
-/// [`MISSING`] if not, with the key left in this CPU's scratch for [`charge_new`]. A function of its own, with its own
-/// stack frame: the keys' handling would not fit in the stack of the rule search beside the
-/// frame of its loop's body.
+/// Charges `packet` to its key in `tier` if the table holds it and it was marked lately;
+/// [`MISSING`] if not, with the key left in this CPU's scratch for [`charge_new`]; for the own
+/// tier, [`UNMARKED`] if the aggregate's key is not marked either (a spoofed packet's case:
+/// one call for both tiers). A function of its own, with its own stack frame: the keys'
+/// handling would not fit in the stack of the rule search beside the frame of its loop's body.
 #[inline(never)]
 fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
     let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
@@ -136,24 +143,24 @@ fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
     // SAFETY: this CPU's own scratch entry; XDP does not preempt itself.
     let keys = unsafe { &mut *keys };
     let flows = tier == tier::OWN && limit.keys_flows();
-    keys.mark_index = if flows {
-        limit.fill_flow_key(&mut keys.flow, packet);
-        keys.flow.mark_index()
-    } else {
-        limit.fill_key(&mut keys.address, packet, tier);
-        keys.address.mark_index()
-    };
-    let Some(mark) = last_use(keys.mark_index) else {
+    let Some(mark) = fill_tier_key(keys, limit, packet, tier) else {
         return MISSING;
     };
     // SAFETY: a byte of a map value, valid until the program returns.
     if !is_recent(unsafe { *mark }, now_ns) {
+        if tier == tier::OWN {
+            let aggregate = fill_tier_key(keys, limit, packet, tier::AGGREGATE);
+            // SAFETY: as above.
+            if aggregate.is_some_and(|mark| !is_recent(unsafe { *mark }, now_ns)) {
+                return UNMARKED;
+            }
+        }
         return MISSING;
     }
     let tat = if flows {
         LIMIT_FLOWS.get_ptr_mut(&keys.flow)
     } else {
-        LIMITS.get_ptr_mut(&keys.address)
+        LIMITS.get_ptr_mut(&keys.address[tier_index(tier)])
     };
     match tat {
         Some(tat) => {
@@ -168,6 +175,26 @@ fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
         }
         None => MISSING,
     }
+}
+
+/// Writes `packet`'s key in `tier` and its mark's index to `keys`; the mark.
+#[inline(always)]
+fn fill_tier_key(keys: &mut Keys, limit: &Limit, packet: &Packet, tier: u8) -> Option<*mut u8> {
+    let at = tier_index(tier);
+    keys.mark_index[at] = if tier == tier::OWN && limit.keys_flows() {
+        limit.fill_flow_key(&mut keys.flow, packet);
+        keys.flow.mark_index()
+    } else {
+        limit.fill_key(&mut keys.address[at], packet, tier);
+        keys.address[at].mark_index()
+    };
+    last_use(keys.mark_index[at])
+}
+
+/// The index of `tier` (own or aggregate) in [`Keys`].
+#[inline(always)]
+fn tier_index(tier: u8) -> usize {
+    (tier & 1) as usize
 }
 
 /// The last-use mark at `index` ([`LIMIT_RECENT`]).
@@ -208,10 +235,11 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
         None => (now_ns, OVER),
     };
     let flows = tier == tier::OWN && limit.keys_flows();
+    let at = tier_index(tier);
     let inserted = if flows {
         LIMIT_FLOWS.insert(&keys.flow, tat, BPF_NOEXIST as u64)
     } else {
-        LIMITS.insert(&keys.address, tat, BPF_NOEXIST as u64)
+        LIMITS.insert(&keys.address[at], tat, BPF_NOEXIST as u64)
     };
     if inserted.is_ok() {
         return charge;
@@ -219,11 +247,11 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     let existing = if flows {
         LIMIT_FLOWS.get_ptr_mut(&keys.flow)
     } else {
-        LIMITS.get_ptr_mut(&keys.address)
+        LIMITS.get_ptr_mut(&keys.address[at])
     };
     match existing {
         Some(tat) => {
-            if let Some(mark) = last_use(keys.mark_index) {
+            if let Some(mark) = last_use(keys.mark_index[at]) {
                 mark_used(mark, now_ns);
             }
             code(step(tat, now_ns, increment_ns, limit.burst_ns, tier))
