@@ -178,14 +178,14 @@ pub fn recent_tick(now_ns: u64) -> u8 {
     if tick == 0 { 1 } else { tick }
 }
 
-/// Whether a key whose mark is `mark` counts as used within [`RECENT_TICKS`] of `now_ns` (one
-/// less across a wrap). Marks wrap every 256 ticks (about 275 s), so a mark that old can look
+/// Whether a key whose mark is `mark` counts as used within [`RECENT_TICKS`] of the tick
+/// `now` ([`recent_tick`]; one less across a wrap). Marks wrap every 256 ticks (about 275 s), so a mark that old can look
 /// recent for a while: that only costs a lookup. A mark never written never does: were 0 a tick like the others,
 /// every mark would look recent for 17 s in every 275, and a spoofed flood would make
 /// two lookups a packet all that time (0.27x a drop rule's rate, in one bench run).
 #[inline(always)]
-pub fn is_recent(mark: u8, now_ns: u64) -> bool {
-    mark != 0 && recent_tick(now_ns).wrapping_sub(mark) < RECENT_TICKS
+pub fn is_recent(mark: u8, now: u8) -> bool {
+    now.wrapping_sub(mark) < RECENT_TICKS && mark != 0
 }
 
 /// The index of a key's mark in the last-use table, from the key's 32-bit words: a sum of
@@ -535,7 +535,7 @@ mod reference {
                     _ => unreachable!("one of the two keys"),
                 };
                 let mark = self.marks.get(&mark_index).copied().unwrap_or(0);
-                let known = held && is_recent(mark, now_ns);
+                let known = held && is_recent(mark, recent_tick(now_ns));
                 self.lapsed += u64::from(held && !known);
                 let slot = self.slots.entry(limit.state_id).or_default();
                 let admitted = known
@@ -716,16 +716,16 @@ mod tests {
     fn a_mark_is_recent_for_its_ticks_and_an_unwritten_one_never() {
         for tick in 0..600u64 {
             let now = tick << RECENT_TICK_SHIFT;
-            assert!(!is_recent(0, now), "tick {tick}");
+            assert!(!is_recent(0, recent_tick(now)), "tick {tick}");
             let mark = recent_tick(now);
             let later = |ticks: u64| now + (ticks << RECENT_TICK_SHIFT);
             // Tick 0 shares 1's mark: across a wrap, a mark is recent one tick less.
             assert!(
-                is_recent(mark, later(u64::from(RECENT_TICKS) - 2)),
+                is_recent(mark, recent_tick(later(u64::from(RECENT_TICKS) - 2))),
                 "tick {tick}"
             );
             assert!(
-                !is_recent(mark, later(u64::from(RECENT_TICKS) + 1)),
+                !is_recent(mark, recent_tick(later(u64::from(RECENT_TICKS) + 1))),
                 "tick {tick}"
             );
         }

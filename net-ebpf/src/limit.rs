@@ -70,7 +70,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     let mut own = MISSING;
     if limit.per != Per::Rule as u8 {
         // A key the table holds, the common case, needs nothing of the rule's own buckets.
-        own = charge_known(limit, packet, now_ns, tier::OWN);
+        own = charge_known(limit, packet, now_ns, increment_ns, tier::OWN);
         match own {
             CONFORMS => return Charge::Conforms,
             OVER => return Charge::Over(tier::OWN),
@@ -103,7 +103,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     }
     for tier in [tier::OWN, tier::AGGREGATE] {
         if tier == tier::AGGREGATE && own != UNMARKED {
-            match charge_known(limit, packet, now_ns, tier) {
+            match charge_known(limit, packet, now_ns, increment_ns, tier) {
                 CONFORMS => return Charge::Conforms,
                 OVER => return Charge::Over(tier),
                 _ => {}
@@ -136,7 +136,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
 /// one call for both tiers). A function of its own, with its own stack frame: the keys'
 /// handling would not fit in the stack of the rule search beside the frame of its loop's body.
 #[inline(never)]
-fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
+fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
         return CONFORMS;
     };
@@ -146,12 +146,13 @@ fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
     let Some(mark) = fill_tier_key(keys, limit, packet, tier) else {
         return MISSING;
     };
+    let tick = recent_tick(now_ns);
     // SAFETY: a byte of a map value, valid until the program returns.
-    if !is_recent(unsafe { *mark }, now_ns) {
+    if !is_recent(unsafe { *mark }, tick) {
         if tier == tier::OWN {
             let aggregate = fill_tier_key(keys, limit, packet, tier::AGGREGATE);
             // SAFETY: as above.
-            if aggregate.is_some_and(|mark| !is_recent(unsafe { *mark }, now_ns)) {
+            if aggregate.is_some_and(|mark| !is_recent(unsafe { *mark }, tick)) {
                 return UNMARKED;
             }
         }
@@ -164,14 +165,8 @@ fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, tier: u8) -> u8 {
     };
     match tat {
         Some(tat) => {
-            mark_used(mark, now_ns);
-            code(step(
-                tat,
-                now_ns,
-                limit.increment_ns(packet.len),
-                limit.burst_ns,
-                tier,
-            ))
+            mark_used(mark, tick);
+            code(step(tat, now_ns, increment_ns, limit.burst_ns, tier))
         }
         None => MISSING,
     }
@@ -206,11 +201,10 @@ fn last_use(index: u32) -> Option<*mut u8> {
     Some(unsafe { (line as *mut u8).add(at) })
 }
 
-/// Marks a key used at `now_ns`, writing only when the tick moved: the line is shared by every
+/// Marks a key used at `tick`, writing only when the tick moved: the line is shared by every
 /// CPU, and stays in each one's cache while nobody writes it.
 #[inline(always)]
-fn mark_used(mark: *mut u8, now_ns: u64) {
-    let tick = recent_tick(now_ns);
+fn mark_used(mark: *mut u8, tick: u8) {
     // SAFETY: a byte of a map value; a byte store is whole, whichever CPU wins.
     unsafe {
         if *mark != tick {
@@ -252,7 +246,7 @@ fn charge_new(limit: &Limit, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
     match existing {
         Some(tat) => {
             if let Some(mark) = last_use(keys.mark_index[at]) {
-                mark_used(mark, now_ns);
+                mark_used(mark, recent_tick(now_ns));
             }
             code(step(tat, now_ns, increment_ns, limit.burst_ns, tier))
         }
