@@ -38,11 +38,11 @@
 //! read of a small array that stays in cache, not by a miss in a hash table of megabytes.
 //! A key is marked from its second packet on, when it comes back: the first only puts it in
 //! the table. So the keys of a spoofed flood, which never come back, mark nothing, and the
-//! marks stay few however long the flood lasts: marked at admission, a flood's 8,192 keys a
-//! second kept about 23% of the marks recent, each a lookup that misses, and a spoofed
-//! flood's rate fell from 0.71x to 0.46-0.50x a drop rule's after 17 s of it. A key that is not marked
-//! recent, whether new, idle past its mark, or past its first packet only, is charged as a
-//! new key: when the rule admits keys, that finds its entry, charges it and marks it; while a
+//! marks stay few however long the flood lasts (marked at admission, a flood's 8,192 keys a
+//! second kept about 23% of 512 KiB of marks recent, each a lookup that misses, and a spoofed
+//! flood's rate fell from 0.71x to 0.46-0.50x a drop rule's after 17 s of it). A key that is
+//! not marked recent, whether new, idle past its mark, or past its first packet only, is
+//! charged as a new key: when the rule admits keys, that finds its entry, charges it and marks it; while a
 //! flood spends the admissions, it is charged to its aggregate, as if the LRU had evicted
 //! it, which such a flood does to an idle key within about 16 s anyway. So a source new
 //! during a flood needs two admissions to its own state, not one.
