@@ -41,7 +41,9 @@ pub struct CaptureConfig {
     /// The process that runs the capture, as its own pid namespace numbers it: for
     /// messages only.
     pub owner_pid: u32,
-    pub _reserved: u32,
+    /// 1 when the capture has an expression: its program is in slot [`FILTER_SLOT`] of the
+    /// capture's program array, and decides whether a selected packet is copied.
+    pub filtered: u32,
     /// CLOCK_MONOTONIC nanoseconds at which the lease runs out, unless renewed.
     pub expires_ns: u64,
 }
@@ -64,6 +66,29 @@ impl CaptureConfig {
             && self.reasons & (1 << reason) != 0
     }
 }
+
+/// The capture's program array (`CAPTURE_PROGS`): the expression's program, which
+/// `netxdp capture` puts in and takes out, ...
+pub const FILTER_SLOT: u32 = 0;
+/// ... and the program that copies a packet the expression matched, put in at attach.
+pub const COPY_SLOT: u32 = 1;
+
+/// The decision a packet got, stashed per CPU (the `DECISION` map) for the programs the
+/// XDP program tail-calls after deciding: the SYN-flood guard's, and a capture expression's
+/// and the copy program after it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The XDP action: what a tail-called program returns unless it changes the verdict.
+    pub action: u32,
+    /// The rule that decided; 0 for none.
+    pub rule_id: u32,
+    /// A [`crate::rule::reason`] code.
+    pub reason: u32,
+}
+
+/// Where [`Decision::action`] is, for the translated expression that reads it.
+pub const DECISION_ACTION_OFFSET: usize = core::mem::offset_of!(Decision, action);
 
 /// Per-CPU capture counters and sampling state (the `CAPTURE_STATS` per-CPU array). The
 /// counters run from attach, across captures: each capture reports what they gained while
@@ -165,6 +190,8 @@ mod pod {
     // CaptureCounters: 3 x 8 + 2 x 4 = 32 bytes); every bit pattern valid.
     unsafe impl aya::Pod for CaptureConfig {}
     unsafe impl aya::Pod for CaptureCounters {}
+    // SAFETY: `#[repr(C)]`, three u32s, no padding; every bit pattern valid.
+    unsafe impl aya::Pod for Decision {}
 }
 
 #[cfg(test)]
@@ -196,7 +223,7 @@ mod tests {
             snaplen: 64,
             sample: 1,
             owner_pid: 1,
-            _reserved: 0,
+            filtered: 0,
             expires_ns: 10,
         };
         assert!(config.selects(1, 7, reason::RULE));

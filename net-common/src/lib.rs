@@ -117,6 +117,13 @@ pub mod names {
     pub const CAPTURE_MAP: &str = "CAPTURE";
     /// Per-CPU capture counters ([`crate::capture::CaptureCounters`]).
     pub const CAPTURE_STATS_MAP: &str = "CAPTURE_STATS";
+    /// The capture's program array ([`crate::capture::FILTER_SLOT`],
+    /// [`crate::capture::COPY_SLOT`]).
+    pub const CAPTURE_PROGRAMS_MAP: &str = "CAPTURE_PROGS";
+    /// The program that copies a packet a capture expression matched.
+    pub const CAPTURE_COPY_PROGRAM: &str = "netxdp_capture";
+    /// The decision stashed per CPU for tail-called programs ([`crate::capture::Decision`]).
+    pub const DECISION_MAP: &str = "DECISION";
     /// The ring buffer captured packets are copied to.
     pub const CAPTURE_RING_MAP: &str = "CAPTURE_RING";
     /// The per-CPU counter block ([`crate::stats::Stats`]).

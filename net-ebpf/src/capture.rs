@@ -1,12 +1,17 @@
 //! Packet capture: copies the packets a running `netxdp capture` selects to a ring buffer.
 //! With no capture running, the cost is one array lookup and one compare per packet; with a
 //! capture whose lease ran out, a read of the coarse clock more.
+//!
+//! A capture with an expression puts the expression's program (classic BPF from libpcap,
+//! translated by `netxdp capture`) in [`CAPTURE_PROGS`]: the packets the capture selects are
+//! tail-called to it, and it tail-calls `netxdp_capture` to copy those it matches. Without
+//! an expression, nothing is tail-called.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, ProgramArray, RingBuf},
     programs::XdpContext,
 };
 use net_common::{
@@ -38,38 +43,64 @@ static CAPTURE_STATS: PerCpuArray<CaptureCounters> = PerCpuArray::pinned(1, 0);
 #[map(name = "CAPTURE_RING")]
 static CAPTURE_RING: RingBuf = RingBuf::pinned(RING_BYTES, 0);
 
+/// The expression's program (slot `FILTER_SLOT`), and `netxdp_capture` (slot `COPY_SLOT`).
+#[map(name = "CAPTURE_PROGS")]
+pub static CAPTURE_PROGS: ProgramArray = ProgramArray::pinned(2, 0);
+
 /// Where a record is put together before it is copied to the ring in one piece.
 #[map(name = "CAPTURE_SCRATCH")]
 static CAPTURE_SCRATCH: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Copies `packet` to the ring buffer if a running capture selects it.
+/// What [`offer`] did with a packet.
+#[derive(PartialEq, Eq)]
+pub enum Offer {
+    /// Copied, or not selected.
+    Done,
+    /// Selected, for the capture's expression to decide: tail-call it.
+    ToExpression,
+}
+
+/// Copies `packet` to the ring buffer if a running capture selects it, or says that its
+/// expression decides.
 #[inline(always)]
-pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) {
+pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> Offer {
     // SAFETY: reads a global the loader set; volatile so that the compiler keeps the read for
     // the verifier to resolve.
     if unsafe { core::ptr::read_volatile(&CAPTURE_ENABLED) } == 0 {
-        return;
+        return Offer::Done;
     }
     let Some(config) = CAPTURE.get(0) else {
-        return;
+        return Offer::Done;
     };
     if config.active == 0 {
-        return;
+        return Offer::Done;
     }
     // A reader that stopped renewing its lease (killed, in whatever pid namespace) is no
     // longer copied for.
-    if !config.leased_at(coarse_now_ns()) {
-        return;
+    if !config.leased_at(coarse_now_ns())
+        || !config.selects(decision.action, decision.rule_id, decision.reason)
+    {
+        return Offer::Done;
     }
-    copy(ctx, packet, decision, config);
+    if config.filtered != 0 {
+        return Offer::ToExpression;
+    }
+    copy_selected(ctx, packet.len, decision, config);
+    Offer::Done
 }
 
-/// The capture path proper, out of line: the hot path only pays for the test above.
-#[inline(never)]
-fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &CaptureConfig) {
-    if !config.selects(decision.action, decision.rule_id, decision.reason) {
-        return;
+/// Copies the packet in `ctx`, of `original_len` bytes, which the running capture's
+/// expression matched.
+#[inline(always)]
+pub fn copy(ctx: &XdpContext, original_len: u32, decision: &Decision) {
+    if let Some(config) = CAPTURE.get(0) {
+        copy_selected(ctx, original_len, decision, config);
     }
+}
+
+/// The capture path proper, out of line: the hot path only pays for the tests in [`offer`].
+#[inline(never)]
+fn copy_selected(ctx: &XdpContext, original_len: u32, decision: &Decision, config: &CaptureConfig) {
     let Some(counters) = CAPTURE_STATS.get_ptr_mut(0) else {
         return;
     };
@@ -81,7 +112,6 @@ fn copy(ctx: &XdpContext, packet: &Packet, decision: &Decision, config: &Capture
     let Some(record) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let original_len = packet.len;
     let mut len = original_len.min(config.snaplen);
     // Bounds the verifier can see: 1..=MAX_SNAPLEN.
     len = opaque(len);

@@ -7,7 +7,7 @@ use crate::{
     opaque,
 };
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, xdp_action},
     cty::c_void,
     helpers::bpf_loop,
     macros::map,
@@ -102,7 +102,42 @@ pub struct Decision {
     pub reason: u8,
 }
 
+/// The decision stashed for the programs tail-called after deciding (the SYN-flood guard's,
+/// a capture expression's and the copy after it), which cannot be handed it otherwise.
+/// Pinned for `netxdp capture`, which loads an expression's program that reads it.
+#[map(name = "DECISION")]
+static DECISION: PerCpuArray<net_common::capture::Decision> = PerCpuArray::pinned(1, 0);
+
 impl Decision {
+    /// Keeps this decision on this CPU for the program about to be tail-called.
+    #[inline(always)]
+    pub fn stash(&self) {
+        if let Some(slot) = DECISION.get_ptr_mut(0) {
+            // SAFETY: this CPU's own copy; XDP does not preempt itself.
+            unsafe {
+                *slot = net_common::capture::Decision {
+                    action: self.action,
+                    rule_id: self.rule_id,
+                    reason: self.reason as u32,
+                }
+            };
+        }
+    }
+
+    /// The decision [`Decision::stash`] kept on this CPU (in a tail-called program); XDP_PASS
+    /// by no rule should it be missing, which the array map's one entry never is.
+    #[inline(always)]
+    pub fn stashed() -> Decision {
+        DECISION.get(0).map_or(
+            Decision::without_rule(xdp_action::XDP_PASS, net_common::rule::reason::POLICY),
+            |stashed| Decision {
+                action: stashed.action,
+                rule_id: stashed.rule_id,
+                reason: stashed.reason as u8,
+            },
+        )
+    }
+
     /// The decision of no rule.
     #[inline(always)]
     fn without_rule(action: u32, reason: u8) -> Decision {

@@ -28,6 +28,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use net_common::{
+    capture::FILTER_SLOT,
     info::AttachInfo,
     parse::{Packet, parse_into},
     stats::Stats,
@@ -124,7 +125,7 @@ pub fn netxdp_search(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 {
     if decision.action == xdp_action::XDP_PASS && synguard::wants(packet) {
-        synguard::stash(decision);
+        decision.stash();
         // SAFETY: the tail call replaces this program, or returns if the slot is empty.
         unsafe { synguard::SYNGUARD_PROG.tail_call(ctx, 0) };
     }
@@ -133,7 +134,12 @@ fn count_verdict(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> u32 
         unsafe { (*stats).record_verdict(packet.len, decision.action, decision.reason) };
     }
     flows::track(ctx, packet, decision);
-    capture::offer(ctx, packet, decision);
+    if capture::offer(ctx, packet, decision) == capture::Offer::ToExpression {
+        decision.stash();
+        // SAFETY: the tail call replaces this program, or returns if the slot is empty.
+        unsafe { capture::CAPTURE_PROGS.tail_call(ctx, FILTER_SLOT) };
+        // The capture is ending and took its expression out: the packet is not copied.
+    }
     decision.action
 }
 
@@ -159,13 +165,24 @@ pub fn netxdp_synguard(ctx: XdpContext) -> u32 {
     let action = synguard::action(&outcome);
     let reason = match outcome {
         synguard::Guarded::Drop => net_common::rule::reason::SYNGUARD,
-        _ => synguard::stashed().1,
+        _ => Decision::stashed().reason,
     };
     if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: the map value is this CPU's own copy; XDP does not preempt itself.
         unsafe { (*stats).record_verdict(len, action, reason) };
     }
     action
+}
+
+/// Copies a packet a capture expression matched: tail-called by the expression's program
+/// (see `netxdp::capture::translate`), for the packet `netxdp` parsed into `PACKET`.
+#[xdp]
+pub fn netxdp_capture(ctx: XdpContext) -> u32 {
+    let decision = Decision::stashed();
+    if let Some(packet) = PACKET.get(0) {
+        capture::copy(&ctx, packet.len, &decision);
+    }
+    decision.action
 }
 
 /// Returns XDP_PASS and nothing else: the floor that `cargo xtask bench` measures beside

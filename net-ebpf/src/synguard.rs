@@ -24,8 +24,6 @@ use net_common::{
     synguard::{SynGuard, SynGuardCounters, tcp_flag},
 };
 
-use crate::filter::Decision;
-
 #[map(name = "SYNGUARD")]
 static SYNGUARD: Array<SynGuard> = Array::pinned(1, 0);
 
@@ -35,10 +33,6 @@ static SYNGUARD_STATS: PerCpuArray<SynGuardCounters> = PerCpuArray::pinned(1, 0)
 /// `netxdp_synguard`, for the packets [`wants`] picks.
 #[map(name = "SYNGUARD_PROG")]
 pub static SYNGUARD_PROG: ProgramArray = ProgramArray::pinned(1, 0);
-
-/// The decision the guard's packet had, for the guard's program to count it under.
-#[map(name = "SYNGUARD_DECISION")]
-static SYNGUARD_DECISION: PerCpuArray<(u32, u32)> = PerCpuArray::with_max_entries(1, 0);
 
 const ETH_LEN: usize = 14;
 /// Room the frame is given after the TCP header's start, so that the verifier can prove any
@@ -64,23 +58,6 @@ pub fn wants(packet: &Packet) -> bool {
     SYNGUARD
         .get(0)
         .is_some_and(|guard| guard.enabled != 0 && guard.guards(dst))
-}
-
-/// Keeps `decision` for the guard's program, which counts the packet.
-#[inline(always)]
-pub fn stash(decision: &Decision) {
-    if let Some(slot) = SYNGUARD_DECISION.get_ptr_mut(0) {
-        // SAFETY: this CPU's own copy; XDP does not preempt itself.
-        unsafe { *slot = (decision.rule_id, decision.reason as u32) };
-    }
-}
-
-/// The stashed decision's rule and reason.
-#[inline(always)]
-pub fn stashed() -> (u32, u8) {
-    SYNGUARD_DECISION
-        .get(0)
-        .map_or((0, 0), |(rule, reason)| (*rule, *reason as u8))
 }
 
 /// What the guard did with a packet.

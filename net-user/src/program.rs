@@ -154,19 +154,26 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     load_tail_called(
         &mut ebpf,
         names::SEARCH_PROGRAM,
-        names::SEARCH_MAP,
+        (names::SEARCH_MAP, 0),
         "the rule search",
     )?;
     load_tail_called(
         &mut ebpf,
         names::SYNGUARD_PROGRAM,
-        names::SYNGUARD_PROGRAM_MAP,
+        (names::SYNGUARD_PROGRAM_MAP, 0),
         "the SYN-flood guard",
+    )?;
+    load_tail_called(
+        &mut ebpf,
+        names::CAPTURE_COPY_PROGRAM,
+        (names::CAPTURE_PROGRAMS_MAP, net_common::capture::COPY_SLOT),
+        "the capture expression's copy",
     )?;
     for name in [
         names::PROGRAM,
         names::SEARCH_PROGRAM,
         names::SYNGUARD_PROGRAM,
+        names::CAPTURE_COPY_PROGRAM,
     ] {
         if let Some(Ok(info)) = ebpf.program(name).map(|program| program.info()) {
             tracing::debug!(
@@ -179,10 +186,15 @@ fn load_pinned(dir: &Path, options: Options) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
-/// Loads the full rule search and puts it where the XDP program tail-calls it. The program
-/// array is pinned with the other maps, so the search stays in place for as long as the
-/// attachment does.
-fn load_tail_called(ebpf: &mut Ebpf, program: &str, map: &str, what: &str) -> Result<()> {
+/// Loads a program the XDP program tail-calls and puts it in its slot of a program array.
+/// The array is pinned with the other maps, so the program stays in place for as long as
+/// the attachment does.
+fn load_tail_called(
+    ebpf: &mut Ebpf,
+    program: &str,
+    (map, slot): (&str, u32),
+    what: &str,
+) -> Result<()> {
     let tail: &mut Xdp = ebpf
         .program_mut(program)
         .with_context(|| format!("the object has no program named {program}"))?
@@ -195,7 +207,7 @@ fn load_tail_called(ebpf: &mut Ebpf, program: &str, map: &str, what: &str) -> Re
         .with_context(|| format!("the object has no {map} map"))?;
     let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
     slots
-        .set(0, &fd, 0)
+        .set(slot, &fd, 0)
         .with_context(|| format!("installing {what}"))?;
     Ok(())
 }

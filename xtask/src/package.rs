@@ -215,6 +215,12 @@ pub fn check(root: &Path) -> Result<()> {
         .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
         .collect();
 
+    // `netxdp capture` expressions: libpcap's runtime library, which dpkg-shlibdeps found.
+    let depends = dpkg_query(&["--show", "--showformat=${Depends}", PACKAGE])?.join(" ");
+    ensure!(
+        depends.contains("libpcap0.8"),
+        "the package does not depend on libpcap0.8: {depends}"
+    );
     check_version(root)?;
     check_man_pages(&files)?;
     check_completions(&files)?;

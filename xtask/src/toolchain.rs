@@ -41,6 +41,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "nft: the netdev-ingress chain the classifier benchmark compares against",
     ),
     (
+        "libpcap-dev",
+        "libpcap, which compiles `netxdp capture` expressions (tcpdump's syntax)",
+    ),
+    (
         "tcpdump",
         "reading back what `netxdp capture` writes, in the capture tests",
     ),

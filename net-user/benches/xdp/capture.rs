@@ -92,7 +92,7 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         snaplen: MAX_SNAPLEN,
         sample: 1,
         owner_pid: std::process::id(),
-        _reserved: 0,
+        filtered: 0,
         // A lease that outlasts the bench.
         expires_ns: u64::MAX,
     };

@@ -13,7 +13,7 @@
 //! use netxdp::pins::PinDir;
 //!
 //! let selection = Selection::drops();
-//! let (session, mut ring) = Session::start(&PinDir::new(&"eth0".parse()?), &selection)?;
+//! let (session, mut ring) = Session::start(&PinDir::new(&"eth0".parse()?), &selection, None)?;
 //! while let Some(record) = ring.next() {
 //!     println!("{} bytes", record.len());
 //! }
@@ -22,12 +22,16 @@
 //! # }
 //! ```
 
+pub mod classic;
+pub mod ebpf;
+pub mod expression;
 pub mod file;
+pub mod translate;
 
-use std::time::Duration;
+use std::{os::fd::AsFd as _, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, IterableMap as _, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, IterableMap as _, Map, MapData, PerCpuArray, ProgramArray, RingBuf};
 use net_common::{
     capture::{CaptureConfig, CaptureCounters, MAX_SNAPLEN},
     names,
@@ -35,6 +39,7 @@ use net_common::{
 };
 
 use crate::{clock::monotonic_ns, lock::IfaceLock, pins::PinDir};
+use expression::Expression;
 
 /// How long a capture's lease runs unrenewed: how long a dead reader can still cost the
 /// kernel copies.
@@ -165,6 +170,8 @@ impl CounterMap {
 pub struct Session {
     pins: PinDir,
     config: Array<MapData, CaptureConfig>,
+    /// Where the expression's program is, if the capture has one.
+    programs: ProgramArray<MapData>,
     session: u32,
     counters: CounterMap,
     start: Counters,
@@ -177,8 +184,14 @@ pub struct Session {
 impl Session {
     /// Starts copying what `selection` selects, to the ring buffer returned beside the
     /// session: its records are a [`net_common::capture::CaptureHeader`] and the packet's
-    /// bytes. Fails if another capture holds the interface's lease.
-    pub fn start(pins: &PinDir, selection: &Selection) -> Result<(Self, RingBuf<MapData>)> {
+    /// bytes. With an expression, only the selected packets it matches are copied. Fails if
+    /// another capture holds the interface's lease, or the kernel refuses the expression's
+    /// program; the capture then changes nothing.
+    pub fn start(
+        pins: &PinDir,
+        selection: &Selection,
+        expression: Option<&Expression>,
+    ) -> Result<(Self, RingBuf<MapData>)> {
         let lease = lease()?;
         if !pins.is_attached() {
             bail!(
@@ -190,6 +203,7 @@ impl Session {
             Array::try_from(open(pins, names::CAPTURE_MAP, Map::Array)?)?;
         let counters = CounterMap::from_pin(pins)?;
         let mut ring = RingBuf::try_from(open(pins, names::CAPTURE_RING_MAP, Map::RingBuf)?)?;
+        let programs = pins.open_map(names::CAPTURE_PROGRAMS_MAP)?;
 
         // The same lock as rule changes take, held only while the selection is written, so
         // that two captures starting at once cannot both take the lease.
@@ -205,6 +219,15 @@ impl Session {
             );
         }
         let replaced_stale = (running.active != 0).then_some(running.owner_pid);
+        if let Some(expression) = expression {
+            let decision = pins.open_map(names::DECISION_MAP)?;
+            expression.install(programs.fd().as_fd(), decision.fd().as_fd())?;
+        }
+        let mut programs = ProgramArray::try_from(Map::ProgramArray(programs))?;
+        if expression.is_none() {
+            // What a killed capture left there is never run (`filtered` is 0), but goes.
+            clear_expression(&mut programs)?;
+        }
         // What an earlier capture left unread (it was killed, or stopped at its count) is
         // not this capture's.
         while ring.next().is_some() {}
@@ -226,7 +249,7 @@ impl Session {
                 snaplen: selection.effective_snaplen(),
                 sample: selection.sample.max(1),
                 owner_pid: std::process::id(),
-                _reserved: 0,
+                filtered: u32::from(expression.is_some()),
                 expires_ns: now + lease.as_nanos() as u64,
             },
             0,
@@ -234,6 +257,7 @@ impl Session {
         let session = Self {
             pins: pins.clone(),
             config,
+            programs,
             session,
             counters,
             start,
@@ -295,6 +319,8 @@ impl Session {
         // Only if still ours: a detach and attach meanwhile would have replaced the maps.
         if self.config.get(&0, 0)?.active == self.session {
             self.config.set(0, CaptureConfig::default(), 0)?;
+            // A packet that read the selection just before finds no expression: not copied.
+            clear_expression(&mut self.programs)?;
         }
         Ok(())
     }
@@ -316,6 +342,19 @@ pub fn running(pins: &PinDir) -> Result<Option<u32>> {
     Ok(running
         .leased_at(monotonic_ns())
         .then_some(running.owner_pid))
+}
+
+fn clear_expression(programs: &mut ProgramArray<MapData>) -> Result<()> {
+    match programs.clear_index(&net_common::capture::FILTER_SLOT) {
+        Ok(()) => Ok(()),
+        // Empty already.
+        Err(aya::maps::MapError::SyscallError(error))
+            if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error).context("removing the capture expression's program"),
+    }
 }
 
 fn open(pins: &PinDir, name: &str, wrap: fn(MapData) -> Map) -> Result<Map> {

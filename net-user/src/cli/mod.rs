@@ -139,10 +139,13 @@ pub enum Command {
     },
 
     /// Copy dropped (or passed, or all) packets to a pcapng or pcap file, for tcpdump and
-    /// Wireshark.
+    /// Wireshark; a tcpdump expression selects among them.
     #[command(after_help = "Examples:\n  \
         sudo netxdp capture eth0 -w drops.pcapng                  # every dropped packet\n  \
         sudo netxdp capture eth0 --action drop -w - | tcpdump -nr -\n  \
+        sudo netxdp capture eth0 --action all -c 50 -w dns.pcapng udp port 53\n  \
+        sudo netxdp capture eth0 -w syns.pcapng 'tcp[tcpflags] & tcp-syn != 0 and not src net 10.0.0.0/8'\n  \
+        netxdp capture -d 'vlan and udp dst port 7777'             # the program, as tcpdump -d\n  \
         sudo netxdp capture eth0 --rule 7 --snaplen 128 -c 100 -w rule7.pcapng\n  \
         sudo netxdp capture eth0 --action all --sample 100 --duration 60 --pcap -w sample.pcap\n  \
         sudo netxdp capture eth0 eth1 -w both.pcapng                # one file, two interfaces\n\n\
@@ -156,16 +159,29 @@ pub enum Command {
         pcapng (the default) names the interface, stamps packets in nanoseconds and says in \
         each packet's comment what netxdp did (`netxdp: drop by rule 7`, `netxdp: pass by \
         the policy`); its last block holds the capture's counters. --pcap writes classic \
-        pcap with nanosecond timestamps. Ctrl-C, SIGTERM, --count and --duration end the \
+        pcap with nanosecond timestamps.\n\n\
+        EXPRESSION is a pcap-filter(7) expression, as tcpdump takes it: the words after the \
+        interfaces (the leading words that name an interface of this host are interfaces), \
+        joined. libpcap compiles it for Ethernet; netxdp translates the program to eBPF and \
+        runs it in the kernel on the packets --action, --rule and --reason select, before \
+        --sample. It sees the frame as received, before netxdp's verdict is applied, VLAN \
+        tags included unless the NIC strips them (rx-vlan-offload; `ethtool -K IFACE rxvlan \
+        off`). -d prints the compiled program as `tcpdump -d` does, -dd the eBPF it becomes; \
+        neither needs an interface nor root. Ctrl-C, SIGTERM, --count and --duration end the \
         capture with a complete file; so does a reader that closes the pipe. One capture \
         runs per interface at a time.\n\n\
         Exit status: 0 when the capture ended as asked (or its reader went away), 1 on \
         error, 2 on bad usage.")]
     Capture {
-        /// The interfaces, as `ip link` names them; netxdp must be attached to each. Several
-        /// go to one file, an interface block each (pcapng).
-        #[arg(required = true, value_name = "IFACE")]
-        ifaces: Vec<IfaceName>,
+        /// The interfaces, as `ip link` names them, then the expression. netxdp must be
+        /// attached to each interface; several go to one file, an interface block each
+        /// (pcapng).
+        #[arg(required = true, value_name = "IFACE... [EXPRESSION]")]
+        words: Vec<String>,
+        /// Print the expression's classic BPF program as `tcpdump -d` does, and exit; twice
+        /// (-dd), the eBPF program netxdp runs.
+        #[arg(short = 'd', action = clap::ArgAction::Count)]
+        dump: u8,
         /// The packets to copy, by the action netxdp gave them [default: drop; all with
         /// --rule or --reason].
         #[arg(long, value_enum)]
@@ -191,8 +207,13 @@ pub enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_duration)]
         duration: Option<Duration>,
         /// Write to FILE, or to standard output with `-` (not a terminal).
-        #[arg(short = 'w', long = "write", value_name = "FILE")]
-        write: PathBuf,
+        #[arg(
+            short = 'w',
+            long = "write",
+            value_name = "FILE",
+            required_unless_present = "dump"
+        )]
+        write: Option<PathBuf>,
         /// Classic pcap instead of pcapng.
         #[arg(long)]
         pcap: bool,
@@ -694,12 +715,10 @@ mod tests {
 
     #[test]
     fn every_command_refuses_a_name_no_interface_can_have_as_a_usage_error() {
-        let commands: [&[&str]; 13] = [
+        let commands: [&[&str]; 11] = [
             &["attach", "IF"],
             &["detach", "IF"],
             &["flows", "IF"],
-            &["capture", "IF", "-w", "x.pcapng"],
-            &["capture", "lo", "IF", "-w", "x.pcapng"],
             &["rule", "add", "IF", "--action", "drop"],
             &["rule", "del", "IF", "1"],
             &["rule", "list", "IF"],

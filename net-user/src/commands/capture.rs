@@ -16,6 +16,7 @@ use crate::process::Shutdown;
 use crate::{
     capture::{
         Counters, Selection, Session,
+        expression::Expression,
         file::{CaptureFile, Described, Format, Output, WriteError},
     },
     cli::{CaptureAction, ReasonArg},
@@ -33,6 +34,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 /// What `netxdp capture` was asked for.
 pub struct Request {
     pub ifaces: Vec<IfaceName>,
+    /// A pcap-filter expression the packets must also match.
+    pub expression: Option<String>,
     pub action: Option<CaptureAction>,
     pub rule: Option<u32>,
     /// Any reason when empty.
@@ -98,11 +101,51 @@ impl Request {
                 .collect();
             text.push_str(&format!(" for reason {}", names.join(" or ")));
         }
+        if let Some(expression) = &self.expression {
+            text.push_str(&format!(" matching '{expression}'"));
+        }
         if selection.sample > 1 {
             text.push_str(&format!(" (one in {})", selection.sample));
         }
         text
     }
+}
+
+/// Splits `capture`'s words into the interfaces, which lead, and the expression, the rest
+/// joined by spaces as tcpdump joins them. A word is an interface if this host has a network
+/// interface of that name, or netxdp is attached under it.
+pub fn split_words(words: Vec<String>) -> Result<(Vec<IfaceName>, Option<String>)> {
+    let is_iface = |word: &String| {
+        IfaceName::new(word.as_str()).is_ok_and(|name| {
+            nix::net::if_::if_nametoindex(word.as_str()).is_ok()
+                || PinDir::new(&name).dir().exists()
+        })
+    };
+    let leading = words.iter().take_while(|word| is_iface(word)).count();
+    let mut words = words.into_iter();
+    let ifaces = words
+        .by_ref()
+        .take(leading)
+        .map(|word| IfaceName::new(word).context("interface name"))
+        .collect::<Result<Vec<_>>>()?;
+    let expression: Vec<String> = words.collect();
+    Ok((
+        ifaces,
+        (!expression.is_empty()).then(|| expression.join(" ")),
+    ))
+}
+
+/// `capture -d`: the expression's program as `tcpdump -d` prints it; `-dd`, the eBPF.
+pub fn dump(expression: Option<&str>, snaplen: u32, level: u8) -> Result<()> {
+    let Some(text) = expression else {
+        bail!("-d prints an expression's program: give one (`netxdp capture -d udp port 53`)");
+    };
+    let expression = Expression::compile(text, snaplen.min(MAX_SNAPLEN))?;
+    let listing = match level {
+        1 => expression.classic().to_string(),
+        _ => expression.ebpf_listing()?,
+    };
+    crate::process::emit(listing.trim_end())
 }
 
 pub async fn capture(request: Request) -> Result<()> {
@@ -123,12 +166,28 @@ pub async fn capture(request: Request) -> Result<()> {
     {
         bail!("{twice} is named twice: one capture per interface");
     }
+    if request.ifaces.is_empty() {
+        match &request.expression {
+            Some(expression) => bail!(
+                "capture needs an interface first: {:?} names none on this host (`ip link` \
+                 lists them)",
+                expression.split(' ').next().unwrap_or_default()
+            ),
+            None => bail!("capture needs an interface"),
+        }
+    }
     let selection = request.selection();
+    // Compiled before anything is touched: a bad expression changes nothing.
+    let expression = request
+        .expression
+        .as_deref()
+        .map(|text| Expression::compile(text, selection.effective_snaplen()))
+        .transpose()?;
     let mut shutdown = Shutdown::new()?;
     let mut taps = Vec::new();
     for iface in &request.ifaces {
         // Started one by one; a failure drops (and so stops) those already started.
-        let tap = Tap::start(iface, &selection, request.rule)?;
+        let tap = Tap::start(iface, &selection, request.rule, expression.as_ref())?;
         if let Some(pid) = tap.session.replaced_stale {
             eprintln!(
                 "netxdp: took over the capture on {iface} from netxdp process {pid}, which \
@@ -203,12 +262,17 @@ struct Tap {
 }
 
 impl Tap {
-    fn start(iface: &IfaceName, selection: &Selection, rule: Option<u32>) -> Result<Self> {
+    fn start(
+        iface: &IfaceName,
+        selection: &Selection,
+        rule: Option<u32>,
+        expression: Option<&Expression>,
+    ) -> Result<Self> {
         let pins = PinDir::new(iface);
         if let Some(rule) = rule {
             require_rule(&pins, rule)?;
         }
-        let (session, ring) = Session::start(&pins, selection)?;
+        let (session, ring) = Session::start(&pins, selection, expression)?;
         // SAFETY: the RingBuf owns its map's fd for its whole life and always reports that
         // same fd; the AsyncFd owns the RingBuf.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -377,4 +441,36 @@ fn realtime_offset_ns() -> i128 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as i128);
     realtime - i128::from(monotonic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn interfaces_lead_and_the_rest_is_the_expression_joined() {
+        let (ifaces, expression) = split_words(words("lo udp dst port 7777")).expect("splits");
+        assert_eq!(ifaces, ["lo"]);
+        assert_eq!(expression.as_deref(), Some("udp dst port 7777"));
+        let (ifaces, expression) = split_words(words("lo lo")).expect("splits");
+        assert_eq!(
+            ifaces.len(),
+            2,
+            "named twice is refused later, with its own message"
+        );
+        assert_eq!(expression, None);
+        // Not an interface here: the expression starts at once (and the capture says so).
+        let (ifaces, expression) =
+            split_words(words("no-such-if0 tcp[13] & 2 != 0")).expect("splits");
+        assert!(ifaces.is_empty());
+        assert_eq!(expression.as_deref(), Some("no-such-if0 tcp[13] & 2 != 0"));
+        // Words that no interface can be named are expression words.
+        let (ifaces, expression) = split_words(words("lo .. a/b")).expect("splits");
+        assert_eq!(ifaces, ["lo"]);
+        assert_eq!(expression.as_deref(), Some(".. a/b"));
+    }
 }

@@ -83,7 +83,8 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             }
         }
         Command::Capture {
-            ifaces,
+            words,
+            dump,
             action,
             rule,
             reason,
@@ -94,8 +95,16 @@ pub async fn run(command: Command, verbose: u8) -> Result<()> {
             write,
             pcap,
         } => {
+            let (ifaces, expression) = capture::split_words(words)?;
+            if dump > 0 {
+                return capture::dump(expression.as_deref(), snaplen.get(), dump);
+            }
+            let Some(write) = write else {
+                anyhow::bail!("capture needs -w FILE (or -w - for standard output)");
+            };
             capture::capture(capture::Request {
                 ifaces,
+                expression,
                 action,
                 rule: rule.map(NonZeroU32::get),
                 reasons: reason,

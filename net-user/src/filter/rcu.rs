@@ -12,24 +12,13 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
 };
 
-use crate::bpf_syscall::{BPF_MAP_UPDATE_ELEM, MapSpec, bpf, create_map};
+use crate::bpf_syscall::{MapSpec, create_map, set_fd_element};
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
-
-/// The element part of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct ElementAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
 
 /// A one-entry array of maps holding a one-entry array: updating it waits for an RCU grace
 /// period.
@@ -60,17 +49,7 @@ impl RcuBarrier {
 
     /// Returns once every XDP program run that began before the call has ended.
     pub fn wait(&self) -> io::Result<()> {
-        let key = 0u32;
-        let value = self.inner.as_raw_fd() as u32;
-        let mut attr = ElementAttr {
-            map_fd: self.outer.as_raw_fd() as u32,
-            key: (&raw const key) as u64,
-            value: (&raw const value) as u64,
-            ..ElementAttr::default()
-        };
-        // SAFETY: `attr` is the element member BPF_MAP_UPDATE_ELEM reads; its pointers are to
-        // a 4-byte key and a 4-byte value (an inner map's fd), the map's sizes.
-        unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
+        set_fd_element(self.outer.as_fd(), 0, self.inner.as_fd())
     }
 }
 

@@ -1,0 +1,124 @@
+//! `netxdp capture IFACE ... EXPRESSION` end to end: datagrams sent from a namespace
+//! through a veth pair, the real binary capturing on the host end with a tcpdump
+//! expression, and what it wrote read back, by pcap-file and by tcpdump.
+
+#[path = "support/capture.rs"]
+mod capturing;
+mod support;
+
+use std::process::{Command, Stdio};
+
+use capturing::{Capturing, TempFile, classified, frames, read_pcapng, read_with, send, summary};
+use support::{attached_veth, eventually, fails, kernel_available};
+
+/// 150 datagrams, every third to port 7777, the others to 7778 and 53.
+fn mixed() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let wanted = frames(50, 7777, 40, 0);
+    let all = wanted
+        .iter()
+        .cloned()
+        .zip(frames(50, 7778, 40, 100))
+        .zip(frames(50, 53, 40, 200))
+        .flat_map(|((to_7777, to_7778), to_53)| [to_7777, to_7778, to_53])
+        .collect();
+    (all, wanted)
+}
+
+#[test]
+fn capture_with_an_expression_holds_exactly_the_datagrams_it_matches() {
+    let test = "capture_with_an_expression_holds_exactly_the_datagrams_it_matches";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("cexp", 63);
+    let file = TempFile::new("expression.pcapng");
+    let capture = Capturing::start(&[
+        &iface,
+        "--action",
+        "all",
+        "-c",
+        "50",
+        "-w",
+        file.arg(),
+        "udp dst port 7777",
+    ]);
+    assert!(
+        capture.preamble.is_empty(),
+        "nothing said before capturing: {}",
+        capture.preamble
+    );
+    let before = classified(&iface);
+    let (all, wanted) = mixed();
+    send(&net, all);
+    // Every datagram reached the program: the expression, not the path, left 100 out.
+    let seen = eventually(|| classified(&iface) - before, |seen| *seen >= 150);
+    assert!(seen >= 150, "the program saw {seen} of 150 datagrams");
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 50, "{stderr}");
+
+    let read = read_pcapng(&file.0);
+    assert_eq!(read.packets.len(), 50);
+    for ((_, data, _, _), sent) in read.packets.iter().zip(&wanted) {
+        assert_eq!(data, sent, "byte for byte, in order");
+    }
+    if let Some(text) = read_with("tcpdump", &["-nn", "-r"], file.arg()) {
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 50, "{text}");
+        assert!(
+            lines.iter().all(|line| line.contains(".7777: UDP")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_filtered_capture_pipes_to_tcpdump_and_a_bad_expression_changes_nothing() {
+    let test = "a_filtered_capture_pipes_to_tcpdump_and_a_bad_expression_changes_nothing";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("cexq", 64);
+
+    // Refused before anything is loaded, with libpcap's message; a capture starts after.
+    let refused = fails(&[
+        "capture",
+        &iface,
+        "-w",
+        "/dev/null",
+        "udp",
+        "port",
+        "eleventy",
+    ]);
+    assert!(refused.contains("unknown port 'eleventy'"), "{refused}");
+    let refused = fails(&["capture", "no-such-if0", "-w", "/dev/null", "udp"]);
+    assert!(refused.contains("needs an interface"), "{refused}");
+
+    let mut capture = Capturing::start_with(
+        &[
+            &iface, "--action", "all", "-c", "5", "-w", "-", "udp", "dst", "port", "7777",
+        ],
+        Stdio::piped(),
+    );
+    let stdout = capture.child.stdout.take().expect("stdout");
+    let tcpdump = Command::new("tcpdump")
+        .args(["-nn", "-r", "-"])
+        .stdin(stdout)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump (xtask setup installs it)");
+    let (all, _) = mixed();
+    send(&net, all);
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    let read = tcpdump.wait_with_output().expect("tcpdump's output");
+    assert!(read.status.success(), "tcpdump failed");
+    let text = String::from_utf8_lossy(&read.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines.iter().all(|line| line.contains(".7777: UDP")),
+        "{text}"
+    );
+}
