@@ -603,6 +603,18 @@ fn print_capture_costs(costs: &capture::PathCosts, repeat: u32) {
         ),
         costs.drained,
     );
+    row(
+        "capturing all matching a five-term expression",
+        costs.expression_matches,
+    );
+    row(
+        "capturing all: five-term expression, no match",
+        costs.expression_misses,
+    );
+    println!(
+        "    (expression: {}; the other fails its last term)",
+        capture::MATCHING
+    );
     row("capturing all, ring full (reader stalled)", costs.ring_full);
     row("capturing all, lease run out (reader dead)", costs.expired);
 }

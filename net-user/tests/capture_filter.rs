@@ -122,3 +122,44 @@ fn a_filtered_capture_pipes_to_tcpdump_and_a_bad_expression_changes_nothing() {
         "{text}"
     );
 }
+
+#[test]
+fn dash_d_prints_what_tcpdump_dash_d_prints() {
+    // An empty Ethernet capture with the snapshot length netxdp's capture copies at most:
+    // tcpdump -d -r compiles for its link type and snapshot length.
+    let file = TempFile::new("empty.pcap");
+    let mut header = Vec::new();
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&net_common::capture::MAX_SNAPLEN.to_le_bytes());
+    header.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    std::fs::write(&file.0, header).expect("write the empty capture");
+    for expression in [
+        "udp dst port 7777",
+        "vlan 100 and tcp[tcpflags] & (tcp-syn|tcp-ack) = tcp-syn",
+        "ip6 protochain 17 or icmp[icmptype] = icmp-echo",
+        "not net 10.0.0.0/8 and len > 100",
+    ] {
+        let Some(tcpdump) = read_with("tcpdump", &["-d", expression, "-r"], file.arg()) else {
+            continue;
+        };
+        let netxdp = support::netxdp(&["capture", "-d", expression]);
+        assert!(netxdp.status.success(), "netxdp capture -d {expression:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&netxdp.stdout),
+            tcpdump,
+            "{expression:?}"
+        );
+        let ebpf = support::netxdp(&["capture", "-dd", expression]);
+        let listing = String::from_utf8_lossy(&ebpf.stdout);
+        assert!(ebpf.status.success(), "netxdp capture -dd {expression:?}");
+        assert!(
+            listing.starts_with("(000) r8 = *(u32 *)(r1 +0)\n"),
+            "{listing}"
+        );
+        assert!(listing.contains("call bpf_tail_call"), "{listing}");
+        assert!(listing.trim_end().ends_with("exit"), "{listing}");
+    }
+}

@@ -14,7 +14,7 @@ mod support;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr, UdpSocket},
-    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, OwnedFd},
     path::Path,
     sync::{
         Arc, Mutex,
@@ -33,7 +33,7 @@ use net_common::{
     rulegen::{Shape, bench_frames, frame_matching, generate},
 };
 use netxdp::{
-    bpf_syscall::{BPF_PROG_TEST_RUN, TestRunAttr, bpf},
+    bpf_syscall::test_run,
     filter::{NewRule, RuleSet, render::render_rules_file},
     flood::{Generators, live_frames},
     netns::VethNet,
@@ -437,21 +437,11 @@ impl Lab {
             let mut probed = Probed::default();
             while updating.load(Ordering::Relaxed) {
                 for (frame, verdicts) in &frames {
-                    let mut attr = TestRunAttr {
-                        prog_fd: fd.as_raw_fd() as u32,
-                        data_size_in: frame.len() as u32,
-                        data_in: frame.as_ptr() as u64,
-                        repeat: 1,
-                        ..TestRunAttr::default()
-                    };
-                    // SAFETY: the kernel reads `frame` (borrowed for the call) and writes only
-                    // into `attr`.
-                    unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }.expect("a test run");
+                    let verdict = test_run(fd, frame).expect("a test run");
                     probed.checked += 1;
-                    if !verdicts.contains(&attr.retval) && probed.wrong.len() < 10 {
+                    if !verdicts.contains(&verdict) && probed.wrong.len() < 10 {
                         probed.wrong.push(format!(
-                            "verdict {} where the sets give {verdicts:?}: {}",
-                            attr.retval,
+                            "verdict {verdict} where the sets give {verdicts:?}: {}",
                             support::hex(frame)
                         ));
                     }

@@ -1,8 +1,8 @@
 //! What capture costs: the data path with no capture running beside the program built without
 //! capture (must be equal within noise), and with a capture of every packet running, its
-//! ring drained by a reader or left full, and with one whose lease ran out (its reader dead);
-//! then the sustained rate of `netxdp capture` writing
-//! a file while frames arrive on a veth pair.
+//! ring drained by a reader or left full, with a five-term expression that matches or not,
+//! and with one whose lease ran out (its reader dead); then the sustained rate of `netxdp
+//! capture` writing a file while frames arrive on a veth pair.
 
 use std::{
     process::{Command, Stdio},
@@ -15,20 +15,27 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use std::os::fd::AsFd as _;
+
+use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
 use net_common::{
     capture::{CaptureConfig, CaptureCounters, MAX_SNAPLEN},
     names,
     rule::XDP_PASS,
     testing::FrameSpec,
 };
-use netxdp::{program, traffic};
+use netxdp::{capture::expression::Expression, program, traffic};
 
 use super::{Prog, ROUNDS, measure, median};
 use crate::userspace::{NETXDP, attached_veth};
 
 /// The subnet of the capture-rate veth pair (the peer uses 213, the userspace bench 214).
 const SUBNET: u8 = 215;
+
+/// Five terms the bench frame (UDP from 198.18.0.2 to port 53, 64 bytes) passes, and the
+/// same with a last term it fails: either way the whole expression runs.
+pub const MATCHING: &str = "ip and udp and dst port 53 and src host 198.18.0.2 and len <= 128";
+pub const NOT_MATCHING: &str = "ip and udp and dst port 53 and src host 198.18.0.2 and len > 128";
 
 /// Per-packet costs of one 64-byte UDP/IPv4 frame, median of [`ROUNDS`].
 pub struct PathCosts {
@@ -42,6 +49,10 @@ pub struct PathCosts {
     /// Of the packets of the drained runs: copied, and lost to a full ring.
     pub drained_copied: u64,
     pub drained_lost: u64,
+    /// A capture of every packet matching [`MATCHING`], ring drained.
+    pub expression_matches: Duration,
+    /// A capture of every packet matching [`NOT_MATCHING`]: none copied.
+    pub expression_misses: Duration,
     /// A capture of every packet running, the ring full (a stalled reader).
     pub ring_full: Duration,
     /// A capture of every packet whose lease ran out (its reader died).
@@ -74,6 +85,12 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         with.take_map(names::CAPTURE_RING_MAP)
             .context("no CAPTURE_RING map")?,
     )?;
+    let data = |map: Option<Map>| match map {
+        Some(Map::ProgramArray(data) | Map::PerCpuArray(data)) => Ok(data),
+        _ => anyhow::bail!("no CAPTURE_PROGS or DECISION map"),
+    };
+    let programs = data(with.take_map(names::CAPTURE_PROGRAMS_MAP))?;
+    let decision = data(with.take_map(names::DECISION_MAP))?;
     let before_prog = Prog::of(&before, names::PROGRAM)?;
     let with_prog = Prog::of(&with, names::PROGRAM)?;
 
@@ -120,11 +137,28 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
     for _ in 0..ROUNDS {
         drained_ns.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
     }
+    let drained = totals()?;
+    let mut expression_ns = [Vec::new(), Vec::new()];
+    for (text, rounds) in [MATCHING, NOT_MATCHING].iter().zip(&mut expression_ns) {
+        Expression::compile(text, MAX_SNAPLEN)?
+            .install(programs.fd().as_fd(), decision.fd().as_fd())?;
+        config.set(0, CaptureConfig { filtered: 1, ..all }, 0)?;
+        for _ in 0..ROUNDS {
+            rounds.push(measure(&with_prog, &frame, repeat, XDP_PASS)?);
+        }
+    }
+    let filtered = totals()?;
+    let runs = u64::from(repeat) * ROUNDS as u64;
+    ensure!(
+        filtered.selected - drained.selected == runs,
+        "the matching expression should have selected every packet, and the other none"
+    );
+    config.set(0, all, 0)?;
     stop.store(true, Ordering::Relaxed);
     let ring = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the ring reader panicked"))?;
-    let drained = totals()?;
+    let after_reader = totals()?;
     // The reader is gone: the first runs fill the ring, the rest find it full.
     let mut full_ns = Vec::new();
     for _ in 0..ROUNDS {
@@ -150,7 +184,7 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         "a capture whose lease ran out selected packets"
     );
     ensure!(
-        full.lost - drained.lost >= u64::from(repeat) * (ROUNDS as u64 - 1),
+        full.lost - after_reader.lost >= u64::from(repeat) * (ROUNDS as u64 - 1),
         "the ring should have been full for all but the first round"
     );
     Ok(PathCosts {
@@ -160,6 +194,8 @@ pub fn path_costs(floor: &Prog, repeat: u32) -> Result<PathCosts> {
         drained: median(drained_ns),
         drained_copied: drained.captured - start.captured,
         drained_lost: drained.lost - start.lost,
+        expression_matches: median(std::mem::take(&mut expression_ns[0])),
+        expression_misses: median(std::mem::take(&mut expression_ns[1])),
         ring_full: median(full_ns),
         expired: median(expired_ns),
     })

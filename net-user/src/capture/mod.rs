@@ -170,8 +170,8 @@ impl CounterMap {
 pub struct Session {
     pins: PinDir,
     config: Array<MapData, CaptureConfig>,
-    /// Where the expression's program is, if the capture has one.
-    programs: ProgramArray<MapData>,
+    /// Where the expression's program is; `None` on an attachment older than expressions.
+    programs: Option<ProgramArray<MapData>>,
     session: u32,
     counters: CounterMap,
     start: Counters,
@@ -203,7 +203,7 @@ impl Session {
             Array::try_from(open(pins, names::CAPTURE_MAP, Map::Array)?)?;
         let counters = CounterMap::from_pin(pins)?;
         let mut ring = RingBuf::try_from(open(pins, names::CAPTURE_RING_MAP, Map::RingBuf)?)?;
-        let programs = pins.open_map(names::CAPTURE_PROGRAMS_MAP)?;
+        let programs = pins.open_map(names::CAPTURE_PROGRAMS_MAP).ok();
 
         // The same lock as rule changes take, held only while the selection is written, so
         // that two captures starting at once cannot both take the lease.
@@ -219,14 +219,24 @@ impl Session {
             );
         }
         let replaced_stale = (running.active != 0).then_some(running.owner_pid);
-        if let Some(expression) = expression {
-            let decision = pins.open_map(names::DECISION_MAP)?;
-            expression.install(programs.fd().as_fd(), decision.fd().as_fd())?;
+        match (expression, &programs) {
+            (Some(expression), Some(programs)) => {
+                let decision = pins.open_map(names::DECISION_MAP)?;
+                expression.install(programs.fd().as_fd(), decision.fd().as_fd())?;
+            }
+            (Some(_), None) => bail!(
+                "the netxdp program attached to {iface} predates capture expressions: \
+                 `netxdp attach {iface} --upgrade` replaces it, rules kept",
+                iface = pins.iface()
+            ),
+            (None, _) => {}
         }
-        let mut programs = ProgramArray::try_from(Map::ProgramArray(programs))?;
-        if expression.is_none() {
+        let mut programs = programs
+            .map(|programs| ProgramArray::try_from(Map::ProgramArray(programs)))
+            .transpose()?;
+        if let (None, Some(programs)) = (expression, &mut programs) {
             // What a killed capture left there is never run (`filtered` is 0), but goes.
-            clear_expression(&mut programs)?;
+            clear_expression(programs)?;
         }
         // What an earlier capture left unread (it was killed, or stopped at its count) is
         // not this capture's.
@@ -320,7 +330,9 @@ impl Session {
         if self.config.get(&0, 0)?.active == self.session {
             self.config.set(0, CaptureConfig::default(), 0)?;
             // A packet that read the selection just before finds no expression: not copied.
-            clear_expression(&mut self.programs)?;
+            if let Some(programs) = &mut self.programs {
+                clear_expression(programs)?;
+            }
         }
         Ok(())
     }
