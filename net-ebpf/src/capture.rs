@@ -72,7 +72,8 @@ pub fn offer(ctx: &XdpContext, packet: &Packet, decision: &Decision) -> Offer {
     let Some(config) = CAPTURE.get(0) else {
         return Offer::Done;
     };
-    if config.active == 0 {
+    // The rest is cold: most packets meet no capture.
+    if core::intrinsics::likely(config.active == 0) {
         return Offer::Done;
     }
     // A reader that stopped renewing its lease (killed, in whatever pid namespace) is no
