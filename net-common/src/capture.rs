@@ -85,10 +85,20 @@ pub struct Decision {
     pub rule_id: u32,
     /// A [`crate::rule::reason`] code.
     pub reason: u32,
+    /// [`EXPRESSION_LOOP_BUDGET`], always: a bound the translated expression reads at run
+    /// time, where the verifier cannot see it. Seen, it would make the verifier walk every
+    /// round of every loop apart, which a few `protochain`s in one expression exhaust.
+    pub loop_budget: u32,
 }
+
+/// Backward jumps a capture expression may take per packet: `ip6 protochain` follows a
+/// chain of up to this many extension headers (a longer chain does not match).
+pub const EXPRESSION_LOOP_BUDGET: u32 = 64;
 
 /// Where [`Decision::action`] is, for the translated expression that reads it.
 pub const DECISION_ACTION_OFFSET: usize = core::mem::offset_of!(Decision, action);
+/// Where [`Decision::loop_budget`] is.
+pub const DECISION_LOOP_BUDGET_OFFSET: usize = core::mem::offset_of!(Decision, loop_budget);
 
 /// Per-CPU capture counters and sampling state (the `CAPTURE_STATS` per-CPU array). The
 /// counters run from attach, across captures: each capture reports what they gained while
@@ -190,7 +200,7 @@ mod pod {
     // CaptureCounters: 3 x 8 + 2 x 4 = 32 bytes); every bit pattern valid.
     unsafe impl aya::Pod for CaptureConfig {}
     unsafe impl aya::Pod for CaptureCounters {}
-    // SAFETY: `#[repr(C)]`, three u32s, no padding; every bit pattern valid.
+    // SAFETY: `#[repr(C)]`, four u32s, no padding; every bit pattern valid.
     unsafe impl aya::Pod for Decision {}
 }
 

@@ -119,6 +119,7 @@ impl Decision {
                     action: self.action,
                     rule_id: self.rule_id,
                     reason: self.reason as u32,
+                    loop_budget: net_common::capture::EXPRESSION_LOOP_BUDGET,
                 }
             };
         }

@@ -175,18 +175,21 @@ pub fn load_xdp_program(insns: &[[u8; 8]], name: &str) -> Result<OwnedFd, ProgLo
         // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
         Ok::<_, io::Error>(unsafe { OwnedFd::from_raw_fd(fd as i32) })
     };
-    match load(&mut Vec::new()) {
+    let first = load(&mut Vec::new());
+    match first {
         Ok(fd) => Ok(fd),
-        Err(error)
-            if error.raw_os_error() == Some(libc::EACCES)
-                || error.raw_os_error() == Some(libc::EINVAL) =>
-        {
+        // Asked again with the log for what the verifier says (not for a missing privilege).
+        Err(error) if error.raw_os_error() != Some(libc::EPERM) => {
             let mut log = vec![0u8; VERIFIER_LOG_BYTES];
             let retried = load(&mut log);
             let end = log.iter().position(|&byte| byte == 0).unwrap_or(log.len());
             let log = String::from_utf8_lossy(&log[..end]).into_owned();
             match retried {
                 Ok(fd) => Ok(fd),
+                // The log filled its buffer: the first attempt's error is the verifier's.
+                Err(retried) if retried.raw_os_error() == Some(libc::ENOSPC) => {
+                    Err(ProgLoadError { error, log })
+                }
                 Err(error) => Err(ProgLoadError { error, log }),
             }
         }

@@ -79,6 +79,7 @@ const EXPRESSIONS: &[&str] = &[
     "ip6 protochain 6",
     "ip6 protochain 17",
     "ip protochain 17",
+    "ip6 protochain 6 or ip6 protochain 17 or ip6 protochain 58",
     "ip6 and ip6[6] = 44",
     // TCP flags and byte offsets.
     "tcp[13] & 2 != 0",
@@ -254,6 +255,7 @@ impl Harness {
             action: ACTION,
             rule_id: 0,
             reason: 0,
+            loop_budget: net_common::capture::EXPRESSION_LOOP_BUDGET,
         };
         decision
             .set(

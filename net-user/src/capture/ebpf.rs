@@ -96,6 +96,7 @@ impl Cond {
 }
 const JA: u8 = 0x00;
 const CALL: u8 = 0x80;
+const JCOND: u8 = 0xe0;
 const EXIT: u8 = 0x90;
 
 /// `src_reg` of a 64-bit immediate load that names a map by file descriptor.
@@ -213,6 +214,12 @@ impl Insn {
     /// `if (u32) dst cond (u32) src goto +off`.
     pub const fn jmp32_reg(cond: Cond, dst: Reg, src: Reg, off: i16) -> Insn {
         Insn::new(JMP32 | cond as u8 | X, dst, src, off, 0)
+    }
+
+    /// `may_goto +off`: jumps once the kernel's budget of loop rounds (millions) is spent,
+    /// else falls through. What lets the verifier accept a loop whose bound it cannot see.
+    pub const fn may_goto(off: i16) -> Insn {
+        Insn::new(JMP | JCOND, R0, R0, off, 0)
     }
 
     pub const fn call(helper: i32) -> Insn {
@@ -361,6 +368,7 @@ impl fmt::Display for Shown<'_> {
                         other => write!(f, "call helper {other}"),
                     },
                     EXIT => write!(f, "exit"),
+                    JCOND => write!(f, "may_goto pc{off:+}"),
                     JA => target(f),
                     _ => {
                         let reg = if class == JMP32 { "w" } else { "r" };

@@ -82,8 +82,22 @@ impl Expression {
             decision: decision.as_raw_fd(),
         };
         let encoded: Vec<[u8; 8]> = self.ebpf(maps)?.iter().map(Insn::encode).collect();
-        load_xdp_program(&encoded, PROGRAM_NAME)
-            .with_context(|| format!("loading the capture expression {:?}", self.text()))
+        load_xdp_program(&encoded, PROGRAM_NAME).map_err(|error| {
+            let too_complex = error.error.raw_os_error() == Some(libc::E2BIG)
+                || error.log.contains("too complex");
+            let context = if too_complex {
+                format!(
+                    "the capture expression {:?} is too complex for the kernel's verifier, \
+                     which follows at most 1,000,000 instructions and 8,192 jumps through it \
+                     (each `protochain` costs the most: a loop over up to {} headers)",
+                    self.text(),
+                    net_common::capture::EXPRESSION_LOOP_BUDGET
+                )
+            } else {
+                format!("loading the capture expression {:?}", self.text())
+            };
+            anyhow::Error::new(error).context(context)
+        })
     }
 
     /// Loads the program and puts it where the attachment's capture path tail-calls it.

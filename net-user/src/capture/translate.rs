@@ -15,14 +15,16 @@
 //! - scratch memory M[0..16] starts zeroed;
 //! - `len` is the frame's length (XDP's frames are whole: wire length = captured length);
 //! - a backward jump (libpcap emits them for `protochain` only, looping over extension
-//!   headers) is taken at most [`MAX_BACKWARD_JUMPS`] times, then the packet is rejected:
+//!   headers) is taken at most [`EXPRESSION_LOOP_BUDGET`] times, then the packet is rejected:
 //!   libpcap loops without a bound, and forever on some AH headers (its 1.10 computes the
 //!   next AH's offset from the IP header, not from the AH).
 //!
 //! Registers: r1 holds the context throughout (the final tail call needs it), r6 is A, r7 is
 //! X, r8 and r9 the frame's start and end; r0 and r2-r4 are scratch.
 
-use net_common::capture::{COPY_SLOT, DECISION_ACTION_OFFSET};
+#[cfg(doc)]
+use net_common::capture::EXPRESSION_LOOP_BUDGET;
+use net_common::capture::{COPY_SLOT, DECISION_ACTION_OFFSET, DECISION_LOOP_BUDGET_OFFSET};
 
 use super::{
     classic::{ClassicInsn, RET_K},
@@ -76,10 +78,9 @@ const A: Reg = R6;
 const X: Reg = R7;
 const DATA: Reg = R8;
 const DATA_END: Reg = R9;
-/// Backward jumps left before the packet is rejected.
+/// Backward jumps left before the packet is rejected: [`EXPRESSION_LOOP_BUDGET`], read from
+/// the stashed decision so that the verifier does not know it.
 const LOOP_BUDGET: Reg = R5;
-/// Backward jumps a packet may take (`ip6 protochain` loops over the extension headers).
-pub const MAX_BACKWARD_JUMPS: u32 = 64;
 
 /// Where a jump goes: to a classic instruction, or out.
 #[derive(Clone, Copy, Debug)]
@@ -273,12 +274,15 @@ impl Emitter<'_> {
                         let offset = k as i32 as isize;
                         let target = self.classic(index, offset)?;
                         if offset < 0 {
-                            // A bounded loop. X is an offset into the frame, below 64 KiB:
-                            // said so, the verifier finds the rounds' states alike.
+                            // A loop, bounded at run time by the budget. For the verifier,
+                            // may_goto bounds it, and X, an offset into the frame, is below
+                            // 64 KiB: so told, it finds the rounds' states alike at once.
                             self.push(Insn::alu32_imm(AluOp::And, X, 0xffff));
                             self.push(Insn::alu32_imm(AluOp::Sub, LOOP_BUDGET, 1));
                             self.jump(Insn::jmp32_imm(Cond::Eq, LOOP_BUDGET, 0, 0), Target::Miss);
+                            self.push(Insn::may_goto(1));
                             self.goto(target);
+                            self.goto(Target::Miss);
                             return Ok(());
                         }
                         self.goto(target);
@@ -364,6 +368,29 @@ impl Emitter<'_> {
         Ok(())
     }
 
+    /// `LOOP_BUDGET = the stashed decision's loop budget`, the context kept in r1.
+    fn load_loop_budget(&mut self, maps: Maps) {
+        self.push(Insn::mov64(A, R1));
+        self.push(Insn::store_imm(Size::W, FP, KEY_OFFSET, 0));
+        let [decision, decision_high] = Insn::load_map_fd(R1, maps.decision);
+        self.push(decision);
+        self.push(decision_high);
+        self.push(Insn::mov64(R2, FP));
+        self.push(Insn::alu64_imm(AluOp::Add, R2, i32::from(KEY_OFFSET)));
+        self.push(Insn::call(HELPER_MAP_LOOKUP_ELEM));
+        self.push(Insn::mov32_imm(LOOP_BUDGET, 0));
+        self.push(Insn::jmp64_imm(Cond::Eq, R0, 0, 1));
+        self.push(Insn::load(
+            Size::W,
+            LOOP_BUDGET,
+            R0,
+            DECISION_LOOP_BUDGET_OFFSET as i16,
+        ));
+        // One more: the budget counts down to 0 before the jump it would have paid for.
+        self.push(Insn::alu32_imm(AluOp::Add, LOOP_BUDGET, 1));
+        self.push(Insn::mov64(R1, A));
+    }
+
     /// On a match, the copy program; then, or on no match, the stashed action.
     fn epilogue(&mut self, maps: Maps) -> (usize, usize) {
         let matched = self.insns.len();
@@ -406,18 +433,18 @@ pub fn translate(classic: &[ClassicInsn], maps: Maps) -> Result<Vec<Insn>, Trans
         starts: Vec::with_capacity(classic.len() + 1),
         fixups: Vec::new(),
     };
+    if classic
+        .iter()
+        .any(|insn| insn.code == 0x05 && (insn.k as i32) < 0)
+    {
+        out.load_loop_budget(maps);
+    }
     // XDP's context: the frame's start and end as 32-bit fields, which the verifier turns
     // into packet pointers.
     out.push(Insn::load(Size::W, DATA, R1, 0));
     out.push(Insn::load(Size::W, DATA_END, R1, 4));
     out.push(Insn::mov32_imm(A, 0));
     out.push(Insn::mov32_imm(X, 0));
-    if classic
-        .iter()
-        .any(|insn| insn.code == 0x05 && (insn.k as i32) < 0)
-    {
-        out.push(Insn::mov32_imm(LOOP_BUDGET, MAX_BACKWARD_JUMPS + 1));
-    }
     let uses_memory = classic
         .iter()
         .any(|insn| matches!(insn.code & 0x07, 0x00 | 0x01) && insn.code & 0xe0 == 0x60);
@@ -527,6 +554,30 @@ mod tests {
         }
         let calls = out.iter().filter(|insn| insn.code == 0x85).count();
         assert_eq!(calls, 2, "the tail call and the decision's lookup");
+    }
+
+    #[test]
+    fn a_backward_jump_is_bounded_by_the_budget_it_reads_and_by_may_goto() {
+        // ldb [14]; jeq #6 jt 1 jf 0 (to the ja); ja -3 (back to 0); ret #1; ret #0
+        let program = [
+            insn(0x30, 0, 0, 14),
+            insn(0x15, 1, 0, 6),
+            insn(0x05, 0, 0, (-3i32) as u32),
+            insn(0x06, 0, 0, 1),
+            insn(0x06, 0, 0, 0),
+        ];
+        let out = translate(&program, MAPS).expect("translates");
+        let may_gotos = out.iter().filter(|insn| insn.code == 0xe5).count();
+        assert_eq!(may_gotos, 1);
+        let budget_read = out.iter().any(|insn| {
+            insn.code == 0x61 && insn.dst == 5 && insn.off == DECISION_LOOP_BUDGET_OFFSET as i16
+        });
+        assert!(budget_read, "the budget comes from the stashed decision");
+        let backward = out
+            .iter()
+            .filter(|insn| insn.is_goto() && insn.off < 0)
+            .count();
+        assert_eq!(backward, 1);
     }
 
     #[test]
