@@ -58,6 +58,7 @@ fn capture_with_an_expression_holds_exactly_the_datagrams_it_matches() {
     assert_eq!(summary(&stderr, "captured"), 50, "{stderr}");
 
     let read = read_pcapng(&file.0);
+    assert_eq!(read.if_filters, [b"\0udp dst port 7777".to_vec()], "if_filter: libpcap's");
     assert_eq!(read.packets.len(), 50);
     for ((_, data, _, _), sent) in read.packets.iter().zip(&wanted) {
         assert_eq!(data, sent, "byte for byte, in order");

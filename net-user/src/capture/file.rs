@@ -107,6 +107,8 @@ pub struct Described<'a> {
     pub ifaces: &'a [String],
     /// What the capture selects, in words ("action drop, rule 7").
     pub selection: &'a str,
+    /// The capture expression, if any: pcapng's if_filter, which Wireshark shows.
+    pub expression: Option<&'a str>,
     pub snaplen: u32,
     /// Add this to the kernel's CLOCK_MONOTONIC timestamps for the time since the epoch.
     pub realtime_offset_ns: i128,
@@ -169,18 +171,25 @@ impl CaptureFile {
                 };
                 file.encode_block(section.into_block())?;
                 for iface in what.ifaces {
+                    let mut options = vec![
+                        InterfaceDescriptionOption::IfName(Cow::Borrowed(iface)),
+                        InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
+                            "netxdp XDP capture: {}",
+                            what.selection
+                        ))),
+                        // Nanoseconds, as the kernel stamps them.
+                        InterfaceDescriptionOption::IfTsResol(9),
+                    ];
+                    if let Some(expression) = what.expression {
+                        // Type 0: a libpcap filter string.
+                        let mut filter = vec![0];
+                        filter.extend_from_slice(expression.as_bytes());
+                        options.push(InterfaceDescriptionOption::IfFilter(Cow::Owned(filter)));
+                    }
                     let interface = InterfaceDescriptionBlock {
                         linktype: DataLink::ETHERNET,
                         snaplen: what.snaplen,
-                        options: vec![
-                            InterfaceDescriptionOption::IfName(Cow::Borrowed(iface)),
-                            InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
-                                "netxdp XDP capture: {}",
-                                what.selection
-                            ))),
-                            // Nanoseconds, as the kernel stamps them.
-                            InterfaceDescriptionOption::IfTsResol(9),
-                        ],
+                        options,
                     };
                     file.encode_block(interface.into_block())?;
                 }

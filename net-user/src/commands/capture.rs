@@ -204,6 +204,7 @@ pub async fn capture(request: Request) -> Result<()> {
     let described = Described {
         ifaces: &names,
         selection: &what,
+        expression: request.expression.as_deref(),
         snaplen,
         realtime_offset_ns: realtime_offset_ns(),
     };

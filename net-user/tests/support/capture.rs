@@ -198,6 +198,8 @@ impl Drop for TempFile {
 pub struct PcapNg {
     pub if_names: Vec<String>,
     pub ts_resolutions: Vec<u8>,
+    /// The interfaces' if_filter options, as written (type byte first).
+    pub if_filters: Vec<Vec<u8>>,
     pub packets: Vec<(u32, Vec<u8>, String, Duration)>,
     pub interface_ids: Vec<u32>,
     pub statistics: Vec<Vec<InterfaceStatisticsOption<'static>>>,
@@ -209,6 +211,7 @@ pub fn read_pcapng(path: &Path) -> PcapNg {
     let mut read = PcapNg {
         if_names: Vec::new(),
         ts_resolutions: Vec::new(),
+        if_filters: Vec::new(),
         packets: Vec::new(),
         interface_ids: Vec::new(),
         statistics: Vec::new(),
@@ -223,6 +226,9 @@ pub fn read_pcapng(path: &Path) -> PcapNg {
                         }
                         InterfaceDescriptionOption::IfTsResol(resolution) => {
                             read.ts_resolutions.push(resolution)
+                        }
+                        InterfaceDescriptionOption::IfFilter(filter) => {
+                            read.if_filters.push(filter.into_owned())
                         }
                         _ => {}
                     }
