@@ -58,7 +58,11 @@ fn capture_with_an_expression_holds_exactly_the_datagrams_it_matches() {
     assert_eq!(summary(&stderr, "captured"), 50, "{stderr}");
 
     let read = read_pcapng(&file.0);
-    assert_eq!(read.if_filters, [b"\0udp dst port 7777".to_vec()], "if_filter: libpcap's");
+    assert_eq!(
+        read.if_filters,
+        [b"\0udp dst port 7777".to_vec()],
+        "if_filter: libpcap's"
+    );
     assert_eq!(read.packets.len(), 50);
     for ((_, data, _, _), sent) in read.packets.iter().zip(&wanted) {
         assert_eq!(data, sent, "byte for byte, in order");
@@ -159,5 +163,66 @@ fn dash_d_prints_what_tcpdump_dash_d_prints() {
         assert!(listing.contains(") r8 = *(u32 *)(r1 +0)\n"), "{listing}");
         assert!(listing.contains("call bpf_tail_call"), "{listing}");
         assert!(listing.trim_end().ends_with("exit"), "{listing}");
+    }
+}
+
+#[test]
+fn vlan_in_an_expression_sees_the_tags_as_received() {
+    let test = "vlan_in_an_expression_sees_the_tags_as_received";
+    if !kernel_available(test) {
+        return;
+    }
+    let (net, iface, _detach) = attached_veth("cexv", 65);
+    let file = TempFile::new("vlan.pcapng");
+    let capture = Capturing::start(&[
+        &iface,
+        "--action",
+        "all",
+        "-c",
+        "20",
+        "-w",
+        file.arg(),
+        "vlan 100 and udp dst port 7777",
+    ]);
+    // Tagged VLAN 100 to 7777 (wanted), untagged to 7777, VLAN 100 to 7778, and two tags
+    // (100 outer, 101 inner) to 7777, which tcpdump's `vlan 100 and udp` does not match
+    // either: `vlan 100` moves past the outer tag only, and finds the inner one, not IP.
+    let tagged = |dport: u16, tags: &[u16], first: u32| -> Vec<Vec<u8>> {
+        (0..20u32)
+            .map(|i| {
+                let spec =
+                    net_common::testing::FrameSpec::ipv4_udp(30_000, dport, 40).with_vlans(tags);
+                let mut frame = spec.build();
+                let len = frame.len();
+                frame[len - 4..].copy_from_slice(&(first + i).to_be_bytes());
+                frame
+            })
+            .collect()
+    };
+    let wanted = tagged(7777, &[0x8100], 0);
+    let double = tagged(7777, &[0x88a8, 0x8100], 300);
+    let mut all = Vec::new();
+    for (((tagged_7777, plain), other_port), outer) in wanted
+        .iter()
+        .zip(frames(20, 7777, 40, 100))
+        .zip(tagged(7778, &[0x8100], 200))
+        .zip(&double)
+    {
+        all.extend([plain, other_port, outer.clone(), tagged_7777.clone()]);
+    }
+    let before = classified(&iface);
+    send(&net, all);
+    let seen = eventually(|| classified(&iface) - before, |seen| *seen >= 80);
+    assert!(seen >= 80, "the program saw {seen} of 80 frames");
+    let (status, stderr) = capture.finish();
+    assert!(status.success(), "capture failed: {stderr}");
+    assert_eq!(summary(&stderr, "captured"), 20, "{stderr}");
+    let read = read_pcapng(&file.0);
+    assert_eq!(read.packets.len(), 20);
+    for ((_, data, _, _), sent) in read.packets.iter().zip(&wanted) {
+        assert_eq!(
+            data, sent,
+            "the tagged frames to 7777, byte for byte, in order"
+        );
     }
 }
