@@ -26,6 +26,7 @@ pub mod classic;
 pub mod ebpf;
 pub mod expression;
 pub mod file;
+mod reachable;
 pub mod translate;
 
 use std::{os::fd::AsFd as _, time::Duration};

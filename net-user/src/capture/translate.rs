@@ -473,53 +473,7 @@ pub fn translate(classic: &[ClassicInsn], maps: Maps) -> Result<Vec<Insn>, Trans
         };
         out.insns[at].off = (to as isize - at as isize - 1) as i16;
     }
-    Ok(without_unreachable(out.insns))
-}
-
-/// `insns` without the instructions no path reaches, which the verifier refuses: a `ret`
-/// that every jump to it skips (they go to the match or the miss directly), the end of a
-/// program that never falls off it, the match of an expression that never matches.
-fn without_unreachable(insns: Vec<Insn>) -> Vec<Insn> {
-    let target = |at: usize, insn: &Insn| (at as isize + 1 + insn.off as isize) as usize;
-    let mut reached = vec![false; insns.len()];
-    let mut pending = vec![0];
-    while let Some(at) = pending.pop() {
-        if at >= insns.len() || reached[at] {
-            continue;
-        }
-        reached[at] = true;
-        let insn = &insns[at];
-        if insn.is_wide() {
-            reached[at + 1] = true;
-            pending.push(at + 2);
-        } else if insn.is_jump() {
-            pending.push(target(at, insn));
-            if !insn.is_goto() {
-                pending.push(at + 1);
-            }
-        } else if !insn.is_exit() {
-            pending.push(at + 1);
-        }
-    }
-    // Where each kept instruction goes.
-    let mut moved = vec![0; insns.len() + 1];
-    let mut kept = 0;
-    for (at, &is_reached) in reached.iter().enumerate() {
-        moved[at] = kept;
-        kept += usize::from(is_reached);
-    }
-    insns
-        .iter()
-        .enumerate()
-        .filter(|&(at, _)| reached[at])
-        .map(|(at, insn)| {
-            let mut insn = *insn;
-            if insn.is_jump() {
-                insn.off = (moved[target(at, &insn)] as isize - moved[at] as isize - 1) as i16;
-            }
-            insn
-        })
-        .collect()
+    Ok(super::reachable::without_unreachable(out.insns))
 }
 
 #[cfg(test)]
