@@ -70,7 +70,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     let mut own = MISSING;
     if limit.per != Per::Rule as u8 {
         // A key the table holds, the common case, needs nothing of the rule's own buckets.
-        own = charge_known(limit, packet, now_ns, increment_ns, tier::OWN);
+        own = charge_known::<{ tier::OWN }>(limit, packet, now_ns, increment_ns);
         match own {
             CONFORMS => return Charge::Conforms,
             OVER => return Charge::Over(tier::OWN),
@@ -103,7 +103,7 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
     }
     for tier in [tier::OWN, tier::AGGREGATE] {
         if tier == tier::AGGREGATE && own != UNMARKED {
-            match charge_known(limit, packet, now_ns, increment_ns, tier) {
+            match charge_known::<{ tier::AGGREGATE }>(limit, packet, now_ns, increment_ns) {
                 CONFORMS => return Charge::Conforms,
                 OVER => return Charge::Over(tier),
                 _ => {}
@@ -135,8 +135,15 @@ pub fn charge(limit: &Limit, counter_slot: u32, packet: &Packet, now_ns: u64) ->
 /// tier, [`UNMARKED`] if the aggregate's key is not marked either (a spoofed packet's case:
 /// one call for both tiers). A function of its own, with its own stack frame: the keys'
 /// handling would not fit in the stack of the rule search beside the frame of its loop's body.
+/// One per tier: a hit (own tier) pays for no test of the tier.
 #[inline(never)]
-fn charge_known(limit: &Limit, packet: &Packet, now_ns: u64, increment_ns: u64, tier: u8) -> u8 {
+fn charge_known<const TIER: u8>(
+    limit: &Limit,
+    packet: &Packet,
+    now_ns: u64,
+    increment_ns: u64,
+) -> u8 {
+    let tier = TIER;
     let Some(keys) = LIMIT_KEYS.get_ptr_mut(0) else {
         return CONFORMS;
     };
