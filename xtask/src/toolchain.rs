@@ -85,6 +85,8 @@ pub enum BpfToolchain {
 pub fn setup() -> Result<BpfToolchain> {
     if is_debian() && is_root() {
         install_missing_debian_packages()?;
+    } else if is_debian() {
+        warn_missing_debian_packages();
     }
     if debian_core_present() {
         let linker_dir = ensure_bpf_linker()?;
@@ -141,11 +143,33 @@ pub fn package_installed(package: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-fn install_missing_debian_packages() -> Result<()> {
-    let missing: Vec<_> = DEBIAN_PACKAGES
+fn missing_debian_packages() -> Vec<&'static (&'static str, &'static str)> {
+    DEBIAN_PACKAGES
         .iter()
         .filter(|(package, _)| !package_installed(package))
-        .collect();
+        .collect()
+}
+
+/// Without root nothing is installed: what is missing is said, with the command that
+/// installs it, before a build fails for it (libpcap-dev's absence is a linker error).
+fn warn_missing_debian_packages() {
+    let missing = missing_debian_packages();
+    if missing.is_empty() {
+        return;
+    }
+    eprintln!("xtask setup: not root, so these Debian packages are not installed:");
+    for (package, why) in &missing {
+        eprintln!("  {package}: {why}");
+    }
+    let names: Vec<&str> = missing.iter().map(|(package, _)| *package).collect();
+    eprintln!(
+        "  `sudo cargo xtask setup`, or `sudo apt-get install {}`, installs them",
+        names.join(" ")
+    );
+}
+
+fn install_missing_debian_packages() -> Result<()> {
+    let missing = missing_debian_packages();
     if missing.is_empty() {
         return Ok(());
     }
