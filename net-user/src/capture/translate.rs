@@ -20,7 +20,8 @@
 //!   next AH's offset from the IP header, not from the AH).
 //!
 //! Registers: r1 holds the context throughout (the final tail call needs it), r6 is A, r7 is
-//! X, r8 and r9 the frame's start and end; r0 and r2-r4 are scratch.
+//! X, r8 and r9 the frame's start and end, r5 the loop budget (in a program with a loop); r0
+//! and r2-r4 are scratch.
 
 #[cfg(doc)]
 use net_common::capture::EXPRESSION_LOOP_BUDGET;
