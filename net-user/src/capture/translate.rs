@@ -134,28 +134,19 @@ impl Emitter<'_> {
 
     /// `dst = the n bytes at offset k`, in network order; a load past the end rejects.
     fn load_absolute(&mut self, dst: Reg, size: Size, k: u32) {
-        let n = bytes(size);
-        let end = u64::from(k) + n as u64;
-        if end > MAX_PACKET_OFFSET {
-            // No frame XDP sees is that long.
-            self.goto(Target::Miss);
+        let Some(end) = self.load_end(size, k) else {
             return;
-        }
+        };
         self.push(Insn::mov64(R2, DATA));
         self.push(Insn::alu64_imm(AluOp::Add, R2, end as i32));
-        self.jump(Insn::jmp64_reg(Cond::Gt, R2, DATA_END, 0), Target::Miss);
-        self.push(Insn::load(size, dst, R2, -(n as i16)));
-        self.swap(dst, size);
+        self.load_ending_at(dst, size, R2);
     }
 
     /// `dst = the n bytes at offset X + k`, in network order; a load past the end rejects.
     fn load_indirect(&mut self, dst: Reg, size: Size, k: u32) {
-        let n = bytes(size);
-        let end = u64::from(k) + n as u64;
-        if end > MAX_PACKET_OFFSET {
-            self.goto(Target::Miss);
+        let Some(end) = self.load_end(size, k) else {
             return;
-        }
+        };
         // X bounded first, so that the verifier can add it to a packet pointer.
         self.push(Insn::mov64(R2, X));
         self.jump(
@@ -166,12 +157,26 @@ impl Emitter<'_> {
         self.push(Insn::alu64_reg(AluOp::Add, R3, R2));
         self.push(Insn::mov64(R4, R3));
         self.push(Insn::alu64_imm(AluOp::Add, R4, end as i32));
-        self.jump(Insn::jmp64_reg(Cond::Gt, R4, DATA_END, 0), Target::Miss);
-        self.push(Insn::load(size, dst, R4, -(n as i16)));
-        self.swap(dst, size);
+        self.load_ending_at(dst, size, R4);
     }
 
-    fn swap(&mut self, dst: Reg, size: Size) {
+    /// Where a load of `size` at offset k (from the frame or from X) ends past its start;
+    /// `None`, its rejection emitted, past what a packet pointer may reach: no frame XDP sees
+    /// is that long.
+    fn load_end(&mut self, size: Size, k: u32) -> Option<u64> {
+        let end = u64::from(k) + bytes(size) as u64;
+        if end > MAX_PACKET_OFFSET {
+            self.goto(Target::Miss);
+            return None;
+        }
+        Some(end)
+    }
+
+    /// `dst = the size bytes that end at the packet pointer in end`, in network order, the
+    /// packet rejected if they are not in the frame.
+    fn load_ending_at(&mut self, dst: Reg, size: Size, end: Reg) {
+        self.jump(Insn::jmp64_reg(Cond::Gt, end, DATA_END, 0), Target::Miss);
+        self.push(Insn::load(size, dst, end, -(bytes(size) as i16)));
         match size {
             Size::H => self.push(Insn::to_big_endian(dst, 16)),
             Size::W => self.push(Insn::to_big_endian(dst, 32)),
@@ -372,13 +377,7 @@ impl Emitter<'_> {
     /// `LOOP_BUDGET = the stashed decision's loop budget`, the context kept in r1.
     fn load_loop_budget(&mut self, maps: Maps) {
         self.push(Insn::mov64(A, R1));
-        self.push(Insn::store_imm(Size::W, FP, KEY_OFFSET, 0));
-        let [decision, decision_high] = Insn::load_map_fd(R1, maps.decision);
-        self.push(decision);
-        self.push(decision_high);
-        self.push(Insn::mov64(R2, FP));
-        self.push(Insn::alu64_imm(AluOp::Add, R2, i32::from(KEY_OFFSET)));
-        self.push(Insn::call(HELPER_MAP_LOOKUP_ELEM));
+        self.lookup_decision(maps);
         self.push(Insn::mov32_imm(LOOP_BUDGET, 0));
         self.push(Insn::jmp64_imm(Cond::Eq, R0, 0, 1));
         self.push(Insn::load(
@@ -392,6 +391,17 @@ impl Emitter<'_> {
         self.push(Insn::mov64(R1, A));
     }
 
+    /// `r0 = this CPU's stashed decision` (or null), r1-r5 clobbered by the call.
+    fn lookup_decision(&mut self, maps: Maps) {
+        self.push(Insn::store_imm(Size::W, FP, KEY_OFFSET, 0));
+        let [decision, decision_high] = Insn::load_map_fd(R1, maps.decision);
+        self.push(decision);
+        self.push(decision_high);
+        self.push(Insn::mov64(R2, FP));
+        self.push(Insn::alu64_imm(AluOp::Add, R2, i32::from(KEY_OFFSET)));
+        self.push(Insn::call(HELPER_MAP_LOOKUP_ELEM));
+    }
+
     /// On a match, the copy program; then, or on no match, the stashed action.
     fn epilogue(&mut self, maps: Maps) -> (usize, usize) {
         let matched = self.insns.len();
@@ -401,13 +411,7 @@ impl Emitter<'_> {
         self.push(Insn::mov32_imm(R3, COPY_SLOT));
         self.push(Insn::call(HELPER_TAIL_CALL));
         let missed = self.insns.len();
-        self.push(Insn::store_imm(Size::W, FP, KEY_OFFSET, 0));
-        let [decision, decision_high] = Insn::load_map_fd(R1, maps.decision);
-        self.push(decision);
-        self.push(decision_high);
-        self.push(Insn::mov64(R2, FP));
-        self.push(Insn::alu64_imm(AluOp::Add, R2, i32::from(KEY_OFFSET)));
-        self.push(Insn::call(HELPER_MAP_LOOKUP_ELEM));
+        self.lookup_decision(maps);
         self.push(Insn::jmp64_imm(Cond::Eq, R0, 0, 2));
         self.push(Insn::load(Size::W, R0, R0, DECISION_ACTION_OFFSET as i16));
         self.push(Insn::exit());
